@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Packing benchmark: kiln's whole build (verify + load + pack + manifest) of
+# a rootfs-sized tree, against the reproducible `tar | zstd` pipeline a user
+# would otherwise write. Prints times, the ratio kiln/tar and peak memory.
+# Usage: benches/pack.sh [SOURCE_DIR]   (default: /usr/lib, a real mix of files)
+set -euo pipefail
+kiln=${KILN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/kiln}
+src=${1:-/usr/lib}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C "$src" -cf "$work/base.tar" . 2>/dev/null || true
+size=$(stat -c %s "$work/base.tar")
+files=$(tar -tf "$work/base.tar" | wc -l)
+cat > "$work/bench.toml" <<TOML
+[image]
+name = "bench"
+version = "1"
+[base]
+path = "base.tar"
+sha256 = "$(sha256sum "$work/base.tar" | cut -d' ' -f1)"
+TOML
+mkdir "$work/x" && tar -C "$work/x" -xf "$work/base.tar"
+
+measure() { # label, command...: prints seconds and peak KiB
+    local label=$1; shift
+    /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null 2>&1
+    read -r secs kib < "$work/time"
+    printf '%-34s %7.2f s  %8d KiB peak\n' "$label" "$secs" "$kib"
+    echo "$secs" > "$work/$label.secs"
+}
+
+echo "input: $src, $files entries, $((size / 1048576)) MiB as tar; $(nproc) cores"
+for run in 1 2; do
+    rm -rf "$work/out"
+    measure "kiln build (zstd)" "$kiln" -q build "$work/bench.toml" -o "$work/out"
+    measure "tar | zstd -12 -T0" sh -c "tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner -C '$work/x' -cf - . | zstd -q -12 -T0 > '$work/ref.tar.zst'"
+    ratio=$(echo "$(cat "$work/kiln build (zstd).secs") / $(cat "$work/tar | zstd -12 -T0.secs")" | bc -l)
+    printf 'run %d: kiln / (tar | zstd) = %.2f\n' "$run" "$ratio"
+done
+ls -l "$work/out"/*.tar.zst "$work/ref.tar.zst" | awk '{print $5, $9}'

@@ -1,0 +1,218 @@
+//! `kiln build`: the whole pipeline from a recipe to artifacts.
+//!
+//! Outputs appear atomically: everything is written into a hidden work
+//! directory inside the output directory, and renamed into place only when
+//! complete — artifacts first, the manifest last, so a manifest never names
+//! an artifact that is not there. A failed or interrupted build leaves no
+//! artifact behind and writes nothing outside the output directory.
+
+use crate::cleanup;
+use crate::manifest::{
+    ArtifactRecord, BaseInfo, BuilderInfo, ImageInfo, Manifest, RecipeFileRecord, RecipeInfo,
+};
+use crate::pack::{ArchiveCompression, content_bytes, pack_rootfs};
+use crate::recipe::{self, Plan};
+use crate::tree::{Store, Tree, decompress, hash_reader, load_tar};
+use crate::ui::{Ui, human_bytes};
+use anyhow::{Context, Result, bail};
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::{Path, PathBuf};
+
+pub struct BuildOptions {
+    pub recipe: PathBuf,
+    pub out_dir: PathBuf,
+    pub compression: ArchiveCompression,
+}
+
+/// What a build produced.
+pub struct BuildOutput {
+    pub manifest_path: PathBuf,
+    pub artifact_paths: Vec<PathBuf>,
+    pub manifest: Manifest,
+}
+
+pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
+    let plan = recipe::load(&options.recipe)?;
+    let epoch = source_date_epoch(&plan)?;
+    ui.step(format!(
+        "building {}-{} ({}) from {}, SOURCE_DATE_EPOCH={epoch}",
+        plan.image.name,
+        plan.image.version,
+        plan.image.arch,
+        options.recipe.display()
+    ));
+    std::fs::create_dir_all(&options.out_dir).with_context(|| {
+        format!(
+            "cannot create output directory {}",
+            options.out_dir.display()
+        )
+    })?;
+    cleanup::remove_stale_work_dirs(&options.out_dir);
+    let work = tempfile::Builder::new()
+        .prefix(&format!(
+            "{}{}-",
+            cleanup::WORK_DIR_PREFIX,
+            std::process::id()
+        ))
+        .tempdir_in(&options.out_dir)
+        .with_context(|| {
+            format!(
+                "cannot write to output directory {}",
+                options.out_dir.display()
+            )
+        })?;
+    let _registration = cleanup::Registration::new(work.path());
+    let store = Store::open(&work.path().join("store"))?;
+
+    let mut tree = match &plan.base {
+        Some(base) => load_base(base, &store, ui)?,
+        None => Tree::new(),
+    };
+    for warning in crate::assemble::apply(&plan, &mut tree, &store)? {
+        ui.warn(warning);
+    }
+    ui.step(format!(
+        "image tree: {} paths, {} of file content",
+        tree.len(),
+        human_bytes(content_bytes(&tree))
+    ));
+
+    let stem = format!("{}-{}", plan.image.name, plan.image.version);
+    let archive_name = format!("{stem}.rootfs.{}", options.compression.extension());
+    let archive_tmp = work.path().join(&archive_name);
+    let progress = ui.bytes(content_bytes(&tree), "packing");
+    let file = File::create(&archive_tmp)
+        .with_context(|| format!("cannot create {}", archive_tmp.display()))?;
+    let (writer, packed) = pack_rootfs(
+        &tree,
+        &store,
+        epoch,
+        options.compression,
+        BufWriter::with_capacity(1 << 20, file),
+        &|n| progress.inc(n),
+    )
+    .context("cannot pack the rootfs archive")?;
+    finish_file(writer)?;
+    let seconds = progress.finish();
+    ui.step(format!(
+        "packed {archive_name} ({}) in {seconds:.1}s",
+        human_bytes(packed.size)
+    ));
+
+    let manifest = Manifest {
+        manifest_version: crate::manifest::MANIFEST_VERSION,
+        image: ImageInfo {
+            name: plan.image.name.clone(),
+            version: plan.image.version.clone(),
+            arch: plan.image.arch.clone(),
+            description: plan.image.description.clone(),
+        },
+        source_date_epoch: epoch,
+        builder: BuilderInfo::this(),
+        recipe: RecipeInfo {
+            sha256: plan.sources[0].sha256.hex(),
+            files: plan
+                .sources
+                .iter()
+                .map(|s| RecipeFileRecord {
+                    path: s.path.clone(),
+                    sha256: s.sha256.hex(),
+                })
+                .collect(),
+        },
+        base: plan.base.as_ref().map(|b| BaseInfo {
+            sha256: b.sha256.hex(),
+        }),
+        artifacts: vec![ArtifactRecord {
+            name: archive_name.clone(),
+            format: options.compression.format().into(),
+            size: packed.size,
+            sha256: packed.sha256.hex(),
+            uncompressed_sha256: Some(packed.tar_sha256.hex()),
+            uncompressed_size: Some(packed.tar_size),
+        }],
+        files: crate::manifest::file_records(&tree),
+    };
+    let manifest_name = format!("{stem}.manifest.json");
+    let manifest_tmp = work.path().join(&manifest_name);
+    std::fs::write(&manifest_tmp, manifest.to_canonical_json())
+        .with_context(|| format!("cannot write {}", manifest_tmp.display()))?;
+    File::open(&manifest_tmp)?.sync_all()?;
+
+    let archive_path = publish(&archive_tmp, &options.out_dir, &archive_name)?;
+    let manifest_path = publish(&manifest_tmp, &options.out_dir, &manifest_name)?;
+    ui.step(format!(
+        "wrote {} and {}",
+        archive_path.display(),
+        manifest_path.display()
+    ));
+    Ok(BuildOutput {
+        manifest_path,
+        artifact_paths: vec![archive_path],
+        manifest,
+    })
+}
+
+/// SOURCE_DATE_EPOCH: the recipe's, else the environment's, else 0.
+fn source_date_epoch(plan: &Plan) -> Result<u64> {
+    if let Some(epoch) = plan.image.source_date_epoch {
+        return Ok(epoch);
+    }
+    match std::env::var("SOURCE_DATE_EPOCH") {
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().with_context(|| {
+            format!("SOURCE_DATE_EPOCH=\"{value}\" is not a number of seconds since 1970")
+        }),
+        _ => Ok(0),
+    }
+}
+
+/// Verifies the base tarball against its pinned digest before reading a
+/// single member of it, then loads it.
+fn load_base(base: &recipe::BasePlan, store: &Store, ui: &Ui) -> Result<Tree> {
+    let shown = base.path.display();
+    let size = std::fs::metadata(&base.path)
+        .with_context(|| format!("cannot read base tarball {shown}"))?
+        .len();
+    ui.step(format!(
+        "verifying base tarball {shown} ({})",
+        human_bytes(size)
+    ));
+    let file =
+        File::open(&base.path).with_context(|| format!("cannot open base tarball {shown}"))?;
+    let (digest, _) = hash_reader(std::io::BufReader::with_capacity(1 << 20, file))?;
+    if digest != base.sha256 {
+        bail!(
+            "base tarball {shown} has sha256 {digest}, but the recipe pins {} at {}; \
+             if this tarball is the one you want, update sha256 there",
+            base.sha256,
+            base.loc.position()
+        );
+    }
+    let progress = ui.bytes(size, "loading");
+    let file =
+        File::open(&base.path).with_context(|| format!("cannot open base tarball {shown}"))?;
+    let reader = decompress(std::io::BufReader::with_capacity(
+        1 << 20,
+        progress.wrap_read(file),
+    ))
+    .with_context(|| format!("cannot read base tarball {shown}"))?;
+    let tree = load_tar(reader, &format!("base tarball {shown}"), store)?;
+    progress.finish();
+    Ok(tree)
+}
+
+/// Flushes and syncs a finished artifact.
+fn finish_file(writer: BufWriter<File>) -> Result<()> {
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Moves a finished file from the work directory to its final name.
+fn publish(tmp: &Path, out_dir: &Path, name: &str) -> Result<PathBuf> {
+    let dest = out_dir.join(name);
+    std::fs::rename(tmp, &dest)
+        .with_context(|| format!("cannot move {name} into {}", out_dir.display()))?;
+    Ok(dest)
+}

@@ -1,0 +1,19 @@
+//! kiln: builds immutable, hardened, reproducible and signed OS images for
+//! K3s agent nodes.
+//!
+//! The pipeline (see ARCHITECTURE.md): [`recipe`] → [`tree`] (base) →
+//! [`assemble`] → [`pack`] → [`manifest`], driven by [`build`]. Every stage
+//! between loading and packing works on one in-memory [`tree::Tree`] whose
+//! file contents live in a content-addressed [`tree::Store`] on disk.
+
+pub mod assemble;
+pub mod build;
+pub mod cleanup;
+pub mod debian;
+pub mod inspect;
+pub mod manifest;
+pub mod minisign;
+pub mod pack;
+pub mod recipe;
+pub mod tree;
+pub mod ui;

@@ -1,0 +1,675 @@
+//! Recipes: TOML files describing an image, validated into a [`Plan`].
+//!
+//! Every error names the file, line and column and says what would be
+//! valid. Relative paths are resolved against the folder of the recipe file
+//! that wrote them. The format is documented in docs/recipe.md.
+
+mod error;
+mod schema;
+
+pub use error::{Loc, RecipeError, SourceFile, did_you_mean};
+
+use crate::tree::{Digest, ImagePath};
+use globset::{Glob, GlobBuilder, GlobMatcher};
+use schema::{RawRecipe, RawValue};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Arc;
+
+/// Debian architectures an image can be built for.
+pub const ARCHES: &[&str] = &[
+    "amd64", "arm64", "armel", "armhf", "i386", "mips64el", "ppc64el", "riscv64", "s390x",
+];
+
+/// How deep `extends` chains may go: deep enough for layering, shallow
+/// enough to catch a runaway chain early.
+const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// A validated recipe, with `extends` resolved: what the build does.
+#[derive(Debug)]
+pub struct Plan {
+    pub image: ImagePlan,
+    pub base: Option<BasePlan>,
+    /// Applied to the base, before anything the recipe adds.
+    pub removes: Vec<RemovePlan>,
+    pub overlays: Vec<OverlayPlan>,
+    pub files: Vec<FilePlan>,
+    pub symlinks: Vec<SymlinkPlan>,
+    /// The top recipe file first, then each file it extends.
+    pub sources: Vec<RecipeSource>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImagePlan {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
+    pub description: Option<String>,
+    pub source_date_epoch: Option<u64>,
+}
+
+#[derive(Debug)]
+pub struct BasePlan {
+    pub path: PathBuf,
+    pub sha256: Digest,
+    pub loc: Loc,
+}
+
+#[derive(Debug)]
+pub struct RemovePlan {
+    pub pattern: String,
+    pub matcher: GlobMatcher,
+    pub loc: Loc,
+}
+
+/// A user or group: a number, or a name looked up in the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owner {
+    Id(u32),
+    Name(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct OwnerSpec {
+    pub owner: Owner,
+    pub loc: Loc,
+}
+
+#[derive(Debug)]
+pub struct OverlayPlan {
+    pub source: PathBuf,
+    pub dest: ImagePath,
+    pub owner: Option<OwnerSpec>,
+    pub group: Option<OwnerSpec>,
+    pub file_mode: u32,
+    pub exec_mode: u32,
+    pub dir_mode: u32,
+    pub rules: Vec<OverlayRule>,
+    pub loc: Loc,
+}
+
+#[derive(Debug)]
+pub struct OverlayRule {
+    pub pattern: String,
+    pub matcher: GlobMatcher,
+    pub mode: Option<u32>,
+    pub owner: Option<OwnerSpec>,
+    pub group: Option<OwnerSpec>,
+}
+
+#[derive(Debug)]
+pub enum FileContent {
+    Inline(String),
+    Host(PathBuf),
+}
+
+#[derive(Debug)]
+pub struct FilePlan {
+    pub dest: ImagePath,
+    pub content: FileContent,
+    pub mode: u32,
+    pub owner: Option<OwnerSpec>,
+    pub group: Option<OwnerSpec>,
+    pub loc: Loc,
+}
+
+#[derive(Debug)]
+pub struct SymlinkPlan {
+    pub path: ImagePath,
+    pub target: String,
+    pub loc: Loc,
+}
+
+/// A recipe file that went into the plan, for the manifest.
+#[derive(Debug, Clone)]
+pub struct RecipeSource {
+    /// Relative to the top recipe's folder.
+    pub path: String,
+    pub sha256: Digest,
+}
+
+/// Reads and validates the recipe at `path`, following `extends`.
+pub fn load(path: &Path) -> Result<Plan, RecipeError> {
+    if path.is_dir() {
+        return Err(RecipeError::whole_file(
+            path.display().to_string(),
+            "is a directory; give the recipe's .toml file",
+        ));
+    }
+    let mut layers = Vec::new();
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut next = Some((
+        path.to_owned(),
+        path.display().to_string(),
+        ".".to_owned(),
+        None::<Loc>,
+    ));
+    while let Some((file_path, display, relative, extended_from)) = next.take() {
+        let canonical = std::fs::canonicalize(&file_path).map_err(|e| match &extended_from {
+            Some(loc) => loc.error(format!("cannot read extended recipe {display}: {e}")),
+            None => RecipeError::whole_file(&display, format!("cannot read recipe: {e}")),
+        })?;
+        if let Some(first) = seen.iter().position(|p| *p == canonical) {
+            let chain: Vec<String> = layers[first..]
+                .iter()
+                .map(|l: &Layer| l.file.name.clone())
+                .collect();
+            let loc = extended_from.expect("the first file cannot repeat");
+            return Err(loc.error(format!(
+                "extends cycle: {} -> {display}; remove one of these extends",
+                chain.join(" -> ")
+            )));
+        }
+        if layers.len() == MAX_EXTENDS_DEPTH {
+            let loc = extended_from.expect("depth only grows through extends");
+            return Err(loc.error(format!(
+                "extends chain is deeper than {MAX_EXTENDS_DEPTH} files"
+            )));
+        }
+        seen.push(canonical);
+        if !file_path.is_file() {
+            let loc = extended_from
+                .as_ref()
+                .expect("the top recipe was checked by the caller");
+            return Err(loc.error(format!("extended recipe {display} is not a file")));
+        }
+        let layer = read_layer(&file_path, display, relative)?;
+        if let Some(extends) = &layer.raw.extends {
+            let target = layer.dir.join(extends.get_ref());
+            let target_display = join_display(&layer.file.name, extends.get_ref());
+            let target_relative = join_relative(&layer.relative, extends.get_ref());
+            next = Some((
+                target,
+                target_display,
+                target_relative,
+                Some(Loc::new(&layer.file, extends.span())),
+            ));
+        }
+        layers.push(layer);
+    }
+    // The most basic recipe first, so later files override and append.
+    let sources = layers
+        .iter()
+        .map(|l| RecipeSource {
+            path: l.relative.clone(),
+            sha256: Digest::of(l.file.text.as_bytes()),
+        })
+        .collect();
+    layers.reverse();
+    let top = layers.last().expect("at least the top recipe").file.clone();
+    let mut builder = PlanBuilder::default();
+    for layer in layers {
+        builder.add(layer)?;
+    }
+    builder.finish(&top, sources)
+}
+
+/// One parsed recipe file.
+struct Layer {
+    file: Arc<SourceFile>,
+    /// The folder relative paths in this file are resolved against.
+    dir: PathBuf,
+    /// The file's path relative to the top recipe's folder.
+    relative: String,
+    raw: RawRecipe,
+}
+
+fn read_layer(path: &Path, display: String, relative: String) -> Result<Layer, RecipeError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| RecipeError::whole_file(&display, format!("cannot read recipe: {e}")))?;
+    let file = Arc::new(SourceFile {
+        name: display,
+        text,
+    });
+    let raw: RawRecipe =
+        toml::from_str(&file.text).map_err(|e| RecipeError::from_toml(&file, &e))?;
+    let dir = path.parent().map(Path::to_owned).unwrap_or_default();
+    let relative = if relative == "." {
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    } else {
+        relative
+    };
+    Ok(Layer {
+        file,
+        dir,
+        relative,
+        raw,
+    })
+}
+
+/// `extends` as the user would see it: beside the file that names it.
+fn join_display(from: &str, target: &str) -> String {
+    match Path::new(from).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(target).display().to_string(),
+        _ => target.to_owned(),
+    }
+}
+
+/// `target`, named in the file at `from` (both relative to the top
+/// recipe's folder), relative to the top recipe's folder, `..` folded.
+fn join_relative(from: &str, target: &str) -> String {
+    let joined = Path::new(from)
+        .parent()
+        .unwrap_or(Path::new(""))
+        .join(target);
+    let mut parts: Vec<String> = Vec::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir if parts.last().is_some_and(|p| p != "..") => {
+                parts.pop();
+            }
+            Component::ParentDir => parts.push("..".into()),
+            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    parts.join("/")
+}
+
+#[derive(Default)]
+struct PlanBuilder {
+    /// Where the last [image] table is, for "missing field" errors.
+    image_loc: Option<Loc>,
+    name: Option<String>,
+    version: Option<String>,
+    arch: Option<String>,
+    description: Option<String>,
+    source_date_epoch: Option<u64>,
+    base: Option<BasePlan>,
+    removes: Vec<RemovePlan>,
+    overlays: Vec<OverlayPlan>,
+    files: Vec<FilePlan>,
+    symlinks: Vec<SymlinkPlan>,
+}
+
+impl PlanBuilder {
+    fn add(&mut self, layer: Layer) -> Result<(), RecipeError> {
+        let Layer { file, dir, raw, .. } = layer;
+        let loc = |span: std::ops::Range<usize>| Loc::new(&file, span);
+        if let Some(image) = raw.image {
+            self.image_loc = Some(loc(image.span()));
+            let image = image.into_inner();
+            if let Some(name) = image.name {
+                self.name = Some(check_name(&loc(name.span()), "image name", name.get_ref())?);
+            }
+            if let Some(version) = image.version {
+                self.version = Some(check_version(&loc(version.span()), version.get_ref())?);
+            }
+            if let Some(arch) = image.arch {
+                self.arch = Some(check_arch(&loc(arch.span()), arch.get_ref())?);
+            }
+            if let Some(description) = image.description {
+                self.description = Some(description.into_inner());
+            }
+            if let Some(epoch) = image.source_date_epoch {
+                let value = u64::try_from(*epoch.get_ref()).map_err(|_| {
+                    loc(epoch.span()).error(
+                        "source_date_epoch must be a non-negative number of seconds since 1970",
+                    )
+                })?;
+                self.source_date_epoch = Some(value);
+            }
+        }
+        if let Some(base) = raw.base {
+            let base = base.into_inner();
+            let sha256 = base.sha256.get_ref().parse::<Digest>().map_err(|e| {
+                loc(base.sha256.span()).error(format!("{e}; compute it with: sha256sum FILE"))
+            })?;
+            let path = dir.join(base.path.get_ref());
+            let base_loc = loc(base.path.span());
+            if !path.is_file() {
+                return Err(base_loc.error(format!(
+                    "base tarball \"{}\" is not a file (paths are relative to the recipe's folder)",
+                    base.path.get_ref()
+                )));
+            }
+            self.base = Some(BasePlan {
+                path,
+                sha256,
+                loc: base_loc,
+            });
+        }
+        for remove in raw.remove {
+            let remove = remove.into_inner();
+            if remove.paths.get_ref().is_empty() {
+                return Err(loc(remove.paths.span())
+                    .error("paths is empty; list the paths or globs to remove"));
+            }
+            for pattern in remove.paths.into_inner() {
+                let l = loc(pattern.span());
+                let matcher = image_glob(&l, pattern.get_ref())?;
+                if pattern.get_ref().trim_end_matches('/').is_empty() {
+                    return Err(l.error("refusing to remove the image root \"/\""));
+                }
+                self.removes.push(RemovePlan {
+                    pattern: pattern.into_inner(),
+                    matcher,
+                    loc: l,
+                });
+            }
+        }
+        for overlay in raw.overlay {
+            let span = overlay.span();
+            let overlay = overlay.into_inner();
+            let source = dir.join(overlay.source.get_ref());
+            if !source.is_dir() {
+                return Err(loc(overlay.source.span()).error(format!(
+                    "overlay source \"{}\" is not a directory (paths are relative to the recipe's folder)",
+                    overlay.source.get_ref()
+                )));
+            }
+            let dest = match &overlay.dest {
+                Some(d) => image_dir(&loc(d.span()), d.get_ref())?,
+                None => ImagePath::root(),
+            };
+            let mut rules = Vec::new();
+            for rule in overlay.rule {
+                let rule = rule.into_inner();
+                rules.push(OverlayRule {
+                    matcher: image_glob(&loc(rule.path.span()), rule.path.get_ref())?,
+                    pattern: rule.path.into_inner(),
+                    mode: rule.mode.as_ref().map(|m| mode(&file, m)).transpose()?,
+                    owner: rule
+                        .owner
+                        .as_ref()
+                        .map(|o| owner(&file, o, "owner"))
+                        .transpose()?,
+                    group: rule
+                        .group
+                        .as_ref()
+                        .map(|o| owner(&file, o, "group"))
+                        .transpose()?,
+                });
+            }
+            self.overlays.push(OverlayPlan {
+                source,
+                dest,
+                owner: overlay
+                    .owner
+                    .as_ref()
+                    .map(|o| owner(&file, o, "owner"))
+                    .transpose()?,
+                group: overlay
+                    .group
+                    .as_ref()
+                    .map(|o| owner(&file, o, "group"))
+                    .transpose()?,
+                file_mode: overlay
+                    .file_mode
+                    .as_ref()
+                    .map(|m| mode(&file, m))
+                    .transpose()?
+                    .unwrap_or(0o644),
+                exec_mode: overlay
+                    .exec_mode
+                    .as_ref()
+                    .map(|m| mode(&file, m))
+                    .transpose()?
+                    .unwrap_or(0o755),
+                dir_mode: overlay
+                    .dir_mode
+                    .as_ref()
+                    .map(|m| mode(&file, m))
+                    .transpose()?
+                    .unwrap_or(0o755),
+                rules,
+                loc: loc(span),
+            });
+        }
+        for entry in raw.file {
+            let span = entry.span();
+            let entry = entry.into_inner();
+            let dest = image_path(&loc(entry.dest.span()), "dest", entry.dest.get_ref())?;
+            let content = match (entry.content, entry.source) {
+                (Some(text), None) => FileContent::Inline(text.into_inner()),
+                (None, Some(source)) => {
+                    let host = dir.join(source.get_ref());
+                    if !host.is_file() {
+                        return Err(loc(source.span()).error(format!(
+                            "source \"{}\" is not a file (paths are relative to the recipe's folder)",
+                            source.get_ref()
+                        )));
+                    }
+                    FileContent::Host(host)
+                }
+                (Some(text), Some(_)) => {
+                    return Err(loc(text.span())
+                        .error("give either content = \"...\" or source = \"path\", not both"));
+                }
+                (None, None) => {
+                    return Err(loc(span).error(
+                        "a [[file]] needs its content: add content = \"...\" or source = \"path\"",
+                    ));
+                }
+            };
+            self.files.push(FilePlan {
+                dest,
+                content,
+                mode: entry
+                    .mode
+                    .as_ref()
+                    .map(|m| mode(&file, m))
+                    .transpose()?
+                    .unwrap_or(0o644),
+                owner: entry
+                    .owner
+                    .as_ref()
+                    .map(|o| owner(&file, o, "owner"))
+                    .transpose()?,
+                group: entry
+                    .group
+                    .as_ref()
+                    .map(|o| owner(&file, o, "group"))
+                    .transpose()?,
+                loc: loc(span),
+            });
+        }
+        for link in raw.symlink {
+            let span = link.span();
+            let link = link.into_inner();
+            let path = image_path(&loc(link.path.span()), "path", link.path.get_ref())?;
+            let target = link.target.get_ref();
+            if target.is_empty() || target.contains('\0') {
+                return Err(loc(link.target.span()).error("target must be a non-empty path"));
+            }
+            self.symlinks.push(SymlinkPlan {
+                path,
+                target: target.clone(),
+                loc: loc(span),
+            });
+        }
+        Ok(())
+    }
+
+    fn finish(
+        self,
+        top: &Arc<SourceFile>,
+        sources: Vec<RecipeSource>,
+    ) -> Result<Plan, RecipeError> {
+        let image_loc = self
+            .image_loc
+            .clone()
+            .unwrap_or_else(|| Loc::new(top, 0..0));
+        let missing = |field: &str, example: &str| {
+            image_loc.error(format!(
+                "[image] {field} is missing; add {field} = \"{example}\" under [image]"
+            ))
+        };
+        Ok(Plan {
+            image: ImagePlan {
+                name: self.name.ok_or_else(|| missing("name", "k3s-agent"))?,
+                version: self.version.ok_or_else(|| missing("version", "1.0.0"))?,
+                arch: self.arch.unwrap_or_else(|| "amd64".to_owned()),
+                description: self.description,
+                source_date_epoch: self.source_date_epoch,
+            },
+            base: self.base,
+            removes: self.removes,
+            overlays: self.overlays,
+            files: self.files,
+            symlinks: self.symlinks,
+            sources,
+        })
+    }
+}
+
+fn check_name(loc: &Loc, what: &str, name: &str) -> Result<String, RecipeError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
+    if !ok {
+        return Err(loc.error(format!(
+            "{what} \"{name}\" is not valid: use 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit (it becomes part of file names)"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+fn check_version(loc: &Loc, version: &str) -> Result<String, RecipeError> {
+    let ok = !version.is_empty()
+        && version.len() <= 64
+        && version.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && version
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".+~_-".contains(c));
+    if !ok {
+        return Err(loc.error(format!(
+            "version \"{version}\" is not valid: use letters, digits and . + ~ _ -, starting with a letter or digit, like \"1.2.0\""
+        )));
+    }
+    Ok(version.to_owned())
+}
+
+fn check_arch(loc: &Loc, arch: &str) -> Result<String, RecipeError> {
+    if ARCHES.contains(&arch) {
+        return Ok(arch.to_owned());
+    }
+    Err(loc.error(match did_you_mean(arch, ARCHES.iter().copied()) {
+        Some(best) => format!("unknown arch \"{arch}\", did you mean \"{best}\"?"),
+        None => format!("unknown arch \"{arch}\"; known: {}", ARCHES.join(", ")),
+    }))
+}
+
+/// An absolute image path: `dest = "/etc/motd"`.
+fn image_path(loc: &Loc, field: &str, raw: &str) -> Result<ImagePath, RecipeError> {
+    if !raw.starts_with('/') {
+        return Err(loc.error(format!(
+            "{field} \"{raw}\" must be an absolute path in the image, like \"/{}\"",
+            raw.trim_start_matches("./")
+        )));
+    }
+    let path = ImagePath::new(raw).map_err(|e| loc.error(format!("{field} \"{raw}\": {e}")))?;
+    if path.is_root() {
+        return Err(loc.error(format!(
+            "{field} \"{raw}\" is the image root; name a path below it"
+        )));
+    }
+    if raw.len() > 1 && raw.ends_with('/') {
+        return Err(loc.error(format!(
+            "{field} \"{raw}\" ends with '/'; name the file itself, like \"{}\"",
+            raw.trim_end_matches('/')
+        )));
+    }
+    Ok(path)
+}
+
+/// An absolute image directory, the root included: an overlay's `dest`.
+fn image_dir(loc: &Loc, raw: &str) -> Result<ImagePath, RecipeError> {
+    if !raw.starts_with('/') {
+        return Err(loc.error(format!(
+            "dest \"{raw}\" must be an absolute directory in the image, like \"/{}\"",
+            raw.trim_start_matches("./")
+        )));
+    }
+    ImagePath::new(raw).map_err(|e| loc.error(format!("dest \"{raw}\": {e}")))
+}
+
+/// A glob over absolute image paths: `*` stays within one component,
+/// `**` crosses them.
+fn image_glob(loc: &Loc, pattern: &str) -> Result<GlobMatcher, RecipeError> {
+    if !pattern.starts_with('/') {
+        return Err(loc.error(format!(
+            "\"{pattern}\" must be an absolute image path or glob, like \"/{}\"",
+            pattern.trim_start_matches("./")
+        )));
+    }
+    if pattern.split('/').any(|c| c == "..") {
+        return Err(loc.error(format!(
+            "\"{pattern}\" contains '..'; name the path directly"
+        )));
+    }
+    let trimmed = if pattern.len() > 1 {
+        pattern.trim_end_matches('/')
+    } else {
+        pattern
+    };
+    GlobBuilder::new(trimmed)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .build()
+        .map(|g: Glob| g.compile_matcher())
+        .map_err(|e| loc.error(format!("invalid glob \"{pattern}\": {}", e.kind())))
+}
+
+/// `mode = "0644"`: up to four octal digits, as a string.
+fn mode(file: &Arc<SourceFile>, value: &RawValue) -> Result<u32, RecipeError> {
+    let loc = Loc::new(file, value.span());
+    match value.get_ref() {
+        toml::Value::String(s) => {
+            let digits = s.strip_prefix("0o").unwrap_or(s);
+            if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| ('0'..='7').contains(&c)) {
+                return Err(loc.error(format!(
+                    "invalid mode \"{s}\": expected up to four octal digits, like \"0644\" or \"4755\""
+                )));
+            }
+            Ok(u32::from_str_radix(digits, 8).expect("checked octal digits"))
+        }
+        toml::Value::Integer(_) => Err(loc.error(
+            "write the mode as a quoted octal string, like \"0644\" or \"4755\" (TOML reads a bare number as decimal)",
+        )),
+        other => Err(loc.error(format!(
+            "invalid mode {other}: expected a quoted octal string, like \"0644\""
+        ))),
+    }
+}
+
+/// `owner = "root"` or `owner = 0`.
+fn owner(file: &Arc<SourceFile>, value: &RawValue, field: &str) -> Result<OwnerSpec, RecipeError> {
+    let loc = Loc::new(file, value.span());
+    let owner = match value.get_ref() {
+        toml::Value::String(name) if is_account_name(name) => Owner::Name(name.clone()),
+        toml::Value::String(name) => {
+            return Err(loc.error(format!(
+                "{field} \"{name}\" is not a valid user or group name"
+            )));
+        }
+        toml::Value::Integer(id) => Owner::Id(u32::try_from(*id).map_err(|_| {
+            loc.error(format!(
+                "{field} id {id} is out of range: ids are 0 to 4294967295"
+            ))
+        })?),
+        other => {
+            return Err(loc.error(format!(
+                "invalid {field} {other}: expected a name like \"root\" or a number like 0"
+            )));
+        }
+    };
+    Ok(OwnerSpec { owner, loc })
+}
+
+/// Names as useradd accepts them (Debian's relaxed rules, minus spaces).
+fn is_account_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 32
+        && !name.starts_with('-')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,75 @@
+use super::*;
+use toml::Spanned;
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn extends_merges_image_fields_and_appends_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "common/base.toml",
+        "[image]\nname = \"base\"\nversion = \"1\"\narch = \"arm64\"\n[[symlink]]\npath = \"/a\"\ntarget = \"b\"\n",
+    );
+    let top = write(
+        dir.path(),
+        "top.toml",
+        "extends = \"common/base.toml\"\n[image]\nname = \"top\"\n[[symlink]]\npath = \"/c\"\ntarget = \"d\"\n",
+    );
+    let plan = load(&top).unwrap();
+    assert_eq!(plan.image.name, "top");
+    assert_eq!(plan.image.version, "1");
+    assert_eq!(plan.image.arch, "arm64");
+    let links: Vec<&str> = plan.symlinks.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(links, ["/a", "/c"]);
+    let sources: Vec<&str> = plan.sources.iter().map(|s| s.path.as_str()).collect();
+    assert_eq!(sources, ["top.toml", "common/base.toml"]);
+}
+
+#[test]
+fn extends_cycle_is_reported_with_the_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "b.toml", "extends = \"a.toml\"\n");
+    let a = write(
+        dir.path(),
+        "a.toml",
+        "extends = \"b.toml\"\n[image]\nname = \"x\"\nversion = \"1\"\n",
+    );
+    let err = load(&a).unwrap_err();
+    assert!(err.message.starts_with("extends cycle: "), "{err}");
+    assert!(
+        err.message.contains("a.toml -> ") && err.message.contains("b.toml"),
+        "{err}"
+    );
+}
+
+#[test]
+fn relative_paths_across_folders() {
+    assert_eq!(
+        join_relative("top.toml", "../shared/base.toml"),
+        "../shared/base.toml"
+    );
+    assert_eq!(join_relative("sub/x.toml", "../y.toml"), "y.toml");
+    assert_eq!(join_relative("sub/x.toml", "z/y.toml"), "sub/z/y.toml");
+}
+
+#[test]
+fn mode_accepts_octal_strings_only() {
+    let file = Arc::new(SourceFile {
+        name: "r.toml".into(),
+        text: "x".into(),
+    });
+    let value = |v: toml::Value| Spanned::new(0..1, v);
+    assert_eq!(mode(&file, &value("4755".into())).unwrap(), 0o4755);
+    assert_eq!(mode(&file, &value("0o644".into())).unwrap(), 0o644);
+    for bad in ["0999", "", "12345", "rwx"] {
+        assert!(mode(&file, &value(bad.into())).is_err(), "{bad}");
+    }
+    let err = mode(&file, &value(644.into())).unwrap_err();
+    assert!(err.message.contains("quoted octal string"), "{err}");
+}

@@ -1,0 +1,188 @@
+//! Reading host directories: a faithful loader (owners, modes, xattrs,
+//! hard links, devices) and the walker it shares with overlays.
+
+use super::{Entry, ImagePath, Kind, Meta, Store, Tree};
+use anyhow::{Context, Result, anyhow};
+use rayon::prelude::*;
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+/// What a host path is, as far as an image cares.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostKind {
+    File,
+    Dir,
+    Symlink { target: String },
+    CharDevice { major: u32, minor: u32 },
+    BlockDevice { major: u32, minor: u32 },
+    Fifo,
+    Socket,
+}
+
+/// One path found by [`walk_host_dir`].
+#[derive(Clone, Debug)]
+pub struct HostEntry {
+    /// The path inside the walked directory, as an image path.
+    pub path: ImagePath,
+    pub host_path: PathBuf,
+    pub kind: HostKind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// (device, inode, link count), to find hard links.
+    pub inode: (u64, u64, u64),
+}
+
+/// Lists `root` and everything below it, sorted by image path, never
+/// following symlinks. `skip` prunes a path and its subtree.
+pub fn walk_host_dir(root: &Path, skip: &dyn Fn(&ImagePath) -> bool) -> Result<Vec<HostEntry>> {
+    let mut out = Vec::new();
+    // The root itself may be a symlink to a directory; below it, nothing
+    // is followed.
+    let meta =
+        std::fs::metadata(root).with_context(|| format!("cannot read {}", root.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("{} is not a directory", root.display());
+    }
+    walk(root, ImagePath::root(), &meta, skip, &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+fn walk(
+    host: &Path,
+    path: ImagePath,
+    meta: &std::fs::Metadata,
+    skip: &dyn Fn(&ImagePath) -> bool,
+    out: &mut Vec<HostEntry>,
+) -> Result<()> {
+    let file_type = meta.file_type();
+    let device = || (libc::major(meta.rdev()), libc::minor(meta.rdev()));
+    let kind = if file_type.is_dir() {
+        HostKind::Dir
+    } else if file_type.is_file() {
+        HostKind::File
+    } else if file_type.is_symlink() {
+        let target = std::fs::read_link(host)?;
+        let target = target
+            .into_os_string()
+            .into_string()
+            .map_err(|_| anyhow!("{}: the symlink target is not valid UTF-8", host.display()))?;
+        HostKind::Symlink { target }
+    } else if file_type.is_char_device() {
+        let (major, minor) = device();
+        HostKind::CharDevice { major, minor }
+    } else if file_type.is_block_device() {
+        let (major, minor) = device();
+        HostKind::BlockDevice { major, minor }
+    } else if file_type.is_fifo() {
+        HostKind::Fifo
+    } else {
+        HostKind::Socket
+    };
+    out.push(HostEntry {
+        path: path.clone(),
+        host_path: host.to_owned(),
+        kind: kind.clone(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        inode: (meta.dev(), meta.ino(), meta.nlink()),
+    });
+    if kind != HostKind::Dir {
+        return Ok(());
+    }
+    let children =
+        std::fs::read_dir(host).with_context(|| format!("cannot list {}", host.display()))?;
+    for child in children {
+        let child = child.with_context(|| format!("cannot list {}", host.display()))?;
+        let name = child.file_name();
+        let name = name
+            .to_str()
+            .ok_or_else(|| anyhow!("{}: a name in it is not valid UTF-8", host.display()))?;
+        let child_path = path
+            .join(name)
+            .map_err(|e| anyhow!("{}: {e}", child.path().display()))?;
+        if skip(&child_path) {
+            continue;
+        }
+        let child_meta = std::fs::symlink_metadata(child.path())
+            .with_context(|| format!("cannot read {}", child.path().display()))?;
+        walk(&child.path(), child_path, &child_meta, skip, out)?;
+    }
+    Ok(())
+}
+
+/// Loads a host directory faithfully: owners, all mode bits, xattrs,
+/// devices and hard links as they are on the host. File contents are
+/// hashed in parallel into `store`. Sockets cannot live in an image and
+/// are left out.
+pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -> Result<Tree> {
+    let found = walk_host_dir(root, skip)?;
+    let contents: Vec<Option<(super::Digest, u64)>> = found
+        .par_iter()
+        .map(|e| -> Result<_> {
+            if e.kind != HostKind::File {
+                return Ok(None);
+            }
+            let file = std::fs::File::open(&e.host_path)
+                .with_context(|| format!("cannot read {}", e.host_path.display()))?;
+            Ok(Some(store.put(file)?))
+        })
+        .collect::<Result<_>>()?;
+    let mut tree = Tree::new();
+    let mut first_name: HashMap<(u64, u64), ImagePath> = HashMap::new();
+    for (e, content) in found.into_iter().zip(contents) {
+        let meta = Meta {
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            xattrs: read_xattrs(&e.host_path)?,
+        };
+        let kind = match e.kind {
+            HostKind::File => {
+                let (dev, ino, nlink) = e.inode;
+                if nlink > 1 {
+                    if let Some(first) = first_name.get(&(dev, ino)) {
+                        tree.insert_hard_link(e.path.clone(), first.clone())?;
+                        continue;
+                    }
+                    first_name.insert((dev, ino), e.path.clone());
+                }
+                let (digest, size) = content.expect("files were hashed");
+                Kind::File { digest, size }
+            }
+            HostKind::Dir => Kind::Dir,
+            HostKind::Symlink { target } => Kind::Symlink { target },
+            HostKind::CharDevice { major, minor } => Kind::CharDevice { major, minor },
+            HostKind::BlockDevice { major, minor } => Kind::BlockDevice { major, minor },
+            HostKind::Fifo => Kind::Fifo,
+            HostKind::Socket => continue,
+        };
+        tree.insert(e.path, Entry { kind, meta })?;
+    }
+    Ok(tree)
+}
+
+/// Extended attributes of `path` (not following symlinks). A filesystem
+/// without xattr support simply has none.
+fn read_xattrs(path: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(out),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot list xattrs of {}", path.display()));
+        }
+    };
+    for name in names {
+        let Some(name_str) = name.to_str() else {
+            continue;
+        };
+        if let Some(value) = xattr::get(path, &name)? {
+            out.insert(name_str.to_owned(), value);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,175 @@
+//! Loading a Tree from a tar archive (plain, gzip or zstd).
+//!
+//! Archives are untrusted input: member names are normalised and checked,
+//! `..` and absolute names are refused, and a member whose parent is a
+//! symlink or a file is refused (the classic "symlink, then a file through
+//! it" escape). Nothing is ever written to the host except blobs in the
+//! content store, named by their digest.
+
+use super::{Entry, ImagePath, Kind, Meta, Store, Tree};
+use anyhow::{Context, Result, anyhow, bail};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use tar::EntryType;
+
+/// Compression of an archive stream, told by its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Recognises gzip and zstd by their magic numbers; anything else is
+/// taken as a plain tar (whose parser will complain if it is not).
+pub fn detect_compression(head: &[u8]) -> Result<Compression> {
+    Ok(match head {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Compression::Zstd,
+        [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => {
+            bail!("xz-compressed archives are not supported yet: use zstd, gzip or plain tar")
+        }
+        [b'B', b'Z', b'h', ..] => {
+            bail!("bzip2-compressed archives are not supported: use zstd, gzip or plain tar")
+        }
+        _ => Compression::None,
+    })
+}
+
+/// Opens `path` and returns a reader of its decompressed bytes.
+pub fn open_decompressed(path: &Path) -> Result<Box<dyn Read + Send>> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    decompress(BufReader::with_capacity(256 * 1024, file))
+        .with_context(|| format!("cannot read {}", path.display()))
+}
+
+/// Wraps `reader` in the decompressor its first bytes call for.
+pub fn decompress<R: BufRead + Send + 'static>(mut reader: R) -> Result<Box<dyn Read + Send>> {
+    let head = reader.fill_buf()?;
+    Ok(match detect_compression(head)? {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(reader)?),
+    })
+}
+
+/// Reads a whole tar stream into a new Tree. `origin` names the archive
+/// in error messages.
+pub fn load_tar(reader: impl Read, origin: &str, store: &Store) -> Result<Tree> {
+    let mut tree = Tree::new();
+    load_tar_into(&mut tree, reader, origin, store)?;
+    Ok(tree)
+}
+
+/// Adds every member of a tar stream to `tree`. Later members replace
+/// earlier ones of the same name, as tar extraction would.
+pub fn load_tar_into(
+    tree: &mut Tree,
+    reader: impl Read,
+    origin: &str,
+    store: &Store,
+) -> Result<()> {
+    let mut archive = tar::Archive::new(reader);
+    let entries = archive
+        .entries()
+        .with_context(|| format!("{origin}: not a readable tar archive"))?;
+    for (index, entry) in entries.enumerate() {
+        let entry = entry.with_context(|| {
+            format!(
+                "{origin}: cannot read member #{}: the archive is truncated or corrupt",
+                index + 1
+            )
+        })?;
+        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        add_member(tree, entry, store)
+            .with_context(|| format!("{origin}: member \"{raw_name}\""))?;
+    }
+    Ok(())
+}
+
+/// Normalises an archive member name, refusing what could escape the root.
+pub fn member_path(raw: &[u8]) -> Result<ImagePath> {
+    let name = std::str::from_utf8(raw).map_err(|_| anyhow!("the name is not valid UTF-8"))?;
+    if name.starts_with('/') {
+        bail!("absolute member names are refused: members must be relative, like ./etc/passwd");
+    }
+    ImagePath::new(name).map_err(|e| anyhow!("{e}"))
+}
+
+fn add_member<R: Read>(tree: &mut Tree, mut entry: tar::Entry<'_, R>, store: &Store) -> Result<()> {
+    let path = member_path(&entry.path_bytes())?;
+    let header = entry.header();
+    let mut meta = Meta {
+        mode: header.mode()? & 0o7777,
+        uid: u32::try_from(header.uid()?).context("uid does not fit in 32 bits")?,
+        gid: u32::try_from(header.gid()?).context("gid does not fit in 32 bits")?,
+        xattrs: Default::default(),
+    };
+    let entry_type = header.entry_type();
+    let link_name = entry.link_name_bytes().map(|l| l.into_owned());
+    // Only device members have meaningful device fields; GNU tar leaves
+    // them blank elsewhere.
+    let device = match entry_type {
+        EntryType::Char | EntryType::Block => (
+            header.device_major()?.unwrap_or(0),
+            header.device_minor()?.unwrap_or(0),
+        ),
+        _ => (0, 0),
+    };
+    if let Some(extensions) = entry.pax_extensions()? {
+        for ext in extensions {
+            let ext = ext?;
+            let key = ext
+                .key()
+                .map_err(|_| anyhow!("a pax record key is not UTF-8"))?;
+            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+                meta.xattrs
+                    .insert(name.to_owned(), ext.value_bytes().to_vec());
+            } else if key == "uid" || key == "gid" {
+                let value: u32 = std::str::from_utf8(ext.value_bytes())
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| anyhow!("pax {key} record is not a 32-bit number"))?;
+                if key == "uid" {
+                    meta.uid = value
+                } else {
+                    meta.gid = value
+                }
+            }
+        }
+    }
+    let kind = match entry_type {
+        EntryType::Regular | EntryType::Continuous => {
+            let (digest, size) = store.put(&mut entry)?;
+            Kind::File { digest, size }
+        }
+        EntryType::Directory => Kind::Dir,
+        EntryType::Symlink => {
+            let target = link_name.ok_or_else(|| anyhow!("symlink without a target"))?;
+            let target = String::from_utf8(target)
+                .map_err(|_| anyhow!("the symlink target is not valid UTF-8"))?;
+            if target.is_empty() || target.contains('\0') {
+                bail!("the symlink target is empty or contains NUL");
+            }
+            Kind::Symlink { target }
+        }
+        EntryType::Link => {
+            let target = link_name.ok_or_else(|| anyhow!("hard link without a target"))?;
+            let target = member_path(&target).context("hard link target")?;
+            Kind::HardLink { target }
+        }
+        EntryType::Char => Kind::CharDevice {
+            major: device.0,
+            minor: device.1,
+        },
+        EntryType::Block => Kind::BlockDevice {
+            major: device.0,
+            minor: device.1,
+        },
+        EntryType::Fifo => Kind::Fifo,
+        other => bail!("unsupported member type {:?}", other.as_byte() as char),
+    };
+    tree.insert(path, Entry { kind, meta })?;
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! Helpers shared by the integration tests: running the real `kiln`
+//! binary and making inputs with real tools (GNU tar, mknod, setcap).
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A `kiln` command with a clean, fixed environment.
+pub fn kiln() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
+/// Runs `cmd`, panicking with its output unless it succeeds.
+pub fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("cannot start command");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Runs a shell script with `sh -euc`, panicking on failure.
+pub fn sh(dir: &Path, script: &str) -> Output {
+    run_ok(Command::new("sh").arg("-euc").arg(script).current_dir(dir))
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Tests that need root (devices, owners, capabilities) call this first.
+/// CI runs as root, so there they always run.
+pub fn require_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("{test}: skipped, needs root (CI runs it as root)");
+    false
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let bytes =
+        std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Packs `dir` with GNU tar, keeping owners, modes, devices and xattrs.
+pub fn gnu_tar(dir: &Path, out: &Path) {
+    run_ok(
+        Command::new("tar")
+            .args([
+                "--xattrs",
+                "--xattrs-include=*",
+                "--sort=name",
+                "--numeric-owner",
+                "-C",
+            ])
+            .arg(dir)
+            .args(["-cpf"])
+            .arg(out)
+            .arg("."),
+    );
+}
+
+/// Files in `dir` (recursively), as sorted relative paths.
+pub fn list_dir(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// The repository root (where Cargo.toml is).
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}

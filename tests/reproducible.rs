@@ -1,0 +1,178 @@
+//! Two builds of the same recipe in different conditions give identical
+//! bytes: other directories, umask 022 vs 077, time zones, locales, wall
+//! clocks (via libfaketime), and overlay files created in another order
+//! with other host mtimes, owners and permission bits.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+const RECIPE: &str = r#"
+[image]
+name = "repro"
+version = "2.0"
+description = "reproducibility check"
+
+[base]
+path = "base.tar"
+sha256 = "@BASE_SHA@"
+
+[[remove]]
+paths = ["/var/cache/**"]
+
+[[overlay]]
+source = "overlay"
+[[overlay.rule]]
+path = "/etc/secret/*"
+mode = "0600"
+
+[[file]]
+dest = "/etc/motd"
+content = "hello\n"
+
+[[symlink]]
+path = "/etc/localtime"
+target = "/usr/share/zoneinfo/UTC"
+"#;
+
+/// Writes the inputs into `dir`. `variant` changes everything about the
+/// host files that must not matter.
+fn inputs(dir: &Path, base: &Path, variant: u8) {
+    std::fs::copy(base, dir.join("base.tar")).unwrap();
+    std::fs::write(
+        dir.join("r.toml"),
+        RECIPE.replace("@BASE_SHA@", &sha256_file(base)),
+    )
+    .unwrap();
+    let files = [
+        "etc/secret/key",
+        "usr/local/bin/tool",
+        "etc/a.conf",
+        "etc/b.conf",
+        "srv/data/x",
+    ];
+    let order: Vec<&str> = if variant == 0 {
+        files.to_vec()
+    } else {
+        files.iter().rev().copied().collect()
+    };
+    let (mtime, owner, perm) = if variant == 0 {
+        ("2001-01-01", "0:0", "644")
+    } else {
+        ("2030-06-15 12:34", "4321:8765", "600")
+    };
+    let mut script = String::from("set -eu\n");
+    for f in order {
+        let exec = f.contains("/bin/");
+        script.push_str(&format!(
+            "mkdir -p overlay/$(dirname {f}) && printf '%s\\n' {f} > overlay/{f} && chmod {} overlay/{f}\n",
+            if exec { if variant == 0 { "755" } else { "700" } } else { perm }
+        ));
+    }
+    script.push_str(&format!(
+        "find overlay -exec touch -h -d '{mtime}' {{}} +\n"
+    ));
+    if is_root() {
+        script.push_str(&format!("chown -R {owner} overlay\n"));
+    }
+    sh(dir, &script);
+}
+
+fn build(dir: &Path, umask: &str, tz: &str, clock: &str, compression: &str) -> (Vec<u8>, Vec<u8>) {
+    let kiln = env!("CARGO_BIN_EXE_kiln");
+    let script = format!(
+        "umask {umask}; exec faketime '{clock}' '{kiln}' build r.toml -o out --compression {compression}"
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .current_dir(dir)
+        .env("TZ", tz)
+        .env("LC_ALL", if umask == "022" { "C" } else { "de_DE.UTF-8" })
+        .env("SOURCE_DATE_EPOCH", "1234567890")
+        .output()
+        .expect("faketime is needed: the README's test command installs it");
+    assert!(
+        out.status.success(),
+        "build failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ext = if compression == "gzip" {
+        "tar.gz"
+    } else {
+        "tar.zst"
+    };
+    (
+        std::fs::read(dir.join(format!("out/repro-2.0.rootfs.{ext}"))).unwrap(),
+        std::fs::read(dir.join("out/repro-2.0.manifest.json")).unwrap(),
+    )
+}
+
+#[test]
+fn builds_in_different_conditions_are_byte_identical() {
+    let work = tempfile::tempdir().unwrap();
+    let base_src = work.path().join("base-src");
+    sh(
+        work.path(),
+        "mkdir -p base-src/etc base-src/var/cache/apt base-src/tmp && printf 'root:x:0:0::/root:/bin/sh\\n' > base-src/etc/passwd && printf 'junk' > base-src/var/cache/apt/pkgcache.bin && chmod 1777 base-src/tmp",
+    );
+    let base = work.path().join("base.tar");
+    gnu_tar(&base_src, &base);
+    let a = work.path().join("a");
+    let b = work.path().join("elsewhere/deeper/b");
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::create_dir_all(&b).unwrap();
+    inputs(&a, &base, 0);
+    inputs(&b, &base, 1);
+    for compression in ["zstd", "gzip"] {
+        let first = build(&a, "022", "UTC", "2020-01-01 00:00:00", compression);
+        let second = build(
+            &b,
+            "077",
+            "Asia/Kathmandu",
+            "2031-07-04 13:37:00",
+            compression,
+        );
+        assert!(
+            first.0 == second.0,
+            "{compression} archives differ between the two builds"
+        );
+        assert_eq!(
+            String::from_utf8(first.1.clone()).unwrap(),
+            String::from_utf8(second.1).unwrap(),
+            "manifests differ"
+        );
+    }
+    // and the normalisation is the documented one
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(a.join("out/repro-2.0.manifest.json")).unwrap())
+            .unwrap();
+    let mode_of = |path: &str| {
+        let files = manifest["files"].as_array().unwrap();
+        let f = files
+            .iter()
+            .find(|f| f["path"] == path)
+            .unwrap_or_else(|| panic!("{path} missing"));
+        format!("{} {}:{}", f["mode"].as_str().unwrap(), f["uid"], f["gid"])
+    };
+    assert_eq!(mode_of("/usr/local/bin/tool"), "0755 0:0");
+    assert_eq!(mode_of("/etc/a.conf"), "0644 0:0");
+    assert_eq!(mode_of("/etc/secret/key"), "0600 0:0");
+    assert_eq!(mode_of("/tmp"), "1777 0:0");
+    assert_eq!(manifest["source_date_epoch"], 1234567890);
+    let paths: Vec<&str> = manifest["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["path"].as_str().unwrap())
+        .collect();
+    assert!(
+        !paths.iter().any(|p| p.starts_with("/var/cache/")),
+        "[[remove]] left {paths:?}"
+    );
+    let mut sorted = paths.clone();
+    sorted.sort();
+    assert_eq!(paths, sorted, "manifest paths are not sorted");
+}
