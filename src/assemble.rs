@@ -9,9 +9,10 @@
 //! not followed: writing `/etc/motd` over a symlink replaces the symlink.
 
 use crate::recipe::{FileContent, Loc, OverlayPlan, Owner, OwnerSpec, Plan, RecipeError};
-use crate::tree::{Entry, HostKind, ImagePath, Kind, Meta, Store, Tree, walk_host_dir};
+use crate::tree::{
+    Entry, HostKind, ImagePath, Kind, Meta, Store, Tree, store_host_files, walk_host_dir,
+};
 use anyhow::{Context, Result, anyhow};
-use rayon::prelude::*;
 use std::collections::BTreeMap;
 
 /// Applies `plan`'s removals, overlays, files and symlinks to `tree`.
@@ -141,17 +142,7 @@ fn apply_overlay(
 ) -> Result<()> {
     let found = walk_host_dir(&overlay.source, &|_| false)?;
     // Hash contents in parallel; place entries in order afterwards.
-    let contents: Vec<Option<(crate::tree::Digest, u64)>> = found
-        .par_iter()
-        .map(|e| -> Result<_> {
-            if e.kind != HostKind::File {
-                return Ok(None);
-            }
-            let f = std::fs::File::open(&e.host_path)
-                .with_context(|| format!("cannot read {}", e.host_path.display()))?;
-            Ok(Some(store.put(f)?))
-        })
-        .collect::<Result<_>>()?;
+    let contents = store_host_files(&found, store)?;
 
     // Phase 1: put every entry in place, root-owned. Names are resolved in
     // phase 2, once the overlay's own /etc/passwd (if it has one) is there.

@@ -47,6 +47,26 @@ fn recipe(dir: &Path, base: &Path) -> std::path::PathBuf {
     path
 }
 
+/// Packs the special tree with GNU tar and builds it with kiln into
+/// `WORK/OUT`; returns the output directory.
+fn build_special(work: &Path, out: &str) -> std::path::PathBuf {
+    let src = work.join("src");
+    std::fs::create_dir(&src).unwrap();
+    special_tree(&src);
+    let base = work.join("base.tar");
+    gnu_tar(&src, &base);
+    let out = work.join(out);
+    run_ok(
+        kiln()
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .arg("build")
+            .arg(recipe(work, &base))
+            .arg("-o")
+            .arg(&out),
+    );
+    out
+}
+
 fn stat(path: &Path, format: &str) -> String {
     let out = run_ok(
         std::process::Command::new("stat")
@@ -62,21 +82,7 @@ fn gnu_tar_extracts_every_owner_mode_link_device_and_capability() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    special_tree(&src);
-    let base = work.path().join("base.tar");
-    gnu_tar(&src, &base);
-    let recipe = recipe(work.path(), &base);
-    let out = work.path().join("out");
-    run_ok(
-        kiln()
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .arg("build")
-            .arg(&recipe)
-            .arg("-o")
-            .arg(&out),
-    );
+    let out = build_special(work.path(), "out");
 
     let extracted = work.path().join("x");
     std::fs::create_dir(&extracted).unwrap();
@@ -144,20 +150,7 @@ fn kiln_output_round_trips_byte_for_byte() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let src = work.path().join("src");
-    std::fs::create_dir(&src).unwrap();
-    special_tree(&src);
-    let base = work.path().join("base.tar");
-    gnu_tar(&src, &base);
-    let first = work.path().join("first");
-    run_ok(
-        kiln()
-            .env("SOURCE_DATE_EPOCH", EPOCH)
-            .arg("build")
-            .arg(recipe(work.path(), &base))
-            .arg("-o")
-            .arg(&first),
-    );
+    let first = build_special(work.path(), "first");
 
     // kiln's archive, decompressed by the real zstd, is what the manifest says
     let tar = work.path().join("first.tar");

@@ -114,13 +114,13 @@ fn walk(
     Ok(())
 }
 
-/// Loads a host directory faithfully: owners, all mode bits, xattrs,
-/// devices and hard links as they are on the host. File contents are
-/// hashed in parallel into `store`. Sockets cannot live in an image and
-/// are left out.
-pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -> Result<Tree> {
-    let found = walk_host_dir(root, skip)?;
-    let contents: Vec<Option<(super::Digest, u64)>> = found
+/// Stores the content of every regular file in `found`, in parallel;
+/// the result lines up with `found` (`None` for anything not a file).
+pub fn store_host_files(
+    found: &[HostEntry],
+    store: &Store,
+) -> Result<Vec<Option<(super::Digest, u64)>>> {
+    found
         .par_iter()
         .map(|e| -> Result<_> {
             if e.kind != HostKind::File {
@@ -130,7 +130,16 @@ pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -
                 .with_context(|| format!("cannot read {}", e.host_path.display()))?;
             Ok(Some(store.put(file)?))
         })
-        .collect::<Result<_>>()?;
+        .collect()
+}
+
+/// Loads a host directory faithfully: owners, all mode bits, xattrs,
+/// devices and hard links as they are on the host. File contents are
+/// hashed in parallel into `store`. Sockets cannot live in an image and
+/// are left out.
+pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -> Result<Tree> {
+    let found = walk_host_dir(root, skip)?;
+    let contents = store_host_files(&found, store)?;
     let mut tree = Tree::new();
     let mut first_name: HashMap<(u64, u64), ImagePath> = HashMap::new();
     for (e, content) in found.into_iter().zip(contents) {
