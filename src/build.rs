@@ -133,6 +133,7 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
             uncompressed_size: Some(packed.tar_size),
         }],
         files: crate::manifest::file_records(&tree),
+        mutable_paths: plan.mutable_paths.clone(),
     };
     let manifest_name = format!("{stem}.manifest.json");
     let manifest_tmp = work.path().join(&manifest_name);

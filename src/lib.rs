@@ -8,6 +8,7 @@
 
 pub mod assemble;
 pub mod build;
+pub mod check;
 pub mod cleanup;
 pub mod debian;
 pub mod inspect;

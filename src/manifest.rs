@@ -23,7 +23,31 @@ pub struct Manifest {
     pub base: Option<BaseInfo>,
     pub artifacts: Vec<ArtifactRecord>,
     pub files: Vec<FileRecord>,
+    /// Globs of paths a running node may change (logs, K3s state, first-boot
+    /// files): `kiln check` skips them and everything below them.
+    pub mutable_paths: Vec<String>,
 }
+
+/// What every node changes at run time, whatever the recipe: kernel file
+/// systems, logs, caches, K3s and container state, first-boot identity.
+pub const DEFAULT_MUTABLE_PATHS: &[&str] = &[
+    "/dev",
+    "/etc/machine-id",
+    "/etc/rancher/node",
+    "/etc/ssh/ssh_host_*",
+    "/proc",
+    "/run",
+    "/sys",
+    "/tmp",
+    "/var/cache",
+    "/var/lib/cni",
+    "/var/lib/containerd",
+    "/var/lib/kubelet",
+    "/var/lib/rancher",
+    "/var/lib/systemd",
+    "/var/log",
+    "/var/tmp",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

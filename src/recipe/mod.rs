@@ -34,6 +34,9 @@ pub struct Plan {
     pub overlays: Vec<OverlayPlan>,
     pub files: Vec<FilePlan>,
     pub symlinks: Vec<SymlinkPlan>,
+    /// Globs of paths `kiln check` skips on a running node: kiln's
+    /// defaults plus `[check] mutable_paths`, sorted.
+    pub mutable_paths: Vec<String>,
     /// The top recipe file first, then each file it extends.
     pub sources: Vec<RecipeSource>,
 }
@@ -281,6 +284,7 @@ struct PlanBuilder {
     overlays: Vec<OverlayPlan>,
     files: Vec<FilePlan>,
     symlinks: Vec<SymlinkPlan>,
+    mutable_paths: Vec<String>,
 }
 
 impl PlanBuilder {
@@ -465,6 +469,10 @@ impl PlanBuilder {
                 loc: loc(span),
             });
         }
+        for pattern in raw.check.map(|c| c.mutable_paths).unwrap_or_default() {
+            image_glob(&loc(pattern.span()), pattern.get_ref())?;
+            self.mutable_paths.push(pattern.into_inner());
+        }
         for link in raw.symlink {
             let span = link.span();
             let link = link.into_inner();
@@ -509,6 +517,16 @@ impl PlanBuilder {
             overlays: self.overlays,
             files: self.files,
             symlinks: self.symlinks,
+            mutable_paths: {
+                let mut all: Vec<String> = crate::manifest::DEFAULT_MUTABLE_PATHS
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect();
+                all.extend(self.mutable_paths);
+                all.sort();
+                all.dedup();
+                all
+            },
             sources,
         })
     }

@@ -19,6 +19,14 @@ pub struct RawRecipe {
     pub symlink: Vec<Spanned<RawSymlink>>,
     #[serde(default)]
     pub remove: Vec<Spanned<RawRemove>>,
+    pub check: Option<RawCheck>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    #[serde(default)]
+    pub mutable_paths: Vec<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -32,6 +32,9 @@ pub struct HostEntry {
     pub gid: u32,
     /// (device, inode, link count), to find hard links.
     pub inode: (u64, u64, u64),
+    pub size: u64,
+    /// Modification time, seconds since 1970.
+    pub mtime: i64,
 }
 
 /// Lists `root` and everything below it, sorted by image path, never
@@ -89,6 +92,8 @@ fn walk(
         uid: meta.uid(),
         gid: meta.gid(),
         inode: (meta.dev(), meta.ino(), meta.nlink()),
+        size: meta.len(),
+        mtime: meta.mtime(),
     });
     if kind != HostKind::Dir {
         return Ok(());
@@ -176,7 +181,7 @@ pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -
 
 /// Extended attributes of `path` (not following symlinks). A filesystem
 /// without xattr support simply has none.
-fn read_xattrs(path: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+pub fn read_xattrs(path: &Path) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
     let mut out = std::collections::BTreeMap::new();
     let names = match xattr::list(path) {
         Ok(names) => names,
