@@ -23,11 +23,14 @@ pub struct BuildOptions {
     pub recipe: PathBuf,
     pub out_dir: PathBuf,
     pub compression: ArchiveCompression,
+    /// Signs the manifest when given (`NAME-VERSION.manifest.json.minisig`).
+    pub key: Option<crate::minisign::SecretKey>,
 }
 
 /// What a build produced.
 pub struct BuildOutput {
     pub manifest_path: PathBuf,
+    pub signature_path: Option<PathBuf>,
     pub artifact_paths: Vec<PathBuf>,
     pub manifest: Manifest,
 }
@@ -137,12 +140,27 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     };
     let manifest_name = format!("{stem}.manifest.json");
     let manifest_tmp = work.path().join(&manifest_name);
-    std::fs::write(&manifest_tmp, manifest.to_canonical_json())
-        .with_context(|| format!("cannot write {}", manifest_tmp.display()))?;
-    File::open(&manifest_tmp)?.sync_all()?;
+    let manifest_text = manifest.to_canonical_json();
+    write_synced(&manifest_tmp, manifest_text.as_bytes())?;
+    let signature_tmp = match &options.key {
+        Some(key) => {
+            let signature =
+                crate::signing::sign_manifest(key, &manifest, manifest_text.as_bytes())?;
+            let path = crate::signing::signature_path(&manifest_tmp);
+            write_synced(&path, signature.to_file_string().as_bytes())?;
+            ui.step(format!("signed the manifest with key {}", key.key_id()));
+            Some(path)
+        }
+        None => None,
+    };
 
-    let archive_path = publish(&archive_tmp, &options.out_dir, &archive_name)?;
-    let manifest_path = publish(&manifest_tmp, &options.out_dir, &manifest_name)?;
+    // Artifacts first, the manifest last: a manifest never names an
+    // artifact that is not there yet.
+    let archive_path = publish(&archive_tmp, &options.out_dir)?;
+    let signature_path = signature_tmp
+        .map(|tmp| publish(&tmp, &options.out_dir))
+        .transpose()?;
+    let manifest_path = publish(&manifest_tmp, &options.out_dir)?;
     ui.step(format!(
         "wrote {} and {}",
         archive_path.display(),
@@ -150,9 +168,18 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     ));
     Ok(BuildOutput {
         manifest_path,
+        signature_path,
         artifact_paths: vec![archive_path],
         manifest,
     })
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file =
+        File::create(path).with_context(|| format!("cannot write {}", path.display()))?;
+    std::io::Write::write_all(&mut file, bytes)?;
+    file.sync_all()?;
+    Ok(())
 }
 
 /// SOURCE_DATE_EPOCH: the recipe's, else the environment's, else 0.
@@ -210,10 +237,11 @@ fn finish_file(writer: BufWriter<File>) -> Result<()> {
     Ok(())
 }
 
-/// Moves a finished file from the work directory to its final name.
-fn publish(tmp: &Path, out_dir: &Path, name: &str) -> Result<PathBuf> {
+/// Moves a finished file from the work directory to the output directory.
+fn publish(tmp: &Path, out_dir: &Path) -> Result<PathBuf> {
+    let name = tmp.file_name().context("work files have names")?;
     let dest = out_dir.join(name);
     std::fs::rename(tmp, &dest)
-        .with_context(|| format!("cannot move {name} into {}", out_dir.display()))?;
+        .with_context(|| format!("cannot move {} into {}", dest.display(), out_dir.display()))?;
     Ok(dest)
 }

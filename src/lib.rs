@@ -16,5 +16,7 @@ pub mod manifest;
 pub mod minisign;
 pub mod pack;
 pub mod recipe;
+pub mod signing;
 pub mod tree;
 pub mod ui;
+pub mod verify;

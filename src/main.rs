@@ -5,15 +5,18 @@ use clap::{Parser, Subcommand};
 use kiln::build::{BuildOptions, build};
 use kiln::pack::ArchiveCompression;
 use kiln::recipe::RecipeError;
+use kiln::signing::Untrusted;
 use kiln::ui::Ui;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-/// Exit codes, documented in README.md.
+/// Exit codes, documented in README.md. Usage errors exit 2 (clap's).
 mod exit {
+    pub const SUCCESS: u8 = 0;
     pub const FAILURE: u8 = 1;
-    /// Usage errors exit 2 (clap's own code).
     pub const INVALID_RECIPE: u8 = 3;
+    /// Not what was signed: a bad signature, a tampered artifact, drift.
+    pub const NOT_VERIFIED: u8 = 4;
 }
 
 #[derive(Parser)]
@@ -22,12 +25,12 @@ mod exit {
     version,
     about = "Builds immutable, hardened, reproducible and signed OS images for K3s agent nodes",
     after_help = "Examples:\n  \
-        kiln build recipes/minimal.toml -o dist\n  \
-        kiln build recipes/minimal.toml --compression gzip\n  \
-        kiln inspect dist/minimal-0.1.0.manifest.json\n  \
-        kiln inspect dist/minimal-0.1.0.rootfs.tar.zst --json\n\n\
+        kiln build recipes/minimal.toml -o dist --key signing/release.key\n  \
+        kiln verify --key signing/release.pub dist/minimal-0.1.0.manifest.json\n  \
+        kiln check --manifest minimal-0.1.0.manifest.json --key release.pub --root /\n  \
+        kiln inspect dist/minimal-0.1.0.rootfs.tar.zst\n\n\
         Exit codes: 0 success, 1 failure, 2 usage error, 3 invalid recipe, \
-        128+N killed by signal N (partial outputs removed)."
+        4 verification failed or drift found, 128+N killed by signal N (partial outputs removed)."
 )]
 struct Cli {
     /// Print only warnings and errors.
@@ -39,11 +42,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build a recipe into a rootfs archive and a manifest.
+    /// Build a recipe into a rootfs archive and a manifest, optionally signed.
     #[command(after_help = "Examples:\n  kiln build recipes/minimal.toml\n  \
+        kiln build recipes/minimal.toml --key signing/release.key --password-file /run/secrets/pw\n  \
         SOURCE_DATE_EPOCH=1700000000 kiln build recipes/minimal.toml -o out --compression gzip\n\n\
-        Outputs NAME-VERSION.rootfs.tar.zst (or .tar.gz) and NAME-VERSION.manifest.json \
-        in the output directory; they appear only when complete.")]
+        Writes NAME-VERSION.rootfs.tar.zst (or .tar.gz), NAME-VERSION.manifest.json and, with --key, \
+        NAME-VERSION.manifest.json.minisig into the output directory; they appear only when complete.")]
     Build {
         /// The recipe file (TOML).
         recipe: PathBuf,
@@ -53,6 +57,8 @@ enum Command {
         /// Compression of the rootfs archive.
         #[arg(long, value_enum, default_value_t = ArchiveCompression::Zstd)]
         compression: ArchiveCompression,
+        #[command(flatten)]
+        signing: SigningArgs,
     },
     /// Summarise a manifest or a rootfs archive.
     #[command(
@@ -66,6 +72,106 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Generate a minisign-compatible Ed25519 key pair.
+    #[command(
+        after_help = "Examples:\n  kiln keygen -o signing/release            (asks for a password)\n  \
+        KILN_KEY_PASSWORD=... kiln keygen -o ci/release\n  \
+        kiln keygen -o /tmp/throwaway --no-password\n\n\
+        Writes STEM.pub (public: commit it, e.g. under signing/) and STEM.key (secret, mode 0600: never commit it). \
+        The secret key is encrypted with the password from --password-file, KILN_KEY_PASSWORD or a prompt."
+    )]
+    Keygen {
+        /// Path stem of the key files: STEM.pub and STEM.key.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Leave the secret key unencrypted (for CI secrets stores).
+        #[arg(long, conflicts_with = "password_file")]
+        no_password: bool,
+        /// Read the password from the first line of FILE.
+        #[arg(long, value_name = "FILE")]
+        password_file: Option<PathBuf>,
+        /// Replace existing key files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Sign a manifest (writes MANIFEST.minisig).
+    #[command(
+        after_help = "Example:\n  kiln sign --key signing/release.key dist/minimal-0.1.0.manifest.json\n\n\
+        Signatures are deterministic and verifiable with `minisign -Vm MANIFEST -p KEY.pub`."
+    )]
+    Sign {
+        manifest: PathBuf,
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
+    /// Verify a signed manifest and the artifacts beside it.
+    #[command(
+        after_help = "Examples:\n  kiln verify --key signing/release.pub dist/minimal-0.1.0.manifest.json\n  \
+        kiln verify --key old.pub --key new.pub dist/minimal-0.1.0.rootfs.tar.zst --contents\n  \
+        kiln verify --key release.pub m.manifest.json --min-version 1.4.0 --json\n\n\
+        Exits 0 only when the signature, every artifact present (size and sha256) and, with \
+        --contents, every file of the rootfs match; 4 otherwise."
+    )]
+    Verify {
+        /// A manifest, or an artifact listed by a manifest in the same directory.
+        path: PathBuf,
+        /// Trusted public key; repeat to trust several (key rotation).
+        #[arg(long = "key", required = true, value_name = "PUBLIC_KEY")]
+        keys: Vec<PathBuf>,
+        /// Also check every file inside the rootfs archive against the manifest.
+        #[arg(long)]
+        contents: bool,
+        /// Refuse an image older than this version (rollback protection).
+        #[arg(long, value_name = "VERSION")]
+        min_version: Option<String>,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check a live root for drift from a signed manifest (host intrusion detection).
+    #[command(
+        after_help = "Examples:\n  kiln check --manifest /boot/image.manifest.json --key /etc/kiln/release.pub\n  \
+        kiln check --manifest m.json --key release.pub --root /mnt/node --json-lines\n\n\
+        Reports modified content, changed mode/owner/type/target, removed and unexpected files; \
+        skips the manifest's mutable paths. Exits 4 on drift."
+    )]
+    Check {
+        /// The signed manifest (its signature is MANIFEST.minisig).
+        #[arg(long)]
+        manifest: PathBuf,
+        /// Trusted public key; repeat to trust several.
+        #[arg(long = "key", required = true, value_name = "PUBLIC_KEY")]
+        keys: Vec<PathBuf>,
+        /// The root to check.
+        #[arg(long, default_value = "/")]
+        root: PathBuf,
+        /// Skip hashing files whose size and mtime are unchanged.
+        #[arg(long)]
+        fast: bool,
+        /// One JSON object per event and line, for a SIEM.
+        #[arg(long)]
+        json_lines: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct SigningArgs {
+    /// Secret key (minisign format) to sign the manifest with.
+    #[arg(long, value_name = "SECRET_KEY")]
+    key: Option<PathBuf>,
+    /// Read the key's password from the first line of FILE (else
+    /// KILN_KEY_PASSWORD, else a prompt on a terminal).
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+impl SigningArgs {
+    fn load(&self) -> Result<Option<kiln::minisign::SecretKey>> {
+        self.key
+            .as_deref()
+            .map(|k| kiln::signing::load_secret_key(k, self.password_file.as_deref()))
+            .transpose()
+    }
 }
 
 fn main() -> ExitCode {
@@ -75,7 +181,7 @@ fn main() -> ExitCode {
     }
     let ui = Ui::new(cli.quiet);
     match run(cli.command, &ui) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             if let Some(recipe_error) = error.downcast_ref::<RecipeError>() {
                 eprintln!("error: {}", recipe_error.render());
@@ -85,27 +191,41 @@ fn main() -> ExitCode {
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(exit::FAILURE)
+            let code = if error.downcast_ref::<Untrusted>().is_some() {
+                exit::NOT_VERIFIED
+            } else {
+                exit::FAILURE
+            };
+            ExitCode::from(code)
         }
     }
 }
 
-fn run(command: Command, ui: &Ui) -> Result<()> {
+fn run(command: Command, ui: &Ui) -> Result<u8> {
     match command {
         Command::Build {
             recipe,
             output,
             compression,
+            signing,
         } => {
+            // Unlock the key first: a wrong password should not cost a build.
+            let key = signing.load()?;
             let out = build(
                 &BuildOptions {
                     recipe,
                     out_dir: output,
                     compression,
+                    key,
                 },
                 ui,
             )?;
-            for path in out.artifact_paths.iter().chain([&out.manifest_path]) {
+            for path in out
+                .artifact_paths
+                .iter()
+                .chain([&out.manifest_path])
+                .chain(&out.signature_path)
+            {
                 println!("{}", path.display());
             }
         }
@@ -117,6 +237,111 @@ fn run(command: Command, ui: &Ui) -> Result<()> {
                 print!("{}", summary.to_text());
             }
         }
+        Command::Keygen {
+            output,
+            no_password,
+            password_file,
+            force,
+        } => {
+            let password = if no_password {
+                None
+            } else {
+                let password = kiln::signing::password(
+                    password_file.as_deref(),
+                    "Password for the new key: ",
+                    true,
+                )?;
+                if password.is_none() {
+                    anyhow::bail!(
+                        "no password: give --password-file FILE, set {}, run on a terminal, or pass --no-password",
+                        kiln::signing::PASSWORD_ENV
+                    );
+                }
+                password
+            };
+            let (public, secret, id) = kiln::signing::keygen(&output, password.as_deref(), force)?;
+            ui.step(format!("generated key {id}"));
+            println!("{}", public.display());
+            println!("{}", secret.display());
+        }
+        Command::Sign { manifest, signing } => {
+            let Some(key) = signing.load()? else {
+                anyhow::bail!("give --key SECRET_KEY")
+            };
+            let bytes = std::fs::read(&manifest)?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| anyhow::anyhow!("{} is not UTF-8", manifest.display()))?;
+            let parsed = kiln::manifest::Manifest::parse(text)?;
+            let signature = kiln::signing::sign_manifest(&key, &parsed, &bytes)?;
+            let path = kiln::signing::signature_path(&manifest);
+            std::fs::write(&path, signature.to_file_string())?;
+            println!("{}", path.display());
+        }
+        Command::Verify {
+            path,
+            keys,
+            contents,
+            min_version,
+            json,
+        } => {
+            let keys = kiln::signing::load_public_keys(&keys)?;
+            let options = kiln::verify::VerifyOptions {
+                keys: &keys,
+                contents,
+                min_version: min_version.as_deref(),
+            };
+            let report = kiln::verify::verify(&path, &options)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            return Ok(if report.ok {
+                exit::SUCCESS
+            } else {
+                exit::NOT_VERIFIED
+            });
+        }
+        Command::Check {
+            manifest,
+            keys,
+            root,
+            fast,
+            json_lines,
+        } => {
+            let keys = kiln::signing::load_public_keys(&keys)?;
+            let verified = kiln::signing::verify_manifest(&manifest, &keys)?;
+            ui.step(format!(
+                "manifest of {} {} signed by key {}; checking {}",
+                verified.manifest.image.name,
+                verified.manifest.image.version,
+                verified.key_id,
+                root.display()
+            ));
+            let drift = kiln::check::check(
+                &verified.manifest,
+                &kiln::check::CheckOptions { root: &root, fast },
+            )?;
+            for event in &drift {
+                if json_lines {
+                    println!("{}", serde_json::to_string(event)?);
+                } else {
+                    println!("{event}");
+                }
+            }
+            if !json_lines {
+                ui.step(if drift.is_empty() {
+                    "no drift".to_owned()
+                } else {
+                    format!("{} drift event(s)", drift.len())
+                });
+            }
+            return Ok(if drift.is_empty() {
+                exit::SUCCESS
+            } else {
+                exit::NOT_VERIFIED
+            });
+        }
     }
-    Ok(())
+    Ok(exit::SUCCESS)
 }

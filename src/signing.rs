@@ -1,0 +1,235 @@
+//! Keys and manifest signatures as the command line uses them: key files,
+//! passwords, the trusted comment, and verifying a signed manifest.
+//! The minisign formats themselves are in [`crate::minisign`].
+
+use crate::manifest::Manifest;
+use crate::minisign::{self, KeyId, PublicKey, SecretKey, Signature};
+use crate::tree::Digest;
+use anyhow::{Context, Result, bail};
+use std::io::{IsTerminal, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// The environment variable a pipeline sets to unlock an encrypted key.
+pub const PASSWORD_ENV: &str = "KILN_KEY_PASSWORD";
+
+/// Where a key password comes from, in this order: a file named on the
+/// command line, the environment, a prompt when stdin is a terminal.
+pub fn password(file: Option<&Path>, prompt: &str, confirm: bool) -> Result<Option<String>> {
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read password file {}", file.display()))?;
+        return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
+    }
+    if let Ok(value) = std::env::var(PASSWORD_ENV) {
+        return Ok(Some(value));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Ok(None);
+    }
+    let first = rpassword::prompt_password(prompt)?;
+    if confirm && rpassword::prompt_password("Repeat the password: ")? != first {
+        bail!("the passwords do not match");
+    }
+    Ok(Some(first))
+}
+
+/// The paths `kiln keygen -o STEM` writes.
+pub fn key_paths(stem: &Path) -> (PathBuf, PathBuf) {
+    let with = |ext: &str| {
+        let mut name = stem.as_os_str().to_owned();
+        name.push(ext);
+        PathBuf::from(name)
+    };
+    (with(".pub"), with(".key"))
+}
+
+/// Generates a key pair: `STEM.key` (mode 0600, never overwritten unless
+/// `force`) and `STEM.pub`. The secret key is encrypted when `password`
+/// is given.
+pub fn keygen(
+    stem: &Path,
+    password: Option<&str>,
+    force: bool,
+) -> Result<(PathBuf, PathBuf, KeyId)> {
+    let (public_path, secret_path) = key_paths(stem);
+    if !force {
+        for path in [&public_path, &secret_path] {
+            if path.exists() {
+                bail!(
+                    "{} already exists; use --force to replace it",
+                    path.display()
+                );
+            }
+        }
+    }
+    if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let secret = SecretKey::generate()?;
+    let public = secret.public_key();
+    write_new(
+        &secret_path,
+        secret.to_file_string(password)?.as_bytes(),
+        0o600,
+    )?;
+    write_new(&public_path, public.to_file_string(None)?.as_bytes(), 0o644)?;
+    Ok((public_path, secret_path, secret.key_id()))
+}
+
+/// Writes `bytes` to `path` through a temporary file created with `mode`,
+/// so a secret key is never readable by others, not even half-written.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp",
+        path.file_name().unwrap_or_default().to_string_lossy()
+    ));
+    let _ = std::fs::remove_file(&tmp);
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .with_context(|| format!("cannot create {}", tmp.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a secret key, asking for its password only when it is encrypted.
+pub fn load_secret_key(path: &Path, password_file: Option<&Path>) -> Result<SecretKey> {
+    let text = std::fs::read(path)
+        .with_context(|| format!("cannot read secret key {}", path.display()))?;
+    match SecretKey::parse(&text, None) {
+        Ok(key) => Ok(key),
+        Err(minisign::Error::PasswordRequired) => {
+            let prompt = format!("Password for {}: ", path.display());
+            let Some(password) = password(password_file, &prompt, false)? else {
+                bail!(
+                    "secret key {} is encrypted: give --password-file FILE, set {PASSWORD_ENV}, or run on a terminal to be asked",
+                    path.display()
+                );
+            };
+            SecretKey::parse(&text, Some(&password))
+                .with_context(|| format!("secret key {}", path.display()))
+        }
+        Err(e) => Err(e).with_context(|| format!("secret key {}", path.display())),
+    }
+}
+
+pub fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>> {
+    if paths.is_empty() {
+        bail!(
+            "no trusted key: give --key PUBLIC_KEY (repeat it to trust several during a rotation)"
+        );
+    }
+    paths
+        .iter()
+        .map(|p| {
+            let text = std::fs::read(p)
+                .with_context(|| format!("cannot read public key {}", p.display()))?;
+            PublicKey::parse(&text).with_context(|| format!("public key {}", p.display()))
+        })
+        .collect()
+}
+
+/// The signature file of a manifest: `X.manifest.json.minisig`.
+pub fn signature_path(manifest: &Path) -> PathBuf {
+    let mut name = manifest.as_os_str().to_owned();
+    name.push(".minisig");
+    PathBuf::from(name)
+}
+
+/// What the trusted (signed) comment says: enough to tell which image a
+/// signature is for without the manifest at hand.
+pub fn trusted_comment(manifest: &Manifest, manifest_bytes: &[u8]) -> String {
+    format!(
+        "kiln image:{} version:{} arch:{} manifest-sha256:{}",
+        manifest.image.name,
+        manifest.image.version,
+        manifest.image.arch,
+        Digest::of(manifest_bytes).hex()
+    )
+}
+
+/// Signs manifest bytes. Deterministic: the same key and manifest always
+/// give the same signature file.
+pub fn sign_manifest(
+    key: &SecretKey,
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+) -> Result<Signature> {
+    let comment = trusted_comment(manifest, manifest_bytes);
+    let untrusted = format!(
+        "kiln signature of {}-{} manifest",
+        manifest.image.name, manifest.image.version
+    );
+    Ok(minisign::sign(key, manifest_bytes, &comment, &untrusted)?)
+}
+
+/// A manifest whose signature checked out.
+pub struct VerifiedManifest {
+    pub manifest: Manifest,
+    pub bytes: Vec<u8>,
+    pub key_id: KeyId,
+    pub trusted_comment: String,
+}
+
+/// Why a manifest was not trusted. Kept apart from I/O errors so the
+/// command line can exit with the "verification failed" code.
+#[derive(Debug)]
+pub struct Untrusted(pub String);
+
+impl std::fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Untrusted {}
+
+/// Checks the signature of the manifest at `path` (from `PATH.minisig`)
+/// with any of `keys`, and only then parses it.
+pub fn verify_manifest(path: &Path, keys: &[PublicKey]) -> Result<VerifiedManifest> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
+    let sig_path = signature_path(path);
+    let sig_text = match std::fs::read(&sig_path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Untrusted(format!(
+                "no signature: {} does not exist",
+                sig_path.display()
+            ))
+            .into());
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", sig_path.display())),
+    };
+    let signature = Signature::parse(&sig_text)
+        .map_err(|e| Untrusted(format!("signature file {}: {e}", sig_path.display())))?;
+    let key = minisign::verify(keys, &signature, bytes.as_slice())
+        .map_err(|e| Untrusted(format!("signature of {}: {e}", path.display())))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| Untrusted("the manifest is not UTF-8".into()))?;
+    let manifest = Manifest::parse(text).with_context(|| format!("manifest {}", path.display()))?;
+    let comment = signature.trusted_comment().to_owned();
+    // The signature already covers the manifest; a comment naming another
+    // manifest means the two were paired by mistake or by design.
+    if comment.starts_with("kiln ") && comment != trusted_comment(&manifest, &bytes) {
+        return Err(Untrusted(format!(
+            "the signature's trusted comment \"{comment}\" does not describe this manifest"
+        ))
+        .into());
+    }
+    Ok(VerifiedManifest {
+        manifest,
+        bytes,
+        key_id: key.key_id(),
+        trusted_comment: comment,
+    })
+}

@@ -1,0 +1,344 @@
+//! `kiln verify`: proves an image is exactly what the release signed —
+//! the manifest's signature, every artifact present beside it, optionally
+//! every file inside the rootfs archive, and no rollback.
+
+use crate::debian::version::Version;
+use crate::manifest::{ArtifactRecord, FileRecord, ImageInfo, Manifest, file_records};
+use crate::minisign::PublicKey;
+use crate::signing::{Untrusted, verify_manifest};
+use crate::tree::{Digest, Store, decompress, hash_reader, load_tar};
+use crate::ui::human_bytes;
+use anyhow::{Context, Result, bail};
+use rayon::prelude::*;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+pub struct VerifyOptions<'a> {
+    /// Any of these may have signed the manifest (key rotation).
+    pub keys: &'a [PublicKey],
+    /// Also open rootfs archives and check every file against the manifest.
+    pub contents: bool,
+    /// Refuse images older than this version (Debian version ordering).
+    pub min_version: Option<&'a str>,
+}
+
+/// The outcome of each check, for people (`to_text`) and machines (JSON).
+#[derive(Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    pub manifest: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_comment: Option<String>,
+    pub checks: Vec<Check>,
+}
+
+#[derive(Serialize)]
+pub struct Check {
+    pub ok: bool,
+    /// What was checked: "signature", "version", "artifact NAME", "contents NAME".
+    pub subject: String,
+    pub detail: String,
+}
+
+impl VerifyReport {
+    fn check(&mut self, ok: bool, subject: impl Into<String>, detail: impl Into<String>) {
+        self.ok &= ok;
+        self.checks.push(Check {
+            ok,
+            subject: subject.into(),
+            detail: detail.into(),
+        });
+    }
+
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for c in &self.checks {
+            out.push_str(&format!(
+                "{:<7} {}: {}\n",
+                if c.ok { "ok" } else { "FAILED" },
+                c.subject,
+                c.detail
+            ));
+        }
+        let failed = self.checks.iter().filter(|c| !c.ok).count();
+        match (&self.image, self.ok) {
+            (Some(image), true) => out.push_str(&format!(
+                "verified {} {} ({})\n",
+                image.name, image.version, image.arch
+            )),
+            _ => out.push_str(&format!("verification FAILED: {failed} problem(s)\n")),
+        }
+        out
+    }
+}
+
+/// Verifies `path`: a manifest, or an artifact listed by a manifest in the
+/// same directory. I/O problems are errors; anything that is not what was
+/// signed is a failed check in the report.
+pub fn verify(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyReport> {
+    let (manifest_path, named_artifact) = locate_manifest(path)?;
+    let mut report = VerifyReport {
+        ok: true,
+        manifest: manifest_path.display().to_string(),
+        image: None,
+        key_id: None,
+        trusted_comment: None,
+        checks: Vec::new(),
+    };
+    let verified = match verify_manifest(&manifest_path, options.keys) {
+        Ok(v) => v,
+        Err(e) => match e.downcast::<Untrusted>() {
+            Ok(untrusted) => {
+                report.check(false, "signature", untrusted.0);
+                return Ok(report);
+            }
+            Err(other) => return Err(other),
+        },
+    };
+    report.check(
+        true,
+        "signature",
+        format!(
+            "by key {} (\"{}\")",
+            verified.key_id, verified.trusted_comment
+        ),
+    );
+    report.key_id = Some(verified.key_id.to_string());
+    report.trusted_comment = Some(verified.trusted_comment.clone());
+    let manifest = verified.manifest;
+    report.image = Some(manifest.image.clone());
+
+    if let Some(minimum) = options.min_version {
+        check_version(&mut report, &manifest, minimum)?;
+    }
+    let dir = manifest_path
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default();
+    if let Some(name) = &named_artifact {
+        if !manifest.artifacts.iter().any(|a| &a.name == name) {
+            report.check(
+                false,
+                format!("artifact {name}"),
+                "not listed in the signed manifest",
+            );
+        }
+    }
+    // Every artifact present beside the manifest, hashed in parallel.
+    let results: Vec<(&ArtifactRecord, Result<Option<String>, String>)> = manifest
+        .artifacts
+        .par_iter()
+        .map(|a| (a, check_artifact(&dir.join(&a.name), a)))
+        .collect();
+    let mut intact = Vec::new();
+    for (artifact, result) in results {
+        let subject = format!("artifact {}", artifact.name);
+        match result {
+            Ok(Some(detail)) => {
+                report.check(true, subject, detail);
+                intact.push(artifact);
+            }
+            Ok(None) if named_artifact.as_deref() == Some(artifact.name.as_str()) => {
+                report.check(false, subject, "missing")
+            }
+            Ok(None) => report.check(true, subject, "not present here, skipped"),
+            Err(problem) => report.check(false, subject, problem),
+        }
+    }
+    if options.contents {
+        for artifact in intact.iter().filter(|a| a.format.starts_with("rootfs-tar")) {
+            let problems = check_contents(&dir.join(&artifact.name), &manifest.files)?;
+            let subject = format!("contents {}", artifact.name);
+            if problems.is_empty() {
+                report.check(
+                    true,
+                    subject,
+                    format!("all {} paths match the manifest", manifest.files.len()),
+                );
+            } else {
+                report.check(false, subject, problems.join("; "));
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Finds the manifest for `path`: itself when it is one, else the
+/// `*.manifest.json` beside it that lists it.
+fn locate_manifest(path: &Path) -> Result<(PathBuf, Option<String>)> {
+    let mut head = [0u8; 1];
+    let n = File::open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?
+        .read(&mut head)?;
+    if n == 1 && head[0] == b'{' {
+        return Ok((path.to_owned(), None));
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .context("an artifact path needs a file name")?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let mut candidates = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let candidate = entry?.path();
+        if !candidate.to_string_lossy().ends_with(".manifest.json") {
+            continue;
+        }
+        // Unverified, used only to find the file; it is verified next.
+        let lists_it = std::fs::read_to_string(&candidate)
+            .ok()
+            .and_then(|t| Manifest::parse(&t).ok())
+            .is_some_and(|m| m.artifacts.iter().any(|a| a.name == name));
+        if lists_it {
+            candidates.push(candidate);
+        }
+    }
+    candidates.sort();
+    match candidates.len() {
+        0 => bail!(
+            "no *.manifest.json in {} lists {name}; pass the manifest itself",
+            dir.display()
+        ),
+        1 => Ok((candidates.remove(0), Some(name))),
+        _ => bail!(
+            "several manifests in {} list {name}; pass the manifest itself",
+            dir.display()
+        ),
+    }
+}
+
+fn check_version(report: &mut VerifyReport, manifest: &Manifest, minimum: &str) -> Result<()> {
+    let minimum_version: Version = minimum
+        .parse()
+        .with_context(|| format!("--min-version {minimum}"))?;
+    match manifest.image.version.parse::<Version>() {
+        Ok(version) if version >= minimum_version => report.check(
+            true,
+            "version",
+            format!("{version} is not older than {minimum}"),
+        ),
+        Ok(version) => report.check(
+            false,
+            "version",
+            format!("{version} is older than the minimum {minimum}: refusing a rollback"),
+        ),
+        Err(e) => report.check(
+            false,
+            "version",
+            format!("cannot compare the image version: {e}"),
+        ),
+    }
+    Ok(())
+}
+
+/// `Ok(Some(detail))` when intact, `Ok(None)` when absent, `Err(problem)`.
+fn check_artifact(path: &Path, record: &ArtifactRecord) -> Result<Option<String>, String> {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read: {e}")),
+    };
+    if meta.len() != record.size {
+        return Err(format!(
+            "size is {} bytes, the manifest says {}",
+            meta.len(),
+            record.size
+        ));
+    }
+    let file = File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let (digest, _) = hash_reader(BufReader::with_capacity(1 << 20, file))
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if digest.hex() != record.sha256 {
+        return Err(format!(
+            "sha256 is {digest}, the manifest says {}",
+            record.sha256
+        ));
+    }
+    Ok(Some(format!(
+        "{}, sha256 {}",
+        human_bytes(record.size),
+        short(&digest)
+    )))
+}
+
+fn short(digest: &Digest) -> String {
+    digest.hex()[..16].to_owned()
+}
+
+/// Opens a rootfs archive and compares every path with the manifest.
+fn check_contents(path: &Path, expected: &[FileRecord]) -> Result<Vec<String>> {
+    let shown = path.display().to_string();
+    let reader = decompress(BufReader::with_capacity(1 << 20, File::open(path)?))?;
+    let tree = match load_tar(reader, &shown, &Store::discard()) {
+        Ok(tree) => tree,
+        Err(e) => return Ok(vec![format!("cannot read the archive: {e:#}")]),
+    };
+    let found = file_records(&tree);
+    let mut problems = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < expected.len() || j < found.len() {
+        match (expected.get(i), found.get(j)) {
+            (Some(e), Some(f)) if e.path == f.path => {
+                if e != f {
+                    problems.push(format!(
+                        "{} differs: manifest {}, archive {}",
+                        e.path,
+                        describe(e),
+                        describe(f)
+                    ));
+                }
+                i += 1;
+                j += 1;
+            }
+            (Some(e), Some(f)) if e.path < f.path => {
+                problems.push(format!(
+                    "{} is in the manifest but not in the archive",
+                    e.path
+                ));
+                i += 1;
+            }
+            (Some(e), None) => {
+                problems.push(format!(
+                    "{} is in the manifest but not in the archive",
+                    e.path
+                ));
+                i += 1;
+            }
+            (_, Some(f)) => {
+                problems.push(format!(
+                    "{} is in the archive but not in the manifest",
+                    f.path
+                ));
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    const SHOWN: usize = 20;
+    if problems.len() > SHOWN {
+        let more = problems.len() - SHOWN;
+        problems.truncate(SHOWN);
+        problems.push(format!("and {more} more"));
+    }
+    Ok(problems)
+}
+
+fn describe(r: &FileRecord) -> String {
+    let mut s = format!("{} {} {}:{}", r.kind, r.mode, r.uid, r.gid);
+    if let Some(sha) = &r.sha256 {
+        s.push_str(&format!(" sha256 {}", &sha[..sha.len().min(16)]));
+    }
+    if let Some(t) = &r.target {
+        s.push_str(&format!(" -> {t}"));
+    }
+    s
+}
