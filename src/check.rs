@@ -175,19 +175,17 @@ fn compare(
             Some(format!("{}:{}", host.uid, host.gid)),
         ));
     }
+    let device = |major: &u32, minor: &u32| (Some(*major), Some(*minor));
     match (&host.kind, record.kind.as_str()) {
-        (HostKind::File, "file") => {
-            if let (Some(found), Some(expected)) = (digest, &record.sha256) {
-                if found != expected {
-                    drift.push(event(
-                        "modified",
-                        path,
-                        Some(format!("sha256 {expected}")),
-                        Some(format!("sha256 {found}")),
-                    ));
-                }
-            }
-        }
+        (HostKind::File, "file") => match (digest, &record.sha256) {
+            (Some(found), Some(expected)) if found != expected => drift.push(event(
+                "modified",
+                path,
+                Some(format!("sha256 {expected}")),
+                Some(format!("sha256 {found}")),
+            )),
+            _ => {}
+        },
         (HostKind::File, "hardlink") => {
             let target = record.target.as_deref().unwrap_or_default();
             if inode_of.get(path) != inode_of.get(target) {
@@ -199,29 +197,28 @@ fn compare(
                 ));
             }
         }
-        (HostKind::Symlink { target }, _) => {
-            if record.target.as_deref() != Some(target.as_str()) {
-                drift.push(event(
-                    "target",
-                    path,
-                    record.target.clone(),
-                    Some(target.clone()),
-                ));
-            }
+        (HostKind::Symlink { target }, _) if record.target.as_deref() != Some(target.as_str()) => {
+            drift.push(event(
+                "target",
+                path,
+                record.target.clone(),
+                Some(target.clone()),
+            ));
         }
-        (HostKind::CharDevice { major, minor } | HostKind::BlockDevice { major, minor }, _) => {
-            if (Some(*major), Some(*minor)) != (record.major, record.minor) {
-                drift.push(event(
-                    "device",
-                    path,
-                    Some(format!(
-                        "{}:{}",
-                        record.major.unwrap_or(0),
-                        record.minor.unwrap_or(0)
-                    )),
-                    Some(format!("{major}:{minor}")),
-                ));
-            }
+        (HostKind::CharDevice { major, minor } | HostKind::BlockDevice { major, minor }, _)
+            if device(major, minor) != (record.major, record.minor) =>
+        {
+            let expected = format!(
+                "{}:{}",
+                record.major.unwrap_or(0),
+                record.minor.unwrap_or(0)
+            );
+            drift.push(event(
+                "device",
+                path,
+                Some(expected),
+                Some(format!("{major}:{minor}")),
+            ));
         }
         _ => {}
     }

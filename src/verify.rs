@@ -121,14 +121,14 @@ pub fn verify(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyReport> 
         .parent()
         .map(Path::to_owned)
         .unwrap_or_default();
-    if let Some(name) = &named_artifact {
-        if !manifest.artifacts.iter().any(|a| &a.name == name) {
-            report.check(
-                false,
-                format!("artifact {name}"),
-                "not listed in the signed manifest",
-            );
-        }
+    if let Some(name) = &named_artifact
+        && !manifest.artifacts.iter().any(|a| &a.name == name)
+    {
+        report.check(
+            false,
+            format!("artifact {name}"),
+            "not listed in the signed manifest",
+        );
     }
     // Every artifact present beside the manifest, hashed in parallel.
     let results: Vec<(&ArtifactRecord, Result<Option<String>, String>)> = manifest
