@@ -75,6 +75,9 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     for warning in crate::assemble::apply(&plan, &mut tree, &store)? {
         ui.warn(warning);
     }
+    if let Some(timer) = &plan.check_timer {
+        crate::node_check::install(timer, &mut tree, &store)?;
+    }
     ui.step(format!(
         "image tree: {} paths, {} of file content",
         tree.len(),

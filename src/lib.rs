@@ -14,6 +14,7 @@ pub mod debian;
 pub mod inspect;
 pub mod manifest;
 pub mod minisign;
+pub mod node_check;
 pub mod pack;
 pub mod recipe;
 pub mod signing;

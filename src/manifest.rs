@@ -42,6 +42,7 @@ pub const DEFAULT_MUTABLE_PATHS: &[&str] = &[
     "/var/cache",
     "/var/lib/cni",
     "/var/lib/containerd",
+    "/var/lib/kiln",
     "/var/lib/kubelet",
     "/var/lib/rancher",
     "/var/lib/systemd",

@@ -128,7 +128,25 @@ pub fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>> {
             "no trusted key: give --key PUBLIC_KEY (repeat it to trust several during a rotation)"
         );
     }
-    paths
+    let mut files = Vec::new();
+    for path in paths {
+        if path.is_dir() {
+            // A directory of keys, as baked into images: every *.pub in it.
+            let mut found: Vec<PathBuf> = std::fs::read_dir(path)
+                .with_context(|| format!("cannot list {}", path.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|e| e == "pub"))
+                .collect();
+            if found.is_empty() {
+                bail!("{} holds no *.pub key", path.display());
+            }
+            found.sort();
+            files.extend(found);
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files
         .iter()
         .map(|p| {
             let text = std::fs::read(p)

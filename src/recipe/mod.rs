@@ -14,6 +14,7 @@ use globset::{Glob, GlobBuilder, GlobMatcher};
 use schema::{RawRecipe, RawValue};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
+use toml::Spanned;
 
 /// Debian architectures an image can be built for.
 pub const ARCHES: &[&str] = &[
@@ -37,6 +38,8 @@ pub struct Plan {
     /// Globs of paths `kiln check` skips on a running node: kiln's
     /// defaults plus `[check] mutable_paths`, sorted.
     pub mutable_paths: Vec<String>,
+    /// A `kiln check` service and timer to install in the image.
+    pub check_timer: Option<CheckTimerPlan>,
     /// The top recipe file first, then each file it extends.
     pub sources: Vec<RecipeSource>,
 }
@@ -119,6 +122,17 @@ pub struct FilePlan {
 pub struct SymlinkPlan {
     pub path: ImagePath,
     pub target: String,
+    pub loc: Loc,
+}
+
+/// `[check] timer`: the image checks itself against its signed manifest.
+#[derive(Debug)]
+pub struct CheckTimerPlan {
+    /// A systemd calendar expression: "daily", "hourly", "*-*-* 03:00".
+    pub on_calendar: String,
+    /// Trusted public keys: (file name in the image, host path).
+    pub keys: Vec<(String, PathBuf)>,
+    pub binary: ImagePath,
     pub loc: Loc,
 }
 
@@ -285,6 +299,7 @@ struct PlanBuilder {
     files: Vec<FilePlan>,
     symlinks: Vec<SymlinkPlan>,
     mutable_paths: Vec<String>,
+    check_timer: Option<CheckTimerPlan>,
 }
 
 impl PlanBuilder {
@@ -469,9 +484,18 @@ impl PlanBuilder {
                 loc: loc(span),
             });
         }
-        for pattern in raw.check.map(|c| c.mutable_paths).unwrap_or_default() {
-            image_glob(&loc(pattern.span()), pattern.get_ref())?;
-            self.mutable_paths.push(pattern.into_inner());
+        if let Some(check) = raw.check {
+            for pattern in check.mutable_paths {
+                image_glob(&loc(pattern.span()), pattern.get_ref())?;
+                self.mutable_paths.push(pattern.into_inner());
+            }
+            if let Some(timer) = check.timer {
+                self.check_timer = Some(check_timer(&file, &dir, timer, check.keys, check.binary)?);
+            } else if let Some(first) = check.keys.first().or(check.binary.as_ref()) {
+                return Err(loc(first.span()).error(
+                    "keys and binary only matter with a timer; add timer = \"daily\" to [check]",
+                ));
+            }
         }
         for link in raw.symlink {
             let span = link.span();
@@ -527,6 +551,7 @@ impl PlanBuilder {
                 all.dedup();
                 all
             },
+            check_timer: self.check_timer,
             sources,
         })
     }
@@ -593,6 +618,69 @@ fn image_path(loc: &Loc, field: &str, raw: &str) -> Result<ImagePath, RecipeErro
         )));
     }
     Ok(path)
+}
+
+fn check_timer(
+    file: &Arc<SourceFile>,
+    dir: &Path,
+    timer: Spanned<String>,
+    keys: Vec<Spanned<String>>,
+    binary: Option<Spanned<String>>,
+) -> Result<CheckTimerPlan, RecipeError> {
+    let timer_loc = Loc::new(file, timer.span());
+    let on_calendar = timer.into_inner();
+    if on_calendar.trim().is_empty() || on_calendar.chars().any(char::is_control) {
+        return Err(timer_loc.error(
+            "timer must be a systemd calendar expression, like \"daily\" or \"*-*-* 03:00\"",
+        ));
+    }
+    if keys.is_empty() {
+        return Err(timer_loc.error(
+            "a check timer needs the public keys to trust: add keys = [\"../signing/release.pub\"] to [check]",
+        ));
+    }
+    let mut baked = Vec::new();
+    for key in keys {
+        let key_loc = Loc::new(file, key.span());
+        let path = dir.join(key.get_ref());
+        let text = std::fs::read(&path).map_err(|e| {
+            key_loc.error(format!(
+                "cannot read public key \"{}\": {e} (paths are relative to the recipe's folder)",
+                key.get_ref()
+            ))
+        })?;
+        crate::minisign::PublicKey::parse(&text).map_err(|e| {
+            key_loc.error(format!(
+                "\"{}\" is not a minisign public key: {e}",
+                key.get_ref()
+            ))
+        })?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let name = if name.ends_with(".pub") {
+            name
+        } else {
+            format!("{name}.pub")
+        };
+        if baked.iter().any(|(n, _): &(String, PathBuf)| *n == name) {
+            return Err(key_loc.error(format!(
+                "two keys would both be /etc/kiln/keys/{name}; rename one"
+            )));
+        }
+        baked.push((name, path));
+    }
+    let binary = match binary {
+        Some(b) => image_path(&Loc::new(file, b.span()), "binary", b.get_ref())?,
+        None => ImagePath::new("/usr/local/bin/kiln").expect("a valid path"),
+    };
+    Ok(CheckTimerPlan {
+        on_calendar,
+        keys: baked,
+        binary,
+        loc: timer_loc,
+    })
 }
 
 /// An absolute image directory, the root included: an overlay's `dest`.

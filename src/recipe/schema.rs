@@ -27,6 +27,13 @@ pub struct RawRecipe {
 pub struct RawCheck {
     #[serde(default)]
     pub mutable_paths: Vec<Spanned<String>>,
+    /// systemd OnCalendar= value of a kiln-check timer in the image.
+    pub timer: Option<Spanned<String>>,
+    /// Public keys baked into the image for the timer to trust.
+    #[serde(default)]
+    pub keys: Vec<Spanned<String>>,
+    /// Where the kiln binary is in the image.
+    pub binary: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

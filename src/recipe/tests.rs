@@ -1,5 +1,4 @@
 use super::*;
-use toml::Spanned;
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let path = dir.join(name);
