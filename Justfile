@@ -28,10 +28,24 @@ deps:
 build:
     cargo build --release --locked
 
-# The main job: build the example recipe into dist/.
+# The main job: build the example recipe into signed artifacts in dist/.
+# Signs with $KILN_SIGNING_KEY (verified with $KILN_SIGNING_PUB, default
+# signing/), else with a throwaway development key kept under target/.
 image: deps build
+    #!/usr/bin/env bash
+    set -euo pipefail
+    kiln=./target/release/kiln
     sh recipes/base/make-minimal-base.sh recipes/base/minimal-base.tar
-    ./target/release/kiln build recipes/minimal.toml -o dist
+    key=${KILN_SIGNING_KEY:-}
+    pub=${KILN_SIGNING_PUB:-signing}
+    if [ -z "$key" ]; then
+        key=target/dev-signing/dev.key
+        pub=target/dev-signing/dev.pub
+        [ -f "$key" ] || "$kiln" keygen -o target/dev-signing/dev --no-password
+        echo "kiln: signing with the throwaway development key $key (set KILN_SIGNING_KEY for releases)"
+    fi
+    "$kiln" build recipes/minimal.toml -o dist --key "$key"
+    "$kiln" verify --key "$pub" dist/minimal-0.1.0.manifest.json --contents
 
 # Formatting and lints, warnings denied.
 lint:
@@ -45,3 +59,4 @@ test: deps lint
 # Benchmarks: kiln against the tools a user would otherwise pick; prints ratios.
 bench: deps build
     bash benches/pack.sh
+    bash benches/verify.sh

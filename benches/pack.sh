@@ -2,10 +2,11 @@
 # Packing benchmark: kiln's whole build (verify + load + pack + manifest) of
 # a rootfs-sized tree, against the reproducible `tar | zstd` pipeline a user
 # would otherwise write. Prints times, the ratio kiln/tar and peak memory.
-# Usage: benches/pack.sh [SOURCE_DIR]   (default: /usr/lib, a real mix of files)
+# Usage: benches/pack.sh [SOURCE_DIR]   (default: /usr/share, a real mix of
+# many small files; pass /usr/lib for a multi-GiB run)
 set -euo pipefail
 kiln=${KILN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/kiln}
-src=${1:-/usr/lib}
+src=${1:-/usr/share}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
