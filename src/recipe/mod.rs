@@ -4,8 +4,11 @@
 //! valid. Relative paths are resolved against the folder of the recipe file
 //! that wrote them. The format is documented in docs/recipe.md.
 
+pub mod audit;
+pub mod debian;
 mod error;
-mod schema;
+pub mod hardening;
+pub(crate) mod schema;
 
 pub use error::{Loc, RecipeError, SourceFile, did_you_mean};
 
@@ -40,6 +43,10 @@ pub struct Plan {
     pub mutable_paths: Vec<String>,
     /// A `kiln check` service and timer to install in the image.
     pub check_timer: Option<CheckTimerPlan>,
+    /// `[debian]` and `[[artifact]]`: packages and pinned files.
+    pub debian: debian::DebianPlan,
+    pub hardening: hardening::HardeningPlan,
+    pub audit: audit::AuditPlan,
     /// The top recipe file first, then each file it extends.
     pub sources: Vec<RecipeSource>,
 }
@@ -300,12 +307,37 @@ struct PlanBuilder {
     symlinks: Vec<SymlinkPlan>,
     mutable_paths: Vec<String>,
     check_timer: Option<CheckTimerPlan>,
+    debian: debian::DebianPlan,
+    hardening: hardening::HardeningPlan,
+    audit: audit::AuditPlan,
 }
 
 impl PlanBuilder {
     fn add(&mut self, layer: Layer) -> Result<(), RecipeError> {
-        let Layer { file, dir, raw, .. } = layer;
+        let Layer {
+            file, dir, mut raw, ..
+        } = layer;
         let loc = |span: std::ops::Range<usize>| Loc::new(&file, span);
+        self.debian.add_layer(
+            &file,
+            &dir,
+            raw.debian.take(),
+            std::mem::take(&mut raw.artifact),
+        )?;
+        if let Some(audit) = raw.audit.take() {
+            self.audit.add_layer(&file, &dir, audit)?;
+        }
+        let hardening = hardening::RawHardening {
+            users: std::mem::take(&mut raw.user),
+            groups: std::mem::take(&mut raw.group),
+            ssh: raw.ssh.take(),
+            firewall: raw.firewall.take(),
+            k3s: raw.k3s.take(),
+            sysctl: raw.sysctl.take(),
+            minimize: raw.minimize.take(),
+            kernel: raw.kernel.take(),
+        };
+        self.hardening.add_layer(&file, &dir, hardening)?;
         if let Some(image) = raw.image {
             self.image_loc = Some(loc(image.span()));
             let image = image.into_inner();
@@ -552,6 +584,9 @@ impl PlanBuilder {
                 all
             },
             check_timer: self.check_timer,
+            debian: self.debian,
+            hardening: self.hardening,
+            audit: self.audit,
             sources,
         })
     }
@@ -598,7 +633,7 @@ fn check_arch(loc: &Loc, arch: &str) -> Result<String, RecipeError> {
 }
 
 /// An absolute image path: `dest = "/etc/motd"`.
-fn image_path(loc: &Loc, field: &str, raw: &str) -> Result<ImagePath, RecipeError> {
+pub(crate) fn image_path(loc: &Loc, field: &str, raw: &str) -> Result<ImagePath, RecipeError> {
     if !raw.starts_with('/') {
         return Err(loc.error(format!(
             "{field} \"{raw}\" must be an absolute path in the image, like \"/{}\"",
@@ -722,7 +757,7 @@ fn image_glob(loc: &Loc, pattern: &str) -> Result<GlobMatcher, RecipeError> {
 }
 
 /// `mode = "0644"`: up to four octal digits, as a string.
-fn mode(file: &Arc<SourceFile>, value: &RawValue) -> Result<u32, RecipeError> {
+pub(crate) fn mode(file: &Arc<SourceFile>, value: &RawValue) -> Result<u32, RecipeError> {
     let loc = Loc::new(file, value.span());
     match value.get_ref() {
         toml::Value::String(s) => {

@@ -20,6 +20,20 @@ pub struct RawRecipe {
     #[serde(default)]
     pub remove: Vec<Spanned<RawRemove>>,
     pub check: Option<RawCheck>,
+    pub debian: Option<Spanned<super::debian::RawDebian>>,
+    #[serde(default)]
+    pub artifact: Vec<Spanned<super::debian::RawArtifact>>,
+    pub audit: Option<Spanned<super::audit::RawAudit>>,
+    #[serde(default)]
+    pub user: Vec<Spanned<super::hardening::RawUser>>,
+    #[serde(default)]
+    pub group: Vec<Spanned<super::hardening::RawGroup>>,
+    pub ssh: Option<Spanned<super::hardening::RawSsh>>,
+    pub firewall: Option<Spanned<super::hardening::RawFirewall>>,
+    pub k3s: Option<Spanned<super::hardening::RawK3s>>,
+    pub sysctl: Option<Spanned<super::hardening::RawSysctl>>,
+    pub minimize: Option<Spanned<super::hardening::RawMinimize>>,
+    pub kernel: Option<Spanned<super::hardening::RawKernel>>,
 }
 
 #[derive(Deserialize)]

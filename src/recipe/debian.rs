@@ -1,0 +1,270 @@
+//! `[debian]` (the package set) and `[[artifact]]` (pinned files that are
+//! not Debian packages, such as the K3s binary), validated into a
+//! [`DebianPlan`].
+
+use super::{Loc, RecipeError, SourceFile, did_you_mean, image_path, mode};
+use crate::tree::{Digest, ImagePath};
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDebian {
+    pub suite: Option<Spanned<String>>,
+    pub updates: Option<bool>,
+    pub security: Option<bool>,
+    pub components: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    pub packages: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub exclude: Vec<Spanned<String>>,
+    pub recommends: Option<bool>,
+    pub variant: Option<Spanned<String>>,
+    pub mirror: Option<Spanned<String>>,
+    pub security_mirror: Option<Spanned<String>>,
+    pub keyring: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawArtifact {
+    pub name: Spanned<String>,
+    pub url: Option<Spanned<String>>,
+    pub path: Option<Spanned<String>>,
+    pub sha256: Spanned<String>,
+    pub dest: Spanned<String>,
+    pub mode: Option<super::schema::RawValue>,
+}
+
+/// Which packages form the base set before the recipe's own, as
+/// mmdebstrap's variants do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Essential: yes packages only.
+    Essential,
+    /// Essential plus Priority: required (mmdebstrap's minbase).
+    Minbase,
+    /// Minbase plus Priority: important.
+    Important,
+}
+
+const VARIANTS: &[&str] = &["essential", "minbase", "required", "important"];
+
+#[derive(Debug, Default)]
+pub struct DebianPlan {
+    /// `None` when no recipe file has a `[debian]` table.
+    pub section: Option<DebianSection>,
+    pub artifacts: Vec<ArtifactPlan>,
+}
+
+#[derive(Debug)]
+pub struct DebianSection {
+    pub suite: String,
+    pub updates: bool,
+    pub security: bool,
+    pub components: Vec<String>,
+    pub packages: Vec<String>,
+    pub exclude: Vec<String>,
+    pub recommends: bool,
+    pub variant: Variant,
+    pub mirror: Option<String>,
+    pub security_mirror: Option<String>,
+    pub keyring: Option<PathBuf>,
+    pub loc: Loc,
+}
+
+#[derive(Debug)]
+pub struct ArtifactPlan {
+    pub name: String,
+    pub source: ArtifactSource,
+    pub sha256: Digest,
+    pub dest: ImagePath,
+    pub mode: u32,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub enum ArtifactSource {
+    Url(String),
+    Path(PathBuf),
+}
+
+impl DebianPlan {
+    /// Merges one recipe file's `[debian]` and `[[artifact]]` tables: a
+    /// later file overrides settings, appends packages and exclusions, and
+    /// replaces an artifact of the same name.
+    pub fn add_layer(
+        &mut self,
+        file: &Arc<SourceFile>,
+        dir: &Path,
+        raw: Option<Spanned<RawDebian>>,
+        artifacts: Vec<Spanned<RawArtifact>>,
+    ) -> Result<(), RecipeError> {
+        let loc = |span: std::ops::Range<usize>| Loc::new(file, span);
+        if let Some(raw) = raw {
+            let table_loc = loc(raw.span());
+            let raw = raw.into_inner();
+            let section = self.section.get_or_insert_with(|| DebianSection {
+                suite: String::new(),
+                updates: true,
+                security: true,
+                components: vec!["main".into()],
+                packages: Vec::new(),
+                exclude: Vec::new(),
+                recommends: false,
+                variant: Variant::Minbase,
+                mirror: None,
+                security_mirror: None,
+                keyring: None,
+                loc: table_loc.clone(),
+            });
+            section.loc = table_loc;
+            if let Some(suite) = raw.suite {
+                let ok = !suite.get_ref().is_empty()
+                    && suite
+                        .get_ref()
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                if !ok {
+                    return Err(loc(suite.span())
+                        .error("suite must be a Debian suite or codename, like \"bookworm\""));
+                }
+                section.suite = suite.into_inner();
+            }
+            if let Some(v) = raw.updates {
+                section.updates = v;
+            }
+            if let Some(v) = raw.security {
+                section.security = v;
+            }
+            if let Some(v) = raw.recommends {
+                section.recommends = v;
+            }
+            if let Some(components) = raw.components {
+                section.components = components
+                    .into_iter()
+                    .map(|c| package_like(&loc(c.span()), "component", c.get_ref()))
+                    .collect::<Result<_, _>>()?;
+            }
+            for p in raw.packages {
+                section
+                    .packages
+                    .push(package_like(&loc(p.span()), "package", p.get_ref())?);
+            }
+            for p in raw.exclude {
+                section
+                    .exclude
+                    .push(package_like(&loc(p.span()), "package", p.get_ref())?);
+            }
+            if let Some(variant) = raw.variant {
+                section.variant = match variant.get_ref().as_str() {
+                    "essential" => Variant::Essential,
+                    "minbase" | "required" => Variant::Minbase,
+                    "important" => Variant::Important,
+                    other => {
+                        let hint = match did_you_mean(other, VARIANTS.iter().copied()) {
+                            Some(best) => format!("did you mean \"{best}\"?"),
+                            None => format!("known: {}", VARIANTS.join(", ")),
+                        };
+                        return Err(loc(variant.span())
+                            .error(format!("unknown variant \"{other}\"; {hint}")));
+                    }
+                };
+            }
+            if let Some(mirror) = raw.mirror {
+                section.mirror = Some(mirror_url(&loc(mirror.span()), mirror.get_ref())?);
+            }
+            if let Some(mirror) = raw.security_mirror {
+                section.security_mirror = Some(mirror_url(&loc(mirror.span()), mirror.get_ref())?);
+            }
+            if let Some(keyring) = raw.keyring {
+                let path = dir.join(keyring.get_ref());
+                if !path.is_file() {
+                    return Err(loc(keyring.span()).error(format!(
+                        "keyring \"{}\" is not a file (paths are relative to the recipe's folder)",
+                        keyring.get_ref()
+                    )));
+                }
+                section.keyring = Some(path);
+            }
+        }
+        for artifact in artifacts {
+            let span = artifact.span();
+            let raw = artifact.into_inner();
+            let name = raw.name.get_ref();
+            let name_ok = !name.is_empty()
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+            if !name_ok {
+                return Err(loc(raw.name.span()).error(format!(
+                    "artifact name \"{name}\" is not valid: use letters, digits, '.', '_' and '-' (it is what --artifact NAME=PATH names)"
+                )));
+            }
+            let source = match (raw.url, raw.path) {
+                (Some(url), None) => {
+                    ArtifactSource::Url(mirror_url(&loc(url.span()), url.get_ref())?)
+                }
+                (None, Some(path)) => ArtifactSource::Path(dir.join(path.get_ref())),
+                (Some(url), Some(_)) => {
+                    return Err(loc(url.span())
+                        .error("give either url = \"...\" or path = \"...\", not both"));
+                }
+                (None, None) => {
+                    return Err(loc(span).error(
+                        "an [[artifact]] needs a source: add url = \"https://...\" or path = \"file\" (or supply it with --artifact NAME=PATH)",
+                    ));
+                }
+            };
+            let sha256 = raw.sha256.get_ref().parse::<Digest>().map_err(|e| {
+                loc(raw.sha256.span()).error(format!("{e}; compute it with: sha256sum FILE"))
+            })?;
+            let plan = ArtifactPlan {
+                name: name.clone(),
+                source,
+                sha256,
+                dest: image_path(&loc(raw.dest.span()), "dest", raw.dest.get_ref())?,
+                mode: raw
+                    .mode
+                    .as_ref()
+                    .map(|m| mode(file, m))
+                    .transpose()?
+                    .unwrap_or(0o644),
+                loc: loc(span),
+            };
+            self.artifacts.retain(|a| a.name != plan.name);
+            self.artifacts.push(plan);
+        }
+        Ok(())
+    }
+}
+
+/// Package and component names as Debian Policy 5.6.1 allows them.
+fn package_like(loc: &Loc, what: &str, name: &str) -> Result<String, RecipeError> {
+    let ok = name.len() >= 2
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
+    if !ok {
+        return Err(loc.error(format!(
+            "\"{name}\" is not a valid {what} name: lowercase letters, digits, '+', '-' and '.', at least two characters"
+        )));
+    }
+    Ok(name.to_owned())
+}
+
+fn mirror_url(loc: &Loc, url: &str) -> Result<String, RecipeError> {
+    let ok = ["http://", "https://", "file://"]
+        .iter()
+        .any(|p| url.starts_with(p))
+        && !url.contains(char::is_whitespace);
+    if !ok {
+        return Err(loc.error(format!(
+            "\"{url}\" is not a URL kiln can fetch: use http://, https:// or file://"
+        )));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}
