@@ -75,7 +75,7 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
 
 /// Puts `entry` at `path`: parents resolved inside the image and created
 /// (root-owned, 0755) when missing.
-fn place(tree: &mut Tree, path: &ImagePath, entry: Entry, loc: &Loc) -> Result<ImagePath> {
+pub fn place(tree: &mut Tree, path: &ImagePath, entry: Entry, loc: &Loc) -> Result<ImagePath> {
     let err = |e: crate::tree::TreeError| loc.error(e.to_string());
     let parent = tree
         .create_dir_all(&path.parent(), &Meta::root(0o755))

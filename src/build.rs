@@ -25,6 +25,10 @@ pub struct BuildOptions {
     pub compression: ArchiveCompression,
     /// Signs the manifest when given (`NAME-VERSION.manifest.json.minisig`).
     pub key: Option<crate::minisign::SecretKey>,
+    /// Mirrors, cache and offline artifacts for `[debian]` and `[[artifact]]`.
+    pub archive: crate::packages::ArchiveOptions,
+    /// Refuse a lockfile that does not match the recipe instead of updating it.
+    pub locked: bool,
 }
 
 /// What a build produced.
@@ -68,12 +72,39 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     let _registration = cleanup::Registration::new(work.path());
     let store = Store::open(&work.path().join("store"))?;
 
+    let artifacts = crate::packages::fetch_artifacts(&plan, &options.archive, ui)?;
+    if plan.debian.section.is_some() {
+        let lock = crate::packages::lock_for_build(
+            &plan,
+            &options.recipe,
+            &options.archive,
+            options.locked,
+            ui,
+        )?;
+        crate::packages::fetch_packages(&plan, &lock, &options.archive, ui)?;
+        bail!(
+            "the {} locked packages are fetched and verified, but this kiln cannot install Debian packages into an image yet; \
+             build from a [base] tarball meanwhile",
+            lock.packages.len()
+        );
+    }
+
     let mut tree = match &plan.base {
         Some(base) => load_base(base, &store, ui)?,
         None => Tree::new(),
     };
     for warning in crate::assemble::apply(&plan, &mut tree, &store)? {
         ui.warn(warning);
+    }
+    for (artifact, cached) in &artifacts {
+        let file =
+            File::open(cached).with_context(|| format!("cannot read {}", cached.display()))?;
+        let (digest, size) = store.put(std::io::BufReader::new(file))?;
+        let entry = crate::tree::Entry {
+            kind: crate::tree::Kind::File { digest, size },
+            meta: crate::tree::Meta::root(artifact.mode),
+        };
+        crate::assemble::place(&mut tree, &artifact.dest, entry, &artifact.loc)?;
     }
     if let Some(timer) = &plan.check_timer {
         crate::node_check::install(timer, &mut tree, &store)?;

@@ -59,6 +59,45 @@ enum Command {
         compression: ArchiveCompression,
         #[command(flatten)]
         signing: SigningArgs,
+        /// Fail instead of updating a lockfile that does not match the recipe.
+        #[arg(long)]
+        locked: bool,
+        /// Supply an [[artifact]] from a local file (air-gapped builds); its
+        /// sha256 must still match the recipe's pin.
+        #[arg(long, value_name = "NAME=PATH")]
+        artifact: Vec<String>,
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
+    /// Resolve the recipe's Debian packages and pin them in RECIPE.lock.
+    #[command(after_help = "Examples:\n  kiln lock recipes/k3s-agent.toml\n  \
+        kiln lock recipes/k3s-agent.toml --update              (refresh every package: the patch run)\n  \
+        kiln lock recipes/k3s-agent.toml --update openssh-server\n\n\
+        Reads the suites' signed indexes (InRelease verified with gpgv against the archive keyring), \
+        resolves the package set and writes recipes/k3s-agent.lock, printing what changed.")]
+    Lock {
+        recipe: PathBuf,
+        /// Refresh all locked packages, or only those named.
+        #[arg(long, num_args = 0.., value_name = "PACKAGE")]
+        update: Option<Vec<String>>,
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
+    /// Download and verify every locked package and artifact into the cache.
+    #[command(
+        after_help = "Example:\n  kiln fetch recipes/k3s-agent.toml --locked --cache-dir /var/cache/kiln\n\n\
+        Fills the cache for a later offline build; what is cached intact is not downloaded again."
+    )]
+    Fetch {
+        recipe: PathBuf,
+        /// Fail instead of updating a lockfile that does not match the recipe.
+        #[arg(long)]
+        locked: bool,
+        /// Supply an [[artifact]] from a local file.
+        #[arg(long, value_name = "NAME=PATH")]
+        artifact: Vec<String>,
+        #[command(flatten)]
+        archive: ArchiveArgs,
     },
     /// Summarise a manifest or a rootfs archive.
     #[command(
@@ -155,6 +194,48 @@ enum Command {
 }
 
 #[derive(clap::Args)]
+struct ArchiveArgs {
+    /// Debian mirror (default: KILN_DEBIAN_MIRROR, the recipe's mirror, the build host's apt sources).
+    #[arg(long, value_name = "URL")]
+    mirror: Option<String>,
+    /// Debian security mirror (default: KILN_DEBIAN_SECURITY_MIRROR, the recipe's, the host's apt sources).
+    #[arg(long, value_name = "URL")]
+    security_mirror: Option<String>,
+    /// Download cache, keyed by sha256 (default: $XDG_CACHE_HOME/kiln, else ~/.cache/kiln).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Parallel downloads.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    jobs: usize,
+    /// The apt configuration that names the build host's mirror.
+    #[arg(long, value_name = "DIR", default_value = "/etc/apt")]
+    apt_dir: PathBuf,
+}
+
+impl ArchiveArgs {
+    fn options(self, artifacts: &[String]) -> Result<kiln::packages::ArchiveOptions> {
+        let mut overrides = std::collections::BTreeMap::new();
+        for spec in artifacts {
+            let Some((name, path)) = spec.split_once('=') else {
+                anyhow::bail!("--artifact {spec}: expected NAME=PATH, like --artifact k3s=./k3s");
+            };
+            overrides.insert(name.to_owned(), PathBuf::from(path));
+        }
+        Ok(kiln::packages::ArchiveOptions {
+            mirror: self.mirror,
+            security_mirror: self.security_mirror,
+            etc_apt: self.apt_dir,
+            cache_dir: match self.cache_dir {
+                Some(dir) => dir,
+                None => kiln::fetch::Cache::default_dir()?,
+            },
+            workers: self.jobs.max(1),
+            artifact_overrides: overrides,
+        })
+    }
+}
+
+#[derive(clap::Args)]
 struct SigningArgs {
     /// Secret key (minisign format) to sign the manifest with.
     #[arg(long, value_name = "SECRET_KEY")]
@@ -208,18 +289,22 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             output,
             compression,
             signing,
+            locked,
+            artifact,
+            archive,
         } => {
             // Unlock the key first: a wrong password should not cost a build.
             let key = signing.load()?;
-            let out = build(
-                &BuildOptions {
-                    recipe,
-                    out_dir: output,
-                    compression,
-                    key,
-                },
-                ui,
-            )?;
+            let archive = archive.options(&artifact)?;
+            let options = BuildOptions {
+                recipe,
+                out_dir: output,
+                compression,
+                key,
+                archive,
+                locked,
+            };
+            let out = build(&options, ui)?;
             for path in out
                 .artifact_paths
                 .iter()
@@ -227,6 +312,49 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 .chain(&out.signature_path)
             {
                 println!("{}", path.display());
+            }
+        }
+        Command::Lock {
+            recipe,
+            update,
+            archive,
+        } => {
+            let plan = kiln::recipe::load(&recipe)?;
+            let options = archive.options(&[])?;
+            let update = match update {
+                None => kiln::packages::LockUpdate::Keep,
+                Some(names) if names.is_empty() => kiln::packages::LockUpdate::All,
+                Some(names) => kiln::packages::LockUpdate::Only(names),
+            };
+            let (lock, diff) = kiln::packages::lock(&plan, &recipe, &options, update, ui)?;
+            let path = kiln::debian::lock::lock_path(&recipe);
+            if diff.is_empty() {
+                ui.step(format!(
+                    "{} is up to date ({} packages)",
+                    path.display(),
+                    lock.packages.len()
+                ));
+            } else {
+                ui.step(format!(
+                    "wrote {} ({} packages):",
+                    path.display(),
+                    lock.packages.len()
+                ));
+                print!("{}", diff.to_text());
+            }
+        }
+        Command::Fetch {
+            recipe,
+            locked,
+            artifact,
+            archive,
+        } => {
+            let plan = kiln::recipe::load(&recipe)?;
+            let options = archive.options(&artifact)?;
+            kiln::packages::fetch_artifacts(&plan, &options, ui)?;
+            if plan.debian.section.is_some() {
+                let lock = kiln::packages::lock_for_build(&plan, &recipe, &options, locked, ui)?;
+                kiln::packages::fetch_packages(&plan, &lock, &options, ui)?;
             }
         }
         Command::Inspect { path, json } => {

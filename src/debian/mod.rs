@@ -2,6 +2,11 @@
 //! package relations.
 
 pub mod arch;
+pub mod archive;
 pub mod deb822;
+pub mod index;
+pub mod lock;
 pub mod relation;
+pub mod resolve;
+pub mod sources;
 pub mod version;

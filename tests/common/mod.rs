@@ -2,6 +2,9 @@
 //! binary and making inputs with real tools (GNU tar, mknod, setcap).
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod debrepo;
+pub mod http;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
