@@ -203,7 +203,7 @@ impl ConfigChangeKind {
 #[serde(tag = "kind", content = "text", rename_all = "snake_case")]
 pub enum ConfigDiff {
     /// `--- old/etc/x` / `+++ new/etc/x` (`/dev/null` for a missing
-    /// side), then the hunks.
+    /// side), then the hunks: none for an empty file added or removed.
     Unified(String),
     /// Not valid UTF-8, contains NUL, or over [`MAX_TEXT_BYTES`].
     BinaryOrLarge,
@@ -491,12 +491,18 @@ fn config_change(
                     "/dev/null".to_owned()
                 }
             };
-            ConfigDiff::Unified(unified_diff(
-                &old_text,
-                &new_text,
-                &label("old", old_content.is_some()),
-                &label("new", new_content.is_some()),
-            ))
+            let (old_label, new_label) = (
+                label("old", old_content.is_some()),
+                label("new", new_content.is_some()),
+            );
+            let text = unified_diff(&old_text, &new_text, &old_label, &new_label);
+            // An empty file added or removed has no hunks (GNU diff prints
+            // nothing): the headers alone say what happened.
+            ConfigDiff::Unified(if text.is_empty() {
+                format!("--- {old_label}\n+++ {new_label}\n")
+            } else {
+                text
+            })
         }
     };
     Ok(Some(ConfigChange {

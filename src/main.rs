@@ -111,6 +111,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show what changed between two images: packages, paths, /etc contents.
+    #[command(after_help = "Examples:\n  \
+        kiln diff dist/k3s-agent-1.0.0.manifest.json dist/k3s-agent-1.1.0.manifest.json\n  \
+        kiln diff old.rootfs.tar.zst new.rootfs.tar.zst --json\n\n\
+        Each side is a NAME-VERSION.manifest.json or a rootfs tar (plain, gzip or zstd). \
+        A manifest's rootfs archive is read too when it sits beside it (its sha256 must match); \
+        without it, /etc text diffs and packages cannot be compared for that side.")]
+    Diff {
+        /// The image being replaced: a manifest or a rootfs archive.
+        old: PathBuf,
+        /// The image to promote: a manifest or a rootfs archive.
+        new: PathBuf,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Generate a minisign-compatible Ed25519 key pair.
     #[command(
         after_help = "Examples:\n  kiln keygen -o signing/release            (asks for a password)\n  \
@@ -355,6 +371,14 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             if plan.debian.section.is_some() {
                 let lock = kiln::packages::lock_for_build(&plan, &recipe, &options, locked, ui)?;
                 kiln::packages::fetch_packages(&plan, &lock, &options, ui)?;
+            }
+        }
+        Command::Diff { old, new, json } => {
+            let report = kiln::diff::diff(&old, &new)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
             }
         }
         Command::Inspect { path, json } => {

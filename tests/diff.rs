@@ -124,6 +124,9 @@ const APP_DIFF: &str = "\
 const ADDED_DIFF: &str =
     "--- /dev/null\n+++ new/etc/app/added.conf\n@@ -0,0 +1,2 @@\n+a = 1\n+b = 2\n";
 
+/// An empty file has no hunks: the headers alone.
+const EMPTY_DIFF: &str = "--- /dev/null\n+++ new/etc/app/empty\n";
+
 const STATUS_OLD: &str = "\
 Package: base-files
 Status: install ok installed
@@ -235,6 +238,7 @@ fn two_images(dir: &Path) -> (Built, Built) {
                 common.replace("{side}", "new"),
                 file("/etc/app/app.conf", APP_NEW, ""),
                 file("/etc/app/added.conf", "a = 1\nb = 2\n", ""),
+                file("/etc/app/empty", "", ""),
                 file("/srv/added", "hi\n", ""),
                 file("/srv/mode", "m\n", "mode = \"0600\""),
                 file("/srv/owned", "o\n", "owner = 1000\ngroup = 1000"),
@@ -313,13 +317,13 @@ fn assert_full_report(report: &DiffReport, dir: &Path) {
     };
     assert_eq!(
         paths(&report.files.added),
-        ["/etc/app/added.conf", "/srv/added"]
+        ["/etc/app/added.conf", "/etc/app/empty", "/srv/added"]
     );
     assert_eq!(
         paths(&report.files.removed),
         ["/etc/app/removed.conf", "/srv/removed"]
     );
-    let added = &report.files.added[1];
+    let added = &report.files.added[2];
     assert_eq!(
         (
             added.kind.as_str(),
@@ -389,6 +393,11 @@ fn assert_full_report(report: &DiffReport, dir: &Path) {
                 "/etc/app/blob.bin",
                 ConfigChangeKind::Changed,
                 ConfigDiff::BinaryOrLarge
+            ),
+            config(
+                "/etc/app/empty",
+                ConfigChangeKind::Added,
+                unified(EMPTY_DIFF),
             ),
             config(
                 "/etc/app/large.txt",
@@ -500,16 +509,23 @@ fn etc_diffs_match_gnu_diff_on_extracted_files() {
             .arg(new_file)
             .output()
             .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert_eq!(*ours, String::from_utf8(out.stdout).unwrap(), "{}", c.path);
+        let gnu = String::from_utf8(out.stdout).unwrap();
+        if *ours == format!("--- {old_label}\n+++ {new_label}\n") {
+            // An empty file added: GNU diff finds no difference to print.
+            assert_eq!(
+                (out.status.code(), gnu.as_str()),
+                (Some(0), ""),
+                "{}",
+                c.path
+            );
+        } else {
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(1), "{stderr}");
+            assert_eq!(*ours, gnu, "{}", c.path);
+        }
         checked += 1;
     }
-    assert_eq!(checked, 3);
+    assert_eq!(checked, 4);
 }
 
 #[test]
@@ -542,6 +558,7 @@ fn a_manifest_without_its_archive_still_gives_every_path_change() {
             ("/etc/app/app.conf", &ConfigDiff::ContentNotAvailable),
             // the new side alone is binary; the sizes say it is large
             ("/etc/app/blob.bin", &ConfigDiff::BinaryOrLarge),
+            ("/etc/app/empty", &unified(EMPTY_DIFF)),
             ("/etc/app/large.txt", &ConfigDiff::BinaryOrLarge),
             ("/etc/app/removed.conf", &ConfigDiff::ContentNotAvailable),
         ]
@@ -634,7 +651,7 @@ fn text_report_has_counted_sections_sorted_by_path() {
         ]
     );
     let files = section("files:");
-    assert_eq!(files[0], "files: 2 added, 2 removed, 8 changed");
+    assert_eq!(files[0], "files: 3 added, 2 removed, 8 changed");
     let firsts: Vec<&str> = files[1..]
         .iter()
         .filter(|l| !l.starts_with("     "))
@@ -646,6 +663,7 @@ fn text_report_has_counted_sections_sorted_by_path() {
             "  added    /etc/app/added.conf  file 0644 0:0 12 B",
             "  changed  /etc/app/app.conf",
             "  changed  /etc/app/blob.bin",
+            "  added    /etc/app/empty  file 0644 0:0 0 B",
             "  changed  /etc/app/large.txt",
             "  removed  /etc/app/removed.conf  file 0644 0:0 11 B",
             "  added    /srv/added  file 0644 0:0 3 B",
@@ -673,11 +691,12 @@ fn text_report_has_counted_sections_sorted_by_path() {
     );
     assert!(text.contains("\n  changed  /srv/owned\n             owner  0:0 → 1000:1000\n"));
     assert!(text.contains(&format!(
-        "\n/etc contents: 1 added, 1 removed, 3 changed\n\n{}",
+        "\n/etc contents: 2 added, 1 removed, 3 changed\n\n{}",
         ADDED_DIFF
     )));
     assert!(text.contains(&format!(
-        "\n{APP_DIFF}\n/etc/app/blob.bin: binary or large file changed\n"
+        "\n{APP_DIFF}\n/etc/app/blob.bin: binary or large file changed\n\n{EMPTY_DIFF}\n\
+         /etc/app/large.txt: binary or large file changed\n"
     )));
 }
 
