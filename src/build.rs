@@ -106,6 +106,9 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         };
         crate::assemble::place(&mut tree, &artifact.dest, entry, &artifact.loc)?;
     }
+    for warning in crate::harden::apply(&plan.hardening, &mut tree, &store)? {
+        ui.warn(warning);
+    }
     if let Some(timer) = &plan.check_timer {
         crate::node_check::install(timer, &mut tree, &store)?;
     }

@@ -14,6 +14,7 @@ pub mod cleanup;
 pub mod debian;
 pub mod diff;
 pub mod fetch;
+pub mod harden;
 pub mod inspect;
 pub mod manifest;
 pub mod minisign;
