@@ -4,7 +4,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the build and the test suite use (real tools as oracles).
-debian_packages := "tar zstd gzip python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt time bc"
+debian_packages := "tar zstd gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd time bc"
 
 default:
     @just --list
@@ -60,3 +60,59 @@ test: deps lint
 bench: deps build
     bash benches/pack.sh
     bash benches/verify.sh
+    bash benches/debian.sh
+
+# Fuzz each parser of untrusted input for SECONDS each (cargo-fuzz on stable); fails on any crash.
+fuzz seconds="20" sanitizer="none":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    shopt -s nullglob
+    cargo fuzz --version >/dev/null 2>&1 || cargo install --locked cargo-fuzz --version '^0.13'
+    # cargo-fuzz passes -Z flags, which stable rustc and cargo accept with
+    # RUSTC_BOOTSTRAP=1. No sanitizer by default: the targets are safe Rust
+    # and ASan (`just fuzz 20 address`) runs about 4x fewer inputs. Debug
+    # assertions and overflow checks are on (cargo-fuzz's default).
+    export RUSTC_BOOTSTRAP=1
+    fuzz=(cargo fuzz run -s {{sanitizer}})
+    cargo fuzz build -s {{sanitizer}}
+    logs=fuzz/target/logs
+    mkdir -p "$logs"
+    failed=()
+    # What went wrong, from a log: the build error, or the panic and its input.
+    report() {
+        { if grep -q 'failed to build fuzz script' "$1"; then
+              echo "the build failed:"
+              grep -m 3 -A 6 '^error' "$1" | head -n 20
+          else
+              awk '/panicked at/ {p = 1} /^stack backtrace:/ {p = 0}
+                   p || /ERROR: libFuzzer|^Running: |Test unit written|^Base64: /' "$1" | head -n 30
+          fi
+          echo "(full log: $1)"; } | sed 's/^/    /'
+    }
+    for target in $(cargo fuzz list); do
+        log="$logs/$target.log"
+        # Crashes found by an earlier run stay failures until fixed.
+        found=(fuzz/artifacts/"$target"/{crash,timeout,oom,leak}-*)
+        if [ ${#found[@]} -gt 0 ] && ! "${fuzz[@]}" "$target" "${found[@]}" >"$log" 2>&1; then
+            echo "fuzz: $target FAILED on an input an earlier run saved:"
+            report "$log"
+            failed+=("$target")
+            continue
+        fi
+        # Seeds are committed in fuzz/seeds; fuzz/corpus (git-ignored) grows run after run.
+        mkdir -p "fuzz/corpus/$target"
+        if [ -d "fuzz/seeds/$target" ]; then cp -f "fuzz/seeds/$target"/* "fuzz/corpus/$target/"; fi
+        if "${fuzz[@]}" "$target" "fuzz/corpus/$target" -- \
+            -max_total_time={{seconds}} -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
+            echo "fuzz: $target ok: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -n 1), corpus $(ls "fuzz/corpus/$target" | wc -l) inputs"
+        else
+            echo "fuzz: $target FAILED:"
+            report "$log"
+            failed+=("$target")
+        fi
+    done
+    if [ ${#failed[@]} -gt 0 ]; then
+        echo "fuzz: crashes in ${failed[*]}: inputs in fuzz/artifacts/<target>/;" \
+            "replay one with RUSTC_BOOTSTRAP=1 cargo fuzz run -s {{sanitizer}} <target> <input>"
+        exit 1
+    fi

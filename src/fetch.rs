@@ -49,6 +49,40 @@ pub struct Fetcher {
     policy: FetchPolicy,
 }
 
+/// Resolves each host once per run. ureq resolves before every request,
+/// even on a kept-alive connection, and a resolver that drops AAAA queries
+/// then costs glibc a 5 s timeout each time (seen on real networks).
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    resolved: std::sync::Mutex<
+        std::collections::HashMap<String, ureq::unversioned::resolver::ResolvedSocketAddrs>,
+    >,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        if let Some(addrs) = self.resolved.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(addrs);
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let Ok(mut cache) = self.resolved.lock() {
+            cache.insert(key, addrs.clone());
+        }
+        Ok(addrs)
+    }
+}
+
 /// An error that retrying will not fix (404, 403, a bad URL).
 #[derive(Debug)]
 struct Permanent(String);
@@ -74,10 +108,12 @@ impl Fetcher {
             .http_status_as_error(false)
             .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
             .build();
-        Fetcher {
-            agent: ureq::Agent::new_with_config(config),
-            policy,
-        }
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            CachingResolver::default(),
+        );
+        Fetcher { agent, policy }
     }
 
     /// Calls `consume` with a reader of the resource at `url`, retrying the

@@ -177,7 +177,11 @@ fn resolve_fresh(
             packages: files,
         });
     }
-    apply_pins(&mut index, pins);
+    for (name, version) in pins {
+        // A pinned version that left the archive is resolved afresh: the
+        // patch report will show the change.
+        index.pin(name, version);
+    }
     let request = Request {
         variant: section.variant,
         packages: &section.packages,
@@ -467,7 +471,3 @@ fn file_url(path: &Path) -> Result<String> {
         std::fs::canonicalize(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(format!("file://{}", absolute.display()))
 }
-
-/// Keeps pinned packages at their locked versions. (Waits for an index
-/// method that drops a name's other candidates.)
-fn apply_pins(_index: &mut PackageIndex, _pins: &BTreeMap<String, String>) {}

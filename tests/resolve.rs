@@ -675,9 +675,9 @@ fn deterministic_whatever_the_order() {
 #[test]
 fn search_is_bounded() {
     // Each level has two ways down, and the bottom is missing: the full
-    // search would take 2^24 steps.
+    // search would take 2^20 steps.
     let mut stanzas = vec!["Package: top\nVersion: 1\nDepends: x0".to_string()];
-    for i in 0..24 {
+    for i in 0..20 {
         stanzas.push(format!(
             "Package: x{i}\nVersion: 1\nDepends: a{i} | b{i}\n\n\
              Package: a{i}\nVersion: 1\nDepends: x{n}\n\n\
@@ -685,7 +685,7 @@ fn search_is_bounded() {
             n = i + 1
         ));
     }
-    stanzas.push("Package: x24\nVersion: 1\nDepends: missing".into());
+    stanzas.push("Package: x20\nVersion: 1\nDepends: missing".into());
     let idx = idx_of(&stanzas.join("\n\n"));
     let started = Instant::now();
     match ask(&["top"]).run(&idx) {
@@ -856,9 +856,17 @@ fn real_index(lists: &[List], arch: &str) -> PackageIndex {
 }
 
 fn kiln_resolution(index: &PackageIndex, packages: &[&str]) -> BTreeMap<String, String> {
+    kiln_resolution_of(index, Variant::Minbase, packages)
+}
+
+fn kiln_resolution_of(
+    index: &PackageIndex,
+    variant: Variant,
+    packages: &[&str],
+) -> BTreeMap<String, String> {
     let packages: Vec<String> = packages.iter().map(|s| s.to_string()).collect();
     let request = Request {
-        variant: Variant::Minbase,
+        variant,
         packages: &packages,
         exclude: &[],
         recommends: false,
@@ -934,6 +942,9 @@ fn same_as_apt_for_other_requests() {
         &["curl", "ca-certificates", "iproute2", "openssh-client"][..],
         &["python3", "ifupdown", "isc-dhcp-client"][..],
         &["cron", "logrotate", "rsyslog", "sudo"][..],
+        // default-mta | mail-transport-agent: a virtual package with many
+        // providers.
+        &["bsd-mailx"][..],
     ] {
         let ours = kiln_resolution(&index, request);
         let mut args = vec!["?essential", "?priority(required)"];
@@ -941,6 +952,37 @@ fn same_as_apt_for_other_requests() {
         let apt = apt_simulation(lists, &arch, &args);
         compare(&ours, &apt, &format!("minbase + {}", request.join(" ")));
     }
+}
+
+#[test]
+fn essential_variant_differs_from_apt_only_by_apt_itself() {
+    // apt-pkg flags the package named "apt" as Essential when it builds
+    // its cache (deblistparser.cc), so apt's `?essential` includes apt and
+    // its dependencies. kiln's Essential variant is `Essential: yes` only,
+    // like mmdebstrap's "essential" (its "apt" variant adds apt). That is
+    // the whole difference: with apt requested, both agree exactly.
+    let lists = real_lists();
+    let arch = native_arch();
+    let index = real_index(lists, &arch);
+    let mut args = vec!["?essential"];
+    args.extend(REQUEST);
+    let apt = apt_simulation(lists, &arch, &args);
+    let ours = kiln_resolution_of(&index, Variant::Essential, REQUEST);
+    assert!(
+        apt.contains_key("apt"),
+        "apt's ?essential no longer selects apt"
+    );
+    assert!(!ours.contains_key("apt"), "kiln's essential set has apt");
+    let extra: Vec<&String> = ours.keys().filter(|k| !apt.contains_key(*k)).collect();
+    assert!(extra.is_empty(), "kiln selects more than apt: {extra:?}");
+    let mut with_apt = REQUEST.to_vec();
+    with_apt.push("apt");
+    let ours = kiln_resolution_of(&index, Variant::Essential, &with_apt);
+    compare(
+        &ours,
+        &apt,
+        "essential + apt + openssh-server nftables systemd-sysv",
+    );
 }
 
 #[test]

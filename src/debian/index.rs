@@ -22,6 +22,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use rayon::prelude::*;
+
 use super::deb822::{self, Paragraph};
 use super::relation::{Op, Relations};
 use super::version::Version;
@@ -183,35 +185,50 @@ impl PackageIndex {
     /// many were added: stanzas of other architectures and packages already
     /// in the index are not counted. On error nothing is added.
     pub fn add_packages_file(&mut self, text: &str, suite: &str) -> Result<usize, IndexError> {
-        let error = |line: Option<usize>, message: String| IndexError {
-            suite: suite.to_string(),
-            line,
-            message,
-        };
-        let mut parsed = Vec::new();
-        for paragraph in deb822::paragraphs(text) {
-            let paragraph = paragraph.map_err(|e| {
-                let message = e.to_string();
-                let message = match e.line() {
-                    Some(line) => message
-                        .strip_prefix(&format!("line {line}: "))
-                        .unwrap_or(&message)
-                        .to_string(),
-                    None => message,
-                };
-                error(e.line(), message)
-            })?;
-            if let Some(package) = parse_stanza(&paragraph, &self.arch, suite)
-                .map_err(|(line, message)| error(line.or(paragraph.line()), message))?
-            {
-                parsed.push(package);
+        self.add_in_chunks(text, suite, CHUNK_BYTES)
+    }
+
+    fn add_in_chunks(
+        &mut self,
+        text: &str,
+        suite: &str,
+        chunk_bytes: usize,
+    ) -> Result<usize, IndexError> {
+        // Stanzas are independent: parse slices of the file in parallel.
+        // A line with nothing on it always ends a paragraph, so cutting
+        // after one changes nothing but line numbers, which are shifted
+        // back when an error is reported (the first one in file order).
+        let chunks = split_at_blank_lines(text, chunk_bytes);
+        let results: Vec<Result<Vec<Package>, StanzaError>> = chunks
+            .par_iter()
+            .map(|&(_, chunk)| parse_chunk(chunk, &self.arch, suite))
+            .collect();
+        let mut parsed = Vec::with_capacity(results.len());
+        for (&(start, _), result) in chunks.iter().zip(results) {
+            match result {
+                Ok(packages) => parsed.push(packages),
+                Err((line, message)) => {
+                    let before = text.as_bytes()[..start]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count();
+                    return Err(IndexError {
+                        suite: suite.to_string(),
+                        line: line.map(|l| l + before),
+                        message,
+                    });
+                }
             }
         }
 
+        self.packages
+            .reserve(parsed.iter().map(Vec::len).sum::<usize>());
         let mut added = 0;
-        let mut touched = Vec::new();
-        let mut touched_virtual = Vec::new();
-        for package in parsed {
+        // Only names (and virtual names) listed more than once need their
+        // lists sorted afterwards.
+        let mut unsorted = Vec::new();
+        let mut unsorted_virtual = Vec::new();
+        for package in parsed.into_iter().flatten() {
             let versions = self.packages.entry(package.name.clone()).or_default();
             let duplicate = versions.iter().any(|p| {
                 p.version.as_str() == package.version.as_str()
@@ -222,27 +239,29 @@ impl PackageIndex {
                 continue;
             }
             for (provided, _) in &package.provides {
-                self.providers
-                    .entry(provided.clone())
-                    .or_default()
-                    .push(package.name.clone());
-                touched_virtual.push(provided.clone());
+                let names = self.providers.entry(provided.clone()).or_default();
+                names.push(package.name.clone());
+                if names.len() > 1 {
+                    unsorted_virtual.push(provided.clone());
+                }
             }
-            touched.push(package.name.clone());
+            if !versions.is_empty() {
+                unsorted.push(package.name.clone());
+            }
             versions.push(package);
             added += 1;
         }
-        touched.sort_unstable();
-        touched.dedup();
-        for name in &touched {
+        unsorted.sort_unstable();
+        unsorted.dedup();
+        for name in &unsorted {
             if let Some(versions) = self.packages.get_mut(name) {
                 // Stable: equal versions keep the order they were added in.
                 versions.sort_by(|a, b| b.version.cmp(&a.version));
             }
         }
-        touched_virtual.sort_unstable();
-        touched_virtual.dedup();
-        for name in &touched_virtual {
+        unsorted_virtual.sort_unstable();
+        unsorted_virtual.dedup();
+        for name in &unsorted_virtual {
             if let Some(names) = self.providers.get_mut(name) {
                 names.sort_unstable();
                 names.dedup();
@@ -259,6 +278,22 @@ impl PackageIndex {
     /// order they were added). Empty when there is none.
     pub fn candidates(&self, name: &str) -> &[Package] {
         self.packages.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// Keeps only the `version` of `name`, when the index still has it,
+    /// so the resolver chooses it (a lockfile pin). Returns false, and
+    /// changes nothing, when that version is gone from the archive.
+    pub fn pin(&mut self, name: &str, version: &str) -> bool {
+        let Some(candidates) = self.packages.get_mut(name) else {
+            return false;
+        };
+        if !candidates.iter().any(|p| p.version.as_str() == version) {
+            return false;
+        }
+        let before = candidates.len();
+        candidates.retain(|p| p.version.as_str() == version);
+        self.len -= before - candidates.len();
+        true
     }
 
     /// The newest package called `name`: apt's candidate when nothing is
@@ -309,6 +344,50 @@ impl PackageIndex {
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
+}
+
+/// Roughly how much text one parallel parsing job gets.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// Cuts `text` into pieces of about `size` bytes, each ending after an
+/// empty line (or at the end), with their byte offsets.
+fn split_at_blank_lines(text: &str, size: usize) -> Vec<(usize, &str)> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let end = match text.get(start + size..).and_then(|rest| rest.find("\n\n")) {
+            Some(i) => start + size + i + 2,
+            None => text.len(),
+        };
+        chunks.push((start, &text[start..end]));
+        start = end;
+    }
+    chunks
+}
+
+/// Parses the paragraphs of one piece of a Packages file; line numbers
+/// are relative to the piece.
+fn parse_chunk(chunk: &str, arch: &str, suite: &str) -> Result<Vec<Package>, StanzaError> {
+    let mut packages = Vec::new();
+    for paragraph in deb822::paragraphs(chunk) {
+        let paragraph = paragraph.map_err(|e| {
+            let message = e.to_string();
+            let message = match e.line() {
+                Some(line) => message
+                    .strip_prefix(&format!("line {line}: "))
+                    .unwrap_or(&message)
+                    .to_string(),
+                None => message,
+            };
+            (e.line(), message)
+        })?;
+        if let Some(package) = parse_stanza(&paragraph, arch, suite)
+            .map_err(|(line, message)| (line.or(paragraph.line()), message))?
+        {
+            packages.push(package);
+        }
+    }
+    Ok(packages)
 }
 
 /// A stanza problem: the line of the offending field (the stanza's first
@@ -585,10 +664,69 @@ mod tests {
             .collect();
         assert_eq!(versions, ["2", "1.5", "1"]);
         assert_eq!(index.len(), 3);
+        // A name already listed several times is re-sorted too.
+        let newest = stanza("Package: a\nVersion: 9\nArchitecture: amd64");
+        let oldest = stanza("Package: a\nVersion: 0.5\nArchitecture: all");
+        index.add_packages_file(&oldest, "s4").unwrap();
+        index.add_packages_file(&newest, "s5").unwrap();
+        let versions: Vec<_> = index
+            .candidates("a")
+            .iter()
+            .map(|p| p.version.as_str())
+            .collect();
+        assert_eq!(versions, ["9", "2", "1.5", "1", "0.5"]);
+        assert_eq!(index.candidate("a").unwrap().suite, "s5");
+        assert_eq!(index.len(), 5);
         // The same build from another suite is kept once, from the first.
         assert_eq!(index.add_packages_file(&later, "s3").unwrap(), 0);
-        assert_eq!(index.candidates("a")[1].suite, "s2");
-        assert_eq!(index.suites(), ["s1", "s2", "s3"]);
+        assert_eq!(index.candidates("a")[2].suite, "s2");
+        assert_eq!(index.suites(), ["s1", "s2", "s4", "s5", "s3"]);
+    }
+
+    #[test]
+    fn parallel_pieces_change_nothing() {
+        let mut text = String::new();
+        for i in 0..50 {
+            // Blank lines with spaces, comments and several empty lines
+            // between stanzas, as deb822 allows.
+            let gap = ["\n", "\n\n\n", " \n# comment\n\n"][i % 3];
+            text.push_str(&stanza(&format!(
+                "Package: p{}\nVersion: {i}\nArchitecture: {}\nDepends: p{}",
+                i % 7,
+                ["amd64", "all", "arm64"][i % 3],
+                i + 1
+            )));
+            text.push_str(gap);
+        }
+        let summary = |index: &PackageIndex| -> Vec<String> {
+            index
+                .names()
+                .into_iter()
+                .flat_map(|name| index.candidates(name))
+                .map(|p| format!("{} {} {} {}", p.name, p.version, p.architecture, p.depends))
+                .collect()
+        };
+        let mut whole = PackageIndex::new("amd64");
+        whole.add_in_chunks(&text, "s", usize::MAX).unwrap();
+        assert_eq!(whole.len(), 34);
+        for size in [1, 7, 100, 1000] {
+            let mut pieces = PackageIndex::new("amd64");
+            pieces.add_in_chunks(&text, "s", size).unwrap();
+            assert_eq!(summary(&pieces), summary(&whole), "pieces of {size} bytes");
+        }
+        // Line numbers count from the start of the file in every piece,
+        // and the first error in the file is the one reported.
+        let bad = format!(
+            "{text}Package: x\nVersion: 1\nArchitecture: all\nDepends: (\n\n{text}Package: y\n"
+        );
+        let line = text.matches('\n').count() + 4;
+        for size in [1, 100, usize::MAX] {
+            let err = PackageIndex::new("amd64")
+                .add_in_chunks(&bad, "s", size)
+                .unwrap_err();
+            assert_eq!(err.line, Some(line), "pieces of {size} bytes: {err}");
+            assert!(err.message.starts_with("package x: Depends:"), "{err}");
+        }
     }
 
     #[test]

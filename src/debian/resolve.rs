@@ -75,7 +75,7 @@ use crate::recipe::debian::Variant;
 use crate::recipe::did_you_mean;
 
 /// How many packages the search may try to install before giving up.
-pub const MAX_ATTEMPTS: usize = 200_000;
+pub const MAX_ATTEMPTS: usize = 50_000;
 
 /// What to install.
 #[derive(Debug, Clone, Copy)]
