@@ -426,7 +426,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             let parsed = kiln::manifest::Manifest::parse(text)?;
             let signature = kiln::signing::sign_manifest(&key, &parsed, &bytes)?;
             let path = kiln::signing::signature_path(&manifest);
-            std::fs::write(&path, signature.to_file_string())?;
+            kiln::fetch::write_atomic(&path, signature.to_file_string().as_bytes())?;
             println!("{}", path.display());
         }
         Command::Verify {
