@@ -3,6 +3,7 @@
 
 pub mod arch;
 pub mod archive;
+pub mod deb;
 pub mod deb822;
 pub mod index;
 pub mod lock;

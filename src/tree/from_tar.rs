@@ -54,22 +54,38 @@ pub fn decompress<R: BufRead + Send + 'static>(mut reader: R) -> Result<Box<dyn 
     })
 }
 
+/// How archive members land in the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Exactly where named: a member below a symlink is refused. For
+    /// images and base tarballs, where such a member is an attack.
+    Exact,
+    /// As dpkg unpacks a package into a root: symlinked directories of the
+    /// image are followed (`/bin/ls` lands in `/usr/bin/ls` on merged /usr),
+    /// with chroot semantics so nothing lands outside the image, and
+    /// directories that already exist keep their owner and mode.
+    Package,
+}
+
 /// Reads a whole tar stream into a new Tree. `origin` names the archive
 /// in error messages.
 pub fn load_tar(reader: impl Read, origin: &str, store: &Store) -> Result<Tree> {
     let mut tree = Tree::new();
-    load_tar_into(&mut tree, reader, origin, store)?;
+    load_tar_into(&mut tree, reader, origin, store, Placement::Exact)?;
     Ok(tree)
 }
 
 /// Adds every member of a tar stream to `tree`. Later members replace
-/// earlier ones of the same name, as tar extraction would.
+/// earlier ones of the same name, as tar extraction would. Returns the
+/// members' paths as named in the archive, in archive order.
 pub fn load_tar_into(
     tree: &mut Tree,
     reader: impl Read,
     origin: &str,
     store: &Store,
-) -> Result<()> {
+    placement: Placement,
+) -> Result<Vec<ImagePath>> {
+    let mut names = Vec::new();
     let mut archive = tar::Archive::new(reader);
     let entries = archive
         .entries()
@@ -82,10 +98,11 @@ pub fn load_tar_into(
             )
         })?;
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        add_member(tree, entry, store)
+        let name = add_member(tree, entry, store, placement)
             .with_context(|| format!("{origin}: member \"{raw_name}\""))?;
+        names.push(name);
     }
-    Ok(())
+    Ok(names)
 }
 
 /// Normalises an archive member name, refusing what could escape the root.
@@ -97,8 +114,26 @@ pub fn member_path(raw: &[u8]) -> Result<ImagePath> {
     ImagePath::new(name).map_err(|e| anyhow!("{e}"))
 }
 
-fn add_member<R: Read>(tree: &mut Tree, mut entry: tar::Entry<'_, R>, store: &Store) -> Result<()> {
-    let path = member_path(&entry.path_bytes())?;
+/// Where `path` lands under `placement`.
+fn placed(tree: &Tree, path: &ImagePath, placement: Placement) -> Result<ImagePath> {
+    match placement {
+        Placement::Exact => Ok(path.clone()),
+        Placement::Package if path.is_root() => Ok(path.clone()),
+        Placement::Package => {
+            let parent = tree.resolve(&path.parent(), true)?;
+            Ok(parent.join(path.file_name())?)
+        }
+    }
+}
+
+fn add_member<R: Read>(
+    tree: &mut Tree,
+    mut entry: tar::Entry<'_, R>,
+    store: &Store,
+    placement: Placement,
+) -> Result<ImagePath> {
+    let name = member_path(&entry.path_bytes())?;
+    let path = placed(tree, &name, placement)?;
     let header = entry.header();
     let mut meta = Meta {
         mode: header.mode()? & 0o7777,
@@ -157,7 +192,9 @@ fn add_member<R: Read>(tree: &mut Tree, mut entry: tar::Entry<'_, R>, store: &St
         EntryType::Link => {
             let target = link_name.ok_or_else(|| anyhow!("hard link without a target"))?;
             let target = member_path(&target).context("hard link target")?;
-            Kind::HardLink { target }
+            Kind::HardLink {
+                target: placed(tree, &target, placement)?,
+            }
         }
         EntryType::Char => Kind::CharDevice {
             major: device.0,
@@ -170,6 +207,15 @@ fn add_member<R: Read>(tree: &mut Tree, mut entry: tar::Entry<'_, R>, store: &St
         EntryType::Fifo => Kind::Fifo,
         other => bail!("unsupported member type {:?}", other.as_byte() as char),
     };
-    tree.insert(path, Entry { kind, meta })?;
-    Ok(())
+    // dpkg leaves an existing directory alone, also when the image reaches
+    // it through a symlink (the package's /bin/ on a merged-/usr image).
+    let keeps_existing_dir = placement == Placement::Package
+        && kind == Kind::Dir
+        && tree
+            .get(&tree.resolve(&path, true)?)
+            .is_some_and(|e| e.kind == Kind::Dir);
+    if !keeps_existing_dir {
+        tree.insert(path, Entry { kind, meta })?;
+    }
+    Ok(name)
 }

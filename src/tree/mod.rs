@@ -12,7 +12,7 @@ mod store;
 
 pub use from_dir::{HostEntry, HostKind, load_dir, read_xattrs, store_host_files, walk_host_dir};
 pub use from_tar::{
-    Compression, decompress, detect_compression, load_tar, load_tar_into, member_path,
+    Compression, Placement, decompress, detect_compression, load_tar, load_tar_into, member_path,
     open_decompressed,
 };
 pub use path::{ImagePath, PathError};
