@@ -73,7 +73,7 @@ pub fn unpack_from(
         match name.as_str() {
             "debian-binary" => {
                 let mut text = String::new();
-                (&mut member)
+                member
                     .read_to_string(&mut text)
                     .with_context(|| format!("{label}: unreadable debian-binary"))?;
                 if !text.starts_with("2.") {
