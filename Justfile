@@ -4,7 +4,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the build and the test suite use (real tools as oracles).
-debian_packages := "tar zstd gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd time bc"
+debian_packages := "tar zstd gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd openssh-server nftables libxml2-utils time bc"
 
 default:
     @just --list
@@ -61,6 +61,7 @@ bench: deps build
     bash benches/pack.sh
     bash benches/verify.sh
     bash benches/debian.sh
+    bash benches/audit.sh
 
 # Fuzz each parser of untrusted input for SECONDS each (cargo-fuzz on stable); fails on any crash.
 fuzz seconds="20" sanitizer="none":

@@ -118,6 +118,8 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         human_bytes(content_bytes(&tree))
     ));
 
+    let audit = audit_gate(&plan, &tree, &store, epoch, ui)?;
+
     let stem = format!("{}-{}", plan.image.name, plan.image.version);
     let archive_name = format!("{stem}.rootfs.{}", options.compression.extension());
     let archive_tmp = work.path().join(&archive_name);
@@ -174,6 +176,7 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         }],
         files: crate::manifest::file_records(&tree),
         mutable_paths: plan.mutable_paths.clone(),
+        audit: Some(audit),
     };
     let manifest_name = format!("{stem}.manifest.json");
     let manifest_tmp = work.path().join(&manifest_name);
@@ -217,6 +220,56 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     std::io::Write::write_all(&mut file, bytes)?;
     file.sync_all()?;
     Ok(())
+}
+
+/// The release gate: audits the assembled tree with the recipe's [audit]
+/// (waivers dated by SOURCE_DATE_EPOCH, so a rebuild decides the same way).
+fn audit_gate(
+    plan: &Plan,
+    tree: &Tree,
+    store: &Store,
+    epoch: u64,
+    ui: &Ui,
+) -> Result<crate::audit::AuditSummary> {
+    let config = crate::audit::AuditConfig::for_build(&plan.audit, epoch);
+    let report = crate::audit::audit_tree(tree, store, &config);
+    for w in &report.expired_waivers {
+        let origin = w
+            .origin
+            .as_ref()
+            .map(|o| format!(" ({o})"))
+            .unwrap_or_default();
+        ui.warn(format!(
+            "the waiver of {} expired on {}{origin}",
+            w.rule, w.expires
+        ));
+    }
+    for rule in report.blocking() {
+        for f in rule.open_findings() {
+            ui.warn(format!(
+                "{} ({}): {}: {} [{}]",
+                rule.rule.id, rule.rule.severity, f.path, f.message, f.value
+            ));
+        }
+    }
+    for e in &report.errors {
+        ui.warn(format!("audit: {e}"));
+    }
+    ui.step(format!("audit: {}", report.summary_line()));
+    if !report.passed() {
+        let blocking: Vec<&str> = report.blocking().map(|r| r.rule.id).collect();
+        let what = if blocking.is_empty() {
+            "files could not be read".to_owned()
+        } else {
+            blocking.join(", ")
+        };
+        return Err(crate::audit::GateFailed(format!(
+            "the audit gate failed (fail_on = {}): {what}; fix the image, or waive a rule with [[audit.waive]] rule = \"...\" and a reason (kiln audit ARCHIVE prints the full report)",
+            report.fail_on
+        ))
+        .into());
+    }
+    Ok(report.summary())
 }
 
 /// SOURCE_DATE_EPOCH: the recipe's, else the environment's, else 0.

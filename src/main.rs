@@ -17,6 +17,8 @@ mod exit {
     pub const INVALID_RECIPE: u8 = 3;
     /// Not what was signed: a bad signature, a tampered artifact, drift.
     pub const NOT_VERIFIED: u8 = 4;
+    /// Audit findings at or above the threshold (`kiln audit`, the build gate).
+    pub const AUDIT_FAILED: u8 = 5;
 }
 
 #[derive(Parser)]
@@ -30,7 +32,8 @@ mod exit {
         kiln check --manifest minimal-0.1.0.manifest.json --key release.pub --root /\n  \
         kiln inspect dist/minimal-0.1.0.rootfs.tar.zst\n\n\
         Exit codes: 0 success, 1 failure, 2 usage error, 3 invalid recipe, \
-        4 verification failed or drift found, 128+N killed by signal N (partial outputs removed)."
+        4 verification failed or drift found, 5 audit findings at or above the threshold, \
+        128+N killed by signal N (partial outputs removed)."
 )]
 struct Cli {
     /// Print only warnings and errors.
@@ -110,6 +113,38 @@ enum Command {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
+    },
+    /// Audit an image or a live node against the hardening rules.
+    #[command(
+        after_help = "Examples:\n  kiln audit dist/k3s-agent-1.0.0.rootfs.tar.zst\n  \
+        kiln audit / --format sarif -o audit.sarif\n  \
+        kiln audit rootfs/ --recipe recipes/k3s-agent.toml --format junit -o audit.xml\n  \
+        kiln audit --list-rules\n\n\
+        PATH is a rootfs archive (tar, gzip or zstd), a directory, or / for the running node \
+        (read-only; /proc, /sys, /dev, /run and container state are skipped, and the rules about \
+        what an image must not carry do not apply). Waivers come from --recipe's [audit] and expire \
+        by today's date. Exits 0 when no failed rule is at or above --fail-on (default high), 5 otherwise."
+    )]
+    Audit {
+        /// A rootfs archive, a directory, or / for this node.
+        #[arg(required_unless_present = "list_rules")]
+        path: Option<PathBuf>,
+        /// Report format.
+        #[arg(long, value_enum, default_value_t = kiln::audit::report::Format::Text)]
+        format: kiln::audit::report::Format,
+        /// Fail on rules at or above this severity: critical, high, medium, low or none
+        /// [default: the recipe's fail_on, else high].
+        #[arg(long, value_name = "SEVERITY")]
+        fail_on: Option<kiln::audit::FailOn>,
+        /// Take fail_on and the waivers from this recipe's [audit].
+        #[arg(long, value_name = "RECIPE")]
+        recipe: Option<PathBuf>,
+        /// Write the report to FILE (the summary line still goes to stderr).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// List the rules (id, severity, title) and exit.
+        #[arg(long, conflicts_with_all = ["path", "format", "fail_on", "recipe", "output"])]
+        list_rules: bool,
     },
     /// Show what changed between two images: packages, paths, /etc contents.
     #[command(after_help = "Examples:\n  \
@@ -290,6 +325,8 @@ fn main() -> ExitCode {
             }
             let code = if error.downcast_ref::<Untrusted>().is_some() {
                 exit::NOT_VERIFIED
+            } else if error.downcast_ref::<kiln::audit::GateFailed>().is_some() {
+                exit::AUDIT_FAILED
             } else {
                 exit::FAILURE
             };
@@ -372,6 +409,51 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 let lock = kiln::packages::lock_for_build(&plan, &recipe, &options, locked, ui)?;
                 kiln::packages::fetch_packages(&plan, &lock, &options, ui)?;
             }
+        }
+        Command::Audit {
+            path,
+            format,
+            fail_on,
+            recipe,
+            output,
+            list_rules,
+        } => {
+            if list_rules {
+                use std::io::Write as _;
+                let mut out = std::io::stdout().lock();
+                for rule in kiln::audit::catalogue() {
+                    let _ = writeln!(
+                        out,
+                        "{:<28} {:<9} {}",
+                        rule.id,
+                        rule.severity.name(),
+                        rule.title
+                    );
+                }
+                return Ok(exit::SUCCESS);
+            }
+            let Some(path) = path else {
+                anyhow::bail!("give PATH, or --list-rules")
+            };
+            let mut config = kiln::audit::AuditConfig::default();
+            if let Some(recipe) = &recipe {
+                let plan = kiln::recipe::load(recipe)?;
+                config.fail_on = plan.audit.fail_on;
+                config.waivers = plan.audit.waivers();
+            }
+            if let Some(fail_on) = fail_on {
+                config.fail_on = fail_on;
+            }
+            let report = kiln::audit::audit_path(&path, &config)?;
+            let rendered = report.render(format);
+            match &output {
+                Some(file) => kiln::fetch::write_atomic(file, rendered.as_bytes())?,
+                None => print!("{rendered}"),
+            }
+            if output.is_some() || format != kiln::audit::report::Format::Text {
+                ui.step(report.summary_line());
+            }
+            return Ok(report.exit_code(exit::AUDIT_FAILED));
         }
         Command::Diff { old, new, json } => {
             let report = kiln::diff::diff(&old, &new)?;

@@ -26,6 +26,9 @@ pub struct Manifest {
     /// Globs of paths a running node may change (logs, K3s state, first-boot
     /// files): `kiln check` skips them and everything below them.
     pub mutable_paths: Vec<String>,
+    /// The release gate's outcome (`kiln audit` of the image tree).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit: Option<crate::audit::AuditSummary>,
 }
 
 /// What every node changes at run time, whatever the recipe: kernel file

@@ -38,7 +38,7 @@ fn special_tree(dir: &Path) {
 
 fn recipe(dir: &Path, base: &Path) -> std::path::PathBuf {
     let text = format!(
-        "[image]\nname = \"special\"\nversion = \"1\"\n\n[base]\npath = \"{}\"\nsha256 = \"{}\"\n",
+        "[audit]\nfail_on = \"none\"\n[image]\nname = \"special\"\nversion = \"1\"\n\n[base]\npath = \"{}\"\nsha256 = \"{}\"\n",
         base.file_name().unwrap().to_str().unwrap(),
         sha256_file(base)
     );
@@ -200,7 +200,7 @@ fn gzip_archive_is_read_by_gnu_tar_and_gzip() {
     let work = tempfile::tempdir().unwrap();
     std::fs::write(
         work.path().join("r.toml"),
-        "[image]\nname = \"g\"\nversion = \"1\"\n[[file]]\ndest = \"/etc/hostname\"\ncontent = \"node\\n\"\n",
+        "[audit]\nfail_on = \"none\"\n[image]\nname = \"g\"\nversion = \"1\"\n[[file]]\ndest = \"/etc/hostname\"\ncontent = \"node\\n\"\n",
     )
     .unwrap();
     run_ok(kiln().current_dir(work.path()).args([

@@ -27,7 +27,7 @@ fn extracted_image(work: &Path) {
     std::fs::write(
         work.join("r.toml"),
         format!(
-            "[image]\nname = \"node\"\nversion = \"1\"\nsource_date_epoch = 1700000000\n\
+            "[audit]\nfail_on = \"none\"\n[image]\nname = \"node\"\nversion = \"1\"\nsource_date_epoch = 1700000000\n\
              [base]\npath = \"base.tar\"\nsha256 = \"{}\"\n[check]\nmutable_paths = [\"/srv/scratch\"]\n",
             sha256_file(&work.join("base.tar"))
         ),
@@ -209,7 +209,7 @@ fn owners_links_capabilities_and_fast_mode() {
 fn an_unsigned_or_tampered_manifest_is_refused_before_walking() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    std::fs::write(w.join("r.toml"), "[image]\nname = \"node\"\nversion = \"1\"\n[[file]]\ndest = \"/etc/motd\"\ncontent = \"x\"\n").unwrap();
+    std::fs::write(w.join("r.toml"), "[audit]\nfail_on = \"none\"\n[image]\nname = \"node\"\nversion = \"1\"\n[[file]]\ndest = \"/etc/motd\"\ncontent = \"x\"\n").unwrap();
     run_ok(
         kiln()
             .current_dir(w)

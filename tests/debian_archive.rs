@@ -84,7 +84,7 @@ fn recipe(dir: &Path, repo: &TestRepo, packages: &str, mirror: &str) {
     std::fs::write(
         dir.join("r.toml"),
         format!(
-            "[image]\nname = \"deb\"\nversion = \"1\"\n\n[debian]\nsuite = \"{SUITE}\"\nupdates = false\nsecurity = false\n\
+            "[audit]\nfail_on = \"none\"\n[image]\nname = \"deb\"\nversion = \"1\"\n\n[debian]\nsuite = \"{SUITE}\"\nupdates = false\nsecurity = false\n\
              variant = \"essential\"\npackages = [{packages}]\nkeyring = \"keyring.gpg\"\n{mirror_line}"
         ),
     )
@@ -480,7 +480,7 @@ fn locked_builds_refuse_a_stale_lock_and_artifacts_are_pinned() {
     std::fs::write(
         w.join("a.toml"),
         format!(
-            "[image]\nname = \"a\"\nversion = \"1\"\n[[artifact]]\nname = \"k3s\"\nurl = \"https://example.invalid/k3s\"\n\
+            "[audit]\nfail_on = \"none\"\n[image]\nname = \"a\"\nversion = \"1\"\n[[artifact]]\nname = \"k3s\"\nurl = \"https://example.invalid/k3s\"\n\
              sha256 = \"{sha}\"\ndest = \"/usr/local/bin/k3s\"\nmode = \"0755\"\n"
         ),
     )

@@ -188,7 +188,7 @@ Version: 1.0
 
 fn recipe(version: &str, body: &str) -> String {
     format!(
-        "[image]\nname = \"d\"\nversion = \"{version}\"\nsource_date_epoch = 1700000000\n\n{body}"
+        "[audit]\nfail_on = \"none\"\n[image]\nname = \"d\"\nversion = \"{version}\"\nsource_date_epoch = 1700000000\n\n{body}"
     )
 }
 

@@ -18,7 +18,7 @@ fn slow_recipe(work: &Path) -> PathBuf {
     std::fs::write(
         &recipe,
         format!(
-            "[image]\nname = \"slow\"\nversion = \"1\"\n[base]\npath = \"base.tar\"\nsha256 = \"{}\"\n",
+            "[audit]\nfail_on = \"none\"\n[image]\nname = \"slow\"\nversion = \"1\"\n[base]\npath = \"base.tar\"\nsha256 = \"{}\"\n",
             sha256_file(&work.join("base.tar"))
         ),
     )

@@ -12,7 +12,7 @@ fn recipe(dir: &Path, check: &str) {
     std::fs::write(
         dir.join("r.toml"),
         format!(
-            "[image]\nname = \"node\"\nversion = \"1\"\n\
+            "[audit]\nfail_on = \"none\"\n[image]\nname = \"node\"\nversion = \"1\"\n\
              [[file]]\ndest = \"/usr/local/bin/kiln\"\nsource = \"{kiln_binary}\"\nmode = \"0755\"\n\
              {check}"
         ),
@@ -131,7 +131,7 @@ fn timer_needs_keys_and_the_binary() {
     assert_eq!(out.status.code(), Some(3));
     assert!(
         String::from_utf8_lossy(&out.stderr)
-            .contains("r.toml:9:9: a check timer needs the public keys to trust"),
+            .contains("r.toml:11:9: a check timer needs the public keys to trust"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );

@@ -38,7 +38,7 @@ fn meta(m: &serde_json::Value, path: &str) -> String {
     )
 }
 
-const IMAGE: &str = "[image]\nname = \"o\"\nversion = \"1\"\n";
+const IMAGE: &str = "[audit]\nfail_on = \"none\"\n[image]\nname = \"o\"\nversion = \"1\"\n";
 
 #[test]
 fn owners_defined_by_the_recipe_itself_resolve() {
@@ -129,7 +129,7 @@ fn file_dest_with_trailing_slash_is_refused() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.starts_with(
-            "error: r.toml:5:8: dest \"/etc/\" ends with '/'; name the file itself, like \"/etc\""
+            "error: r.toml:7:8: dest \"/etc/\" ends with '/'; name the file itself, like \"/etc\""
         ),
         "{stderr}"
     );

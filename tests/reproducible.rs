@@ -10,6 +10,9 @@ use std::path::Path;
 use std::process::Command;
 
 const RECIPE: &str = r#"
+[audit]
+fail_on = "none"
+
 [image]
 name = "repro"
 version = "2.0"

@@ -8,7 +8,7 @@ use common::*;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const IMAGE_RECIPE: &str = "[image]\nname = \"signed\"\nversion = \"1.2.0\"\nsource_date_epoch = 1700000000\n\
+const IMAGE_RECIPE: &str = "[audit]\nfail_on = \"none\"\n[image]\nname = \"signed\"\nversion = \"1.2.0\"\nsource_date_epoch = 1700000000\n\
     [[file]]\ndest = \"/etc/motd\"\ncontent = \"hello\\n\"\n[[file]]\ndest = \"/usr/bin/tool\"\ncontent = \"#!/bin/sh\\n\"\nmode = \"0755\"\n";
 
 struct Fixture {

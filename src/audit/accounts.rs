@@ -58,10 +58,10 @@ impl Accounts {
         if let Some(defs) = image.read_text("/etc/login.defs") {
             for line in defs.lines() {
                 let mut words = line.split_whitespace();
-                if words.next() == Some("UID_MIN") {
-                    if let Some(n) = words.next().and_then(|n| n.parse().ok()) {
-                        accounts.uid_min = n;
-                    }
+                if words.next() == Some("UID_MIN")
+                    && let Some(n) = words.next().and_then(|n| n.parse().ok())
+                {
+                    accounts.uid_min = n;
                 }
             }
         }

@@ -5,6 +5,8 @@
 //! each list item becomes one `--key=item` flag. `kubelet-arg` and
 //! `kube-proxy-arg` items are `name=value` (a leading `--` is allowed);
 //! the component sees them in order, so the last one of a name wins.
+//! Flags on the k3s unit's ExecStart come after the files, as K3s puts
+//! config-file flags before the command line's.
 //!
 //! YAML: K3s configs are flat maps, so this reads the subset they use —
 //! `key: scalar`, `key: [a, "b"]`, `key:` followed by `- item` lines,
@@ -86,7 +88,61 @@ impl K3sConfig {
             let text = image.read_text(&file).unwrap_or_default();
             config.add_file(&file, &text);
         }
+        if let Some((path, line, args)) = unit_command_line(image) {
+            config.add_cli_args(&path, line, &args);
+        }
         config
+    }
+
+    /// Merges flags from the command line, which K3s reads after the
+    /// config files: scalar flags replace, repeatable ones append.
+    pub fn add_cli_args(&mut self, path: &str, line: u32, args: &[String]) {
+        let mut i = 0;
+        while i < args.len() {
+            let Some(flag) = args[i]
+                .strip_prefix("--")
+                .or_else(|| args[i].strip_prefix('-'))
+            else {
+                i += 1;
+                continue;
+            };
+            let (key, value) = match flag.split_once('=') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None if BOOLEAN_FLAGS.contains(&flag)
+                    || args.get(i + 1).is_none_or(|next| next.starts_with('-')) =>
+                {
+                    (flag.to_owned(), "true".to_owned())
+                }
+                None => {
+                    i += 1;
+                    (flag.to_owned(), args[i].clone())
+                }
+            };
+            i += 1;
+            let item = Item {
+                text: value,
+                path: path.to_owned(),
+                line,
+            };
+            let append = REPEATABLE_FLAGS.contains(&key.as_str());
+            let merged = match (self.merged.remove(&key), append) {
+                (Some(old), true) => {
+                    let mut items = old.items();
+                    items.push(item.clone());
+                    YValue::List(items)
+                }
+                (None, true) => YValue::List(vec![item.clone()]),
+                _ => YValue::Scalar(item.clone()),
+            };
+            self.merged.insert(key.clone(), merged);
+            self.entries.push(RawEntry {
+                key,
+                append,
+                value: YValue::Scalar(item),
+                path: path.to_owned(),
+                line,
+            });
+        }
     }
 
     /// Merges one file's text (tests and `load`).
@@ -145,6 +201,131 @@ impl K3sConfig {
     pub fn kubelet_arg(&self, name: &str) -> Option<Item> {
         self.component_arg("kubelet-arg", name)
     }
+}
+
+/// `k3s agent` flags that take no value.
+const BOOLEAN_FLAGS: &[&str] = &[
+    "protect-kernel-defaults",
+    "selinux",
+    "rootless",
+    "docker",
+    "prefer-bundled-bin",
+    "disable-apiserver-lb",
+    "disable-default-registry-endpoint",
+    "debug",
+];
+
+/// Flags K3s accumulates when repeated.
+const REPEATABLE_FLAGS: &[&str] = &[
+    "kubelet-arg",
+    "kube-proxy-arg",
+    "node-label",
+    "node-taint",
+    "node-ip",
+    "node-external-ip",
+];
+
+/// Where systemd finds K3s's units, most specific first.
+const UNIT_DIRS: &[&str] = &[
+    "/etc/systemd/system",
+    "/usr/local/lib/systemd/system",
+    "/usr/lib/systemd/system",
+    "/lib/systemd/system",
+];
+
+/// The arguments after `k3s agent|server` in the k3s unit's ExecStart
+/// (the unit, then its drop-ins; an empty `ExecStart=` resets), with the
+/// file and line of the ExecStart that wins.
+pub fn unit_command_line(image: &Image) -> Option<(String, u32, Vec<String>)> {
+    let name = ["k3s-agent.service", "k3s.service"]
+        .into_iter()
+        .find(|n| UNIT_DIRS.iter().any(|d| image.is_file(&format!("{d}/{n}"))))?;
+    let unit = UNIT_DIRS
+        .iter()
+        .map(|d| format!("{d}/{name}"))
+        .find(|p| image.is_file(p))?;
+    let mut files = vec![unit];
+    for dir in UNIT_DIRS {
+        for (file, path) in image.list_dir(&format!("{dir}/{name}.d")) {
+            if file.ends_with(".conf") {
+                files.push(path.as_str().to_owned());
+            }
+        }
+    }
+    let mut exec: Option<(String, u32, String)> = None;
+    for file in files {
+        let text = image.read_text(&file).unwrap_or_default();
+        // logical lines: a trailing backslash continues onto the next line
+        let mut logical: Vec<(u32, String)> = Vec::new();
+        let mut open = false;
+        for (n, raw) in text.lines().enumerate() {
+            let (part, continues) = match raw.strip_suffix('\\') {
+                Some(part) => (part, true),
+                None => (raw, false),
+            };
+            match logical.last_mut() {
+                Some((_, text)) if open => {
+                    text.push(' ');
+                    text.push_str(part);
+                }
+                _ => logical.push((n as u32 + 1, part.to_owned())),
+            }
+            open = continues;
+        }
+        for (start, line) in logical {
+            if let Some(value) = line.trim().strip_prefix("ExecStart=") {
+                let value = value.trim();
+                exec = if value.is_empty() {
+                    None
+                } else {
+                    Some((file.clone(), start, value.to_owned()))
+                };
+            }
+        }
+    }
+    let (path, line, command) = exec?;
+    let words = shell_words(command.trim_start_matches(['-', '@', '+', '!', ':']));
+    let sub = words.iter().position(|w| w == "agent" || w == "server")?;
+    Some((path, line, words[sub + 1..].to_vec()))
+}
+
+/// Splits a systemd command line into words: whitespace separates,
+/// single and double quotes group, a backslash escapes.
+fn shell_words(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (_, '\\') => {
+                if let Some(n) = chars.next() {
+                    word.push(n);
+                }
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    out.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (_, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        out.push(word);
+    }
+    out
 }
 
 /// Parses the flat YAML subset described in the module documentation.
@@ -235,7 +416,8 @@ fn split_key(s: &str) -> Option<(&str, &str)> {
     }
     let bytes = s.as_bytes();
     for i in 0..bytes.len() {
-        if bytes[i] == b':' && (i + 1 == bytes.len() || bytes[i + 1] == b' ' || bytes[i + 1] == b'\t')
+        if bytes[i] == b':'
+            && (i + 1 == bytes.len() || bytes[i + 1] == b' ' || bytes[i + 1] == b'\t')
         {
             return Some((s[..i].trim_end(), &s[i + 1..]));
         }
@@ -380,6 +562,29 @@ pub fn go_duration_seconds(s: &str) -> Option<f64> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn command_line_flags_follow_the_files() {
+        let mut c = K3sConfig::default();
+        c.add_file(
+            "a",
+            "kubelet-arg: [\"a=1\"]\nprotect-kernel-defaults: true\n",
+        );
+        let args = shell_words(
+            "'--kubelet-arg=a=2' --protect-kernel-defaults --node-label \"x=y z\" --token=abc --flannel-backend wireguard-native",
+        );
+        c.add_cli_args("unit", 7, &args);
+        assert_eq!(c.kubelet_arg("a").unwrap().text, "2");
+        assert_eq!(c.kubelet_arg("a").unwrap().path, "unit");
+        assert_eq!(c.list("kubelet-arg").len(), 2);
+        assert_eq!(c.scalar("protect-kernel-defaults").unwrap().text, "true");
+        assert_eq!(c.scalar("node-label").unwrap().text, "x=y z");
+        assert_eq!(
+            c.scalar("flannel-backend").unwrap().text,
+            "wireguard-native"
+        );
+        assert!(c.entries.iter().any(|e| e.key == "token"));
+    }
+
     fn merged(files: &[(&str, &str)]) -> K3sConfig {
         let mut c = K3sConfig::default();
         for (path, text) in files {
@@ -398,11 +603,15 @@ mod tests {
         assert_eq!(e.len(), 4);
         assert_eq!(e[0].value.items()[0].text, "true");
         assert_eq!(
-            e[1].value.items().iter().map(|i| i.text.as_str()).collect::<Vec<_>>(),
+            e[1].value
+                .items()
+                .iter()
+                .map(|i| i.text.as_str())
+                .collect::<Vec<_>>(),
             ["a=b", "c=d"]
         );
         assert_eq!(e[2].value.items().len(), 2);
-        assert_eq!(e[2].value.items()[1].line, 6);
+        assert_eq!(e[2].value.items()[1].line, 7);
         assert_eq!(e[3].value.items()[0].text, "");
     }
 
@@ -416,8 +625,14 @@ mod tests {
     #[test]
     fn last_wins_and_plus_appends() {
         let c = merged(&[
-            ("a", "kubelet-arg: [\"a=1\"]\nprotect-kernel-defaults: false\n"),
-            ("b", "kubelet-arg+: [\"a=2\", \"b=3\"]\nprotect-kernel-defaults: yes\n"),
+            (
+                "a",
+                "kubelet-arg: [\"a=1\"]\nprotect-kernel-defaults: false\n",
+            ),
+            (
+                "b",
+                "kubelet-arg+: [\"a=2\", \"b=3\"]\nprotect-kernel-defaults: yes\n",
+            ),
             ("c", "node-label+: x\n"),
         ]);
         assert_eq!(c.scalar("protect-kernel-defaults").unwrap().text, "true");
@@ -425,7 +640,10 @@ mod tests {
         assert_eq!(c.kubelet_arg("a").unwrap().path, "b");
         assert_eq!(c.list("kubelet-arg").len(), 3);
         assert_eq!(c.list("node-label").len(), 1);
-        let replaced = merged(&[("a", "kubelet-arg: [\"a=1\"]\n"), ("b", "kubelet-arg: [\"b=1\"]\n")]);
+        let replaced = merged(&[
+            ("a", "kubelet-arg: [\"a=1\"]\n"),
+            ("b", "kubelet-arg: [\"b=1\"]\n"),
+        ]);
         assert_eq!(replaced.kubelet_arg("a"), None);
     }
 

@@ -24,7 +24,7 @@ pub mod sshd;
 pub mod sysctl;
 
 pub use image::{Contents, Image};
-pub use source::{LoadedImage, audit_path, load};
+pub use source::{LoadedImage, audit_path, load, load_directory};
 
 use crate::tree::{Store, Tree};
 use serde::{Deserialize, Serialize};
@@ -154,7 +154,20 @@ impl Date {
         };
         let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
         let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-        let days_in_month = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+        let days_in_month = [
+            31,
+            if leap { 29 } else { 28 },
+            31,
+            30,
+            31,
+            30,
+            31,
+            31,
+            30,
+            31,
+            30,
+            31,
+        ];
         if !(1..=12).contains(&m) || d < 1 || d > days_in_month[(m - 1) as usize] {
             return None;
         }
@@ -255,7 +268,10 @@ impl Default for AuditConfig {
 impl AuditConfig {
     /// The gate of an image build: the recipe's `[audit]`, waivers dated
     /// against SOURCE_DATE_EPOCH (so a rebuild decides the same way).
-    pub fn for_build(plan: &crate::recipe::audit::AuditPlan, source_date_epoch: u64) -> AuditConfig {
+    pub fn for_build(
+        plan: &crate::recipe::audit::AuditPlan,
+        source_date_epoch: u64,
+    ) -> AuditConfig {
         AuditConfig {
             fail_on: plan.fail_on,
             waivers: plan.waivers(),
@@ -280,7 +296,11 @@ pub struct Finding {
 }
 
 impl Finding {
-    pub fn new(path: impl Into<String>, value: impl Into<String>, message: impl Into<String>) -> Finding {
+    pub fn new(
+        path: impl Into<String>,
+        value: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Finding {
         Finding {
             path: path.into(),
             line: None,
@@ -399,7 +419,10 @@ pub struct Report {
     pub errors: Vec<String>,
 }
 
-fn serialize_display<T: fmt::Display, S: serde::Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_display<T: fmt::Display, S: serde::Serializer>(
+    v: &T,
+    s: S,
+) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
 
@@ -618,7 +641,8 @@ pub fn audit_image(img: Image, target: &str, config: &AuditConfig) -> Report {
             }
             Check::Findings(findings) if findings.is_empty() => {}
             Check::Findings(mut findings) => {
-                findings.sort_by(|a, b| (&a.path, a.line, &a.value).cmp(&(&b.path, b.line, &b.value)));
+                findings
+                    .sort_by(|a, b| (&a.path, a.line, &a.value).cmp(&(&b.path, b.line, &b.value)));
                 findings.dedup();
                 for (i, waiver) in config.waivers.iter().enumerate() {
                     if waiver.rule != rule.info.id || waiver.expired(config.today) {
@@ -682,7 +706,13 @@ mod tests {
         }
         assert_eq!(Date::parse("1970-01-02"), Some(Date(1)));
         assert_eq!(Date::from_epoch_seconds(86_400 * 2 - 1), Date(1));
-        for bad in ["2027-02-29", "2027-13-01", "27-01-01", "2027-1-01", "2027-01-00"] {
+        for bad in [
+            "2027-02-29",
+            "2027-13-01",
+            "27-01-01",
+            "2027-1-01",
+            "2027-01-00",
+        ] {
             assert_eq!(Date::parse(bad), None, "{bad}");
         }
     }
@@ -713,3 +743,15 @@ mod tests {
         }
     }
 }
+
+/// The build's audit gate refused the image (the command line exits 5).
+#[derive(Debug)]
+pub struct GateFailed(pub String);
+
+impl std::fmt::Display for GateFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for GateFailed {}

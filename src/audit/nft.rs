@@ -53,18 +53,38 @@ pub struct Values {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Cond {
-    Iif { names: Values, neg: bool },
-    CtState { states: Values, neg: bool },
-    L4Proto { protos: Values, neg: bool },
+    Iif {
+        names: Values,
+        neg: bool,
+    },
+    CtState {
+        states: Values,
+        neg: bool,
+    },
+    L4Proto {
+        protos: Values,
+        neg: bool,
+    },
     /// `tcp dport`, `udp dport` (proto set) or `th dport` (any).
     DPort {
         proto: Option<String>,
         ports: Values,
         neg: bool,
     },
-    SAddr { v6: bool, addrs: Values, neg: bool },
-    DAddr { v6: bool, addrs: Values, neg: bool },
-    NfProto { v6: bool, neg: bool },
+    SAddr {
+        v6: bool,
+        addrs: Values,
+        neg: bool,
+    },
+    DAddr {
+        v6: bool,
+        addrs: Values,
+        neg: bool,
+    },
+    NfProto {
+        v6: bool,
+        neg: bool,
+    },
     Unknown(String),
 }
 
@@ -507,7 +527,9 @@ impl Parser<'_> {
 
     fn family_and_name(&mut self) -> Option<(String, String)> {
         let first = self.word()?;
-        if FAMILIES.contains(&first.as_str()) && matches!(self.peek(), Some(Tok::Word(_)) | Some(Tok::Str(_))) {
+        if FAMILIES.contains(&first.as_str())
+            && matches!(self.peek(), Some(Tok::Word(_)) | Some(Tok::Str(_)))
+        {
             let name = self.word()?;
             Some((first, name))
         } else {
@@ -627,12 +649,12 @@ impl Parser<'_> {
                         }
                     }
                     "chain" => {
-                        if let Some((family, table)) = self.family_and_name() {
-                            if let Some(name) = self.word() {
-                                for c in &mut self.ruleset.chains {
-                                    if c.family == family && c.table == table && c.name == name {
-                                        c.rules.clear();
-                                    }
+                        if let Some((family, table)) = self.family_and_name()
+                            && let Some(name) = self.word()
+                        {
+                            for c in &mut self.ruleset.chains {
+                                if c.family == family && c.table == table && c.name == name {
+                                    c.rules.clear();
                                 }
                             }
                         }
@@ -855,12 +877,11 @@ impl Parser<'_> {
                 Tok::RBrace if depth == 0 => break,
                 Tok::RBrace => depth -= 1,
                 Tok::LBrace => depth += 1,
-                Tok::Comma | Tok::Newline if depth == 0 => {
-                    if !current.is_empty() {
-                        out.push(current.join(" "));
-                        current.clear();
-                    }
+                Tok::Comma | Tok::Newline if depth == 0 && !current.is_empty() => {
+                    out.push(current.join(" "));
+                    current.clear();
                 }
+                Tok::Comma | Tok::Newline if depth == 0 => {}
                 Tok::Word(w) | Tok::Str(w) if depth == 0 => current.push(w),
                 _ => {}
             }
@@ -1009,10 +1030,7 @@ impl Parser<'_> {
         let (path, line) = self.here();
         let mut conds = Vec::new();
         let mut verdict = None;
-        loop {
-            let Some(tok) = self.peek().cloned() else {
-                break;
-            };
+        while let Some(tok) = self.peek().cloned() {
             let w = match tok {
                 Tok::Newline | Tok::Semi => {
                     self.pos += 1;
@@ -1172,7 +1190,10 @@ impl Parser<'_> {
                     Some(Verdict::Drop)
                 }
                 "queue" => {
-                    while matches!(self.peek_word(), Some("num") | Some("bypass") | Some("fanout") | Some("flags") | Some("to")) {
+                    while matches!(
+                        self.peek_word(),
+                        Some("num") | Some("bypass") | Some("fanout") | Some("flags") | Some("to")
+                    ) {
                         let option = self.peek_word().unwrap_or_default().to_owned();
                         self.pos += 1;
                         if option == "num" || option == "flags" || option == "to" {
@@ -1189,7 +1210,10 @@ impl Parser<'_> {
                 | "fwd" | "synproxy" => {
                     // nat and similar statements: the rest of the rule is
                     // their arguments
-                    while !matches!(self.peek(), None | Some(Tok::Newline) | Some(Tok::Semi) | Some(Tok::RBrace)) {
+                    while !matches!(
+                        self.peek(),
+                        None | Some(Tok::Newline) | Some(Tok::Semi) | Some(Tok::RBrace)
+                    ) {
                         if self.peek() == Some(&Tok::LBrace) {
                             self.skip_block();
                         } else {
@@ -1198,9 +1222,8 @@ impl Parser<'_> {
                     }
                     None
                 }
-                "add" | "update" | "delete" | "set" if self
-                    .peek_word()
-                    .is_some_and(|n| n.starts_with('@')) =>
+                "add" | "update" | "delete" | "set"
+                    if self.peek_word().is_some_and(|n| n.starts_with('@')) =>
                 {
                     self.pos += 1;
                     if self.peek() == Some(&Tok::LBrace) {
@@ -1470,18 +1493,21 @@ impl Ruleset {
     /// accepts it (in `mode`'s reading of unknown matches). No chain at
     /// all accepts everything.
     pub fn accepts(&self, hook: &str, packet: &Packet, mode: Mode) -> bool {
-        self.base_chains(hook, packet.v6).all(|chain| {
-            match self.run(chain, packet, mode, 0) {
+        self.base_chains(hook, packet.v6)
+            .all(|chain| match self.run(chain, packet, mode, 0) {
                 Flow::Accept => true,
                 Flow::Drop => false,
                 Flow::Return => chain.effective_policy() != "drop",
-            }
-        })
+            })
     }
 
     fn run(&self, chain: &Chain, packet: &Packet, mode: Mode, depth: usize) -> Flow {
         if depth > MAX_JUMP_DEPTH {
-            return if mode == Mode::May { Flow::Accept } else { Flow::Drop };
+            return if mode == Mode::May {
+                Flow::Accept
+            } else {
+                Flow::Drop
+            };
         }
         for rule in &chain.rules {
             let t = rule
@@ -1871,7 +1897,10 @@ table inet kiln {
     fn walks_packets_through_chains() {
         let r = Ruleset::parse_text(MAIN, FIREWALL);
         // from anywhere: only the NodePorts (through k8s's final accept)
-        assert_eq!(r.open_ports(false, "tcp", Peer::Untrusted), [(30000, 32767)]);
+        assert_eq!(
+            r.open_ports(false, "tcp", Peer::Untrusted),
+            [(30000, 32767)]
+        );
         assert_eq!(
             r.open_ports(false, "tcp", Peer::Any),
             [(22, 22), (10250, 10250), (30000, 32767)]
@@ -1913,9 +1942,15 @@ table inet kiln {
 
     #[test]
     fn range_arithmetic() {
-        assert_eq!(subtract(&[(1, 100)], &[(10, 20), (50, 50)]), [(1, 9), (21, 49), (51, 100)]);
+        assert_eq!(
+            subtract(&[(1, 100)], &[(10, 20), (50, 50)]),
+            [(1, 9), (21, 49), (51, 100)]
+        );
         assert_eq!(intersect(&[(1, 100)], &[(50, 200)]), [(50, 100)]);
-        assert_eq!(addr_range("10.0.0.0/8"), Some((false, 0x0a000000, 0x0affffff)));
+        assert_eq!(
+            addr_range("10.0.0.0/8"),
+            Some((false, 0x0a000000, 0x0affffff))
+        );
         assert_eq!(port_range("ssh"), Some((22, 22)));
     }
 }

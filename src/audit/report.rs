@@ -66,10 +66,15 @@ impl Report {
     pub fn to_text(&self) -> String {
         const SHOWN: usize = 20;
         let mut out = String::new();
-        let _ = writeln!(out, "kiln audit of {} ({})", self.target, match self.mode {
-            super::Mode::Image => "image",
-            super::Mode::Live => "live node",
-        });
+        let _ = writeln!(
+            out,
+            "kiln audit of {} ({})",
+            self.target,
+            match self.mode {
+                super::Mode::Image => "image",
+                super::Mode::Live => "live node",
+            }
+        );
         for error in &self.errors {
             let _ = writeln!(out, "error: {error}");
         }
@@ -111,13 +116,25 @@ impl Report {
                         .map(|d| format!(", until {d}"))
                         .unwrap_or_default();
                     let n = r.findings.iter().filter(|f| f.waived).count();
-                    let _ = writeln!(out, "  {} ({}, {n} findings{until}): {}", r.rule.id, r.rule.severity, w.reason);
+                    let _ = writeln!(
+                        out,
+                        "  {} ({}, {n} findings{until}): {}",
+                        r.rule.id, r.rule.severity, w.reason
+                    );
                 }
             }
         }
         for w in &self.expired_waivers {
-            let origin = w.origin.as_ref().map(|o| format!(" ({o})")).unwrap_or_default();
-            let _ = writeln!(out, "note: the waiver of {} expired on {}{origin}; it no longer applies", w.rule, w.expires);
+            let origin = w
+                .origin
+                .as_ref()
+                .map(|o| format!(" ({o})"))
+                .unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "note: the waiver of {} expired on {}{origin}; it no longer applies",
+                w.rule, w.expires
+            );
         }
         for w in &self.unused_waivers {
             let _ = writeln!(out, "note: the waiver of {w} matched no finding");
@@ -265,8 +282,16 @@ impl Report {
             self.results.len()
         );
         let _ = writeln!(out, "    <properties>");
-        let _ = writeln!(out, "      <property name=\"fail_on\" value=\"{}\"/>", self.fail_on);
-        let _ = writeln!(out, "      <property name=\"gate\" value=\"{}\"/>", if self.passed() { "pass" } else { "fail" });
+        let _ = writeln!(
+            out,
+            "      <property name=\"fail_on\" value=\"{}\"/>",
+            self.fail_on
+        );
+        let _ = writeln!(
+            out,
+            "      <property name=\"gate\" value=\"{}\"/>",
+            if self.passed() { "pass" } else { "fail" }
+        );
         let _ = writeln!(out, "    </properties>");
         for r in &self.results {
             let name = xml(&format!("{}: {}", r.rule.id, r.rule.title));
@@ -279,7 +304,11 @@ impl Report {
                 Status::NotApplicable => {
                     let _ = writeln!(out, ">");
                     let reason = r.not_applicable.as_deref().unwrap_or_default();
-                    let _ = writeln!(out, "      <skipped message=\"{}\"/>", xml(&format!("not applicable: {reason}")));
+                    let _ = writeln!(
+                        out,
+                        "      <skipped message=\"{}\"/>",
+                        xml(&format!("not applicable: {reason}"))
+                    );
                     let _ = writeln!(out, "    </testcase>");
                 }
                 Status::Fail => {
@@ -295,7 +324,11 @@ impl Report {
                         out,
                         "      <failure type=\"{}\" message=\"{}\">{}</failure>",
                         r.rule.severity,
-                        xml(&format!("{} finding(s), severity {}", open.len(), r.rule.severity)),
+                        xml(&format!(
+                            "{} finding(s), severity {}",
+                            open.len(),
+                            r.rule.severity
+                        )),
                         xml(&body)
                     );
                     let _ = writeln!(out, "    </testcase>");
@@ -306,15 +339,26 @@ impl Report {
                     let _ = writeln!(
                         out,
                         "      <system-out>{}</system-out>",
-                        xml(&format!("waived ({} findings): {}", r.findings.len(), reasons.join("; ")))
+                        xml(&format!(
+                            "waived ({} findings): {}",
+                            r.findings.len(),
+                            reasons.join("; ")
+                        ))
                     );
                     let _ = writeln!(out, "    </testcase>");
                 }
             }
         }
         if !self.errors.is_empty() {
-            let _ = writeln!(out, "    <testcase classname=\"kiln.audit\" name=\"files readable\">");
-            let _ = writeln!(out, "      <error message=\"unreadable files\">{}</error>", xml(&self.errors.join("\n")));
+            let _ = writeln!(
+                out,
+                "    <testcase classname=\"kiln.audit\" name=\"files readable\">"
+            );
+            let _ = writeln!(
+                out,
+                "      <error message=\"unreadable files\">{}</error>",
+                xml(&self.errors.join("\n"))
+            );
             let _ = writeln!(out, "    </testcase>");
         }
         let _ = writeln!(out, "  </testsuite>");

@@ -13,7 +13,10 @@
 
 use super::image::{Contents, Image};
 use super::{AuditConfig, Report, audit_image};
-use crate::tree::{Digest, Entry, ImagePath, Kind, Meta, Store, Tree, HostKind, load_tar, open_decompressed, walk_host_dir};
+use crate::tree::{
+    Digest, Entry, HostKind, ImagePath, Kind, Meta, Store, Tree, load_tar, open_decompressed,
+    walk_host_dir,
+};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -67,18 +70,14 @@ impl LoadedImage {
 
 /// Loads an archive or a directory for auditing.
 pub fn load(path: &Path) -> Result<LoadedImage> {
-    let meta = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let meta =
+        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     let target = path.display().to_string();
     if meta.is_dir() {
-        let canonical = std::fs::canonicalize(path).with_context(|| format!("cannot resolve {}", path.display()))?;
+        let canonical = std::fs::canonicalize(path)
+            .with_context(|| format!("cannot resolve {}", path.display()))?;
         let live = canonical == Path::new("/");
-        let tree = load_host_tree(&canonical, live)?;
-        return Ok(LoadedImage {
-            tree,
-            contents: Loaded::Host(canonical),
-            target,
-            live,
-        });
+        return load_directory(path, live);
     }
     let dir = tempfile::Builder::new()
         .prefix("kiln-audit-")
@@ -92,6 +91,21 @@ pub fn load(path: &Path) -> Result<LoadedImage> {
         contents: Loaded::Store { store, _dir: dir },
         target,
         live: false,
+    })
+}
+
+/// Loads a directory; `live` audits it as a running node's root (what
+/// `load` does for `/`): run-time and container state are skipped and the
+/// image-only rules do not apply.
+pub fn load_directory(root: &Path, live: bool) -> Result<LoadedImage> {
+    let canonical = std::fs::canonicalize(root)
+        .with_context(|| format!("cannot resolve {}", root.display()))?;
+    let tree = load_host_tree(&canonical, live)?;
+    Ok(LoadedImage {
+        tree,
+        contents: Loaded::Host(canonical),
+        target: root.display().to_string(),
+        live,
     })
 }
 

@@ -296,9 +296,7 @@ fn split_line(raw: &str) -> Option<(String, Result<Vec<String>, String>)> {
     if line.is_empty() || line.starts_with('#') {
         return None;
     }
-    let end = line
-        .find(|c: char| c == ' ' || c == '\t' || c == '=')
-        .unwrap_or(line.len());
+    let end = line.find([' ', '\t', '=']).unwrap_or(line.len());
     let keyword = &line[..end];
     if keyword.is_empty() {
         return None;
@@ -533,14 +531,17 @@ mod tests {
 
     #[test]
     fn algorithm_lists_follow_kex_assemble_names() {
-        assert_eq!(assemble_algorithms("-*sha1*,umac-64*", DEFAULT_MACS), [
-            "umac-128-etm@openssh.com",
-            "hmac-sha2-256-etm@openssh.com",
-            "hmac-sha2-512-etm@openssh.com",
-            "umac-128@openssh.com",
-            "hmac-sha2-256",
-            "hmac-sha2-512"
-        ]);
+        assert_eq!(
+            assemble_algorithms("-*sha1*,umac-64*", DEFAULT_MACS),
+            [
+                "umac-128-etm@openssh.com",
+                "hmac-sha2-256-etm@openssh.com",
+                "hmac-sha2-512-etm@openssh.com",
+                "umac-128@openssh.com",
+                "hmac-sha2-256",
+                "hmac-sha2-512"
+            ]
+        );
         assert_eq!(
             assemble_algorithms("^hmac-sha2-512", "a,hmac-sha2-512,b"),
             ["hmac-sha2-512", "a", "b"]
@@ -550,7 +551,8 @@ mod tests {
 
     #[test]
     fn match_blocks_are_kept_aside() {
-        let c = config("Match User bob\n PasswordAuthentication yes\nMatch all\n X11Forwarding yes\n");
+        let c =
+            config("Match User bob\n PasswordAuthentication yes\nMatch all\n X11Forwarding yes\n");
         assert_eq!(c.value("passwordauthentication").unwrap().origin, None);
         assert_eq!(c.matches.len(), 2);
         let (block, value) = c.match_values("passwordauthentication").next().unwrap();

@@ -45,13 +45,17 @@ impl Sysctl {
         for dir in DIRS {
             for (name, path) in image.list_dir(dir) {
                 if name.ends_with(".conf") {
-                    by_name.entry(name).or_insert_with(|| path.as_str().to_owned());
+                    by_name
+                        .entry(name)
+                        .or_insert_with(|| path.as_str().to_owned());
                 }
             }
         }
         let mut sysctl = Sysctl::default();
         for path in by_name.into_values() {
-            let masked = image.resolve(&path).is_some_and(|p| p.as_str() == "/dev/null");
+            let masked = image
+                .resolve(&path)
+                .is_some_and(|p| p.as_str() == "/dev/null");
             if masked || !image.is_file(&path) {
                 continue;
             }
@@ -148,8 +152,14 @@ mod tests {
     #[test]
     fn later_assignments_win_and_globs_yield_to_explicit_keys() {
         let mut s = Sysctl::default();
-        s.add_file("/usr/lib/sysctl.d/50-default.conf", "net.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.all.rp_filter = 2\n");
-        s.add_file("/etc/sysctl.d/90-x.conf", "net/ipv4/conf/all/rp_filter=1\n; comment\nkernel.x = a   b\n");
+        s.add_file(
+            "/usr/lib/sysctl.d/50-default.conf",
+            "net.ipv4.conf.*.rp_filter = 2\n-net.ipv4.conf.all.rp_filter = 2\n",
+        );
+        s.add_file(
+            "/etc/sysctl.d/90-x.conf",
+            "net/ipv4/conf/all/rp_filter=1\n; comment\nkernel.x = a   b\n",
+        );
         assert_eq!(s.get("net.ipv4.conf.all.rp_filter").unwrap().value, "1");
         assert_eq!(s.get("net.ipv4.conf.default.rp_filter").unwrap().value, "2");
         assert_eq!(s.get("kernel.x").unwrap().value, "a b");
@@ -158,7 +168,10 @@ mod tests {
 
     #[test]
     fn slash_keys_swap_separators() {
-        assert_eq!(normalise_key("net/ipv4/conf/eth0.100/rp_filter"), "net.ipv4.conf.eth0/100.rp_filter");
+        assert_eq!(
+            normalise_key("net/ipv4/conf/eth0.100/rp_filter"),
+            "net.ipv4.conf.eth0/100.rp_filter"
+        );
         assert_eq!(normalise_key("kernel.sysrq"), "kernel.sysrq");
     }
 }

@@ -93,10 +93,14 @@ impl AuditPlan {
             let rule_loc = Loc::new(file, rule.span());
             let id = rule.into_inner();
             if !ids.contains(&id.as_str()) {
-                return Err(rule_loc.error(match did_you_mean(&id, ids.iter().copied()) {
-                    Some(best) => format!("unknown rule \"{id}\", did you mean \"{best}\"?"),
-                    None => format!("unknown rule \"{id}\"; list the rules with kiln audit --list-rules"),
-                }));
+                return Err(
+                    rule_loc.error(match did_you_mean(&id, ids.iter().copied()) {
+                        Some(best) => format!("unknown rule \"{id}\", did you mean \"{best}\"?"),
+                        None => format!(
+                            "unknown rule \"{id}\"; list the rules with kiln audit --list-rules"
+                        ),
+                    }),
+                );
             }
             let reason = match waive.reason {
                 Some(reason) if !reason.get_ref().trim().is_empty() => reason.into_inner(),

@@ -1,7 +1,7 @@
 //! acct.*: the account databases. Not applicable without /etc/passwd,
 //! except acct.trust-files.
 
-use super::{findings, not_applicable, owner_mode, rule, Rule};
+use super::{Rule, findings, not_applicable, owner_mode, rule};
 use crate::audit::accounts::Accounts;
 use crate::audit::{Check, Ctx, Finding};
 use std::collections::BTreeMap;
@@ -47,9 +47,18 @@ fn shadow(ctx: &Ctx) -> Check {
         let shadow_gid = accounts.group_named("shadow").map(|g| g.gid);
         let gids: Vec<u32> = [Some(0), shadow_gid].into_iter().flatten().collect();
         if !ctx.img.is_file("/etc/shadow") {
-            out.push(Finding::new("/etc/shadow", "absent", "no shadow file: password fields live in world-readable /etc/passwd"));
+            out.push(Finding::new(
+                "/etc/shadow",
+                "absent",
+                "no shadow file: password fields live in world-readable /etc/passwd",
+            ));
         }
-        for path in ["/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-"] {
+        for path in [
+            "/etc/shadow",
+            "/etc/gshadow",
+            "/etc/shadow-",
+            "/etc/gshadow-",
+        ] {
             if ctx.img.is_file(path) {
                 owner_mode(ctx, path, 0o640, &gids, &mut out);
             }
@@ -68,14 +77,35 @@ fn empty_password(ctx: &Ctx) -> Check {
         let mut out = Vec::new();
         for user in &accounts.users {
             if user.password.is_empty() {
-                out.push(Finding::new("/etc/passwd", user.name.clone(), "empty password field: no password at all").at_line(user.line));
+                out.push(
+                    Finding::new(
+                        "/etc/passwd",
+                        user.name.clone(),
+                        "empty password field: no password at all",
+                    )
+                    .at_line(user.line),
+                );
             } else if user.password != "x" {
-                out.push(Finding::new("/etc/passwd", user.name.clone(), "password field is not x: a hash or lock in world-readable /etc/passwd").at_line(user.line));
+                out.push(
+                    Finding::new(
+                        "/etc/passwd",
+                        user.name.clone(),
+                        "password field is not x: a hash or lock in world-readable /etc/passwd",
+                    )
+                    .at_line(user.line),
+                );
             }
         }
         for entry in accounts.shadow.iter().flatten() {
             if entry.password.is_empty() {
-                out.push(Finding::new("/etc/shadow", entry.name.clone(), "empty password: logs in without one").at_line(entry.line));
+                out.push(
+                    Finding::new(
+                        "/etc/shadow",
+                        entry.name.clone(),
+                        "empty password: logs in without one",
+                    )
+                    .at_line(entry.line),
+                );
             }
         }
         out
@@ -90,37 +120,103 @@ fn uid0(ctx: &Ctx) -> Check {
         }
         for user in &accounts.users {
             if user.uid == 0 && user.name != "root" {
-                out.push(Finding::new("/etc/passwd", format!("{} uid 0", user.name), "a second root account").at_line(user.line));
+                out.push(
+                    Finding::new(
+                        "/etc/passwd",
+                        format!("{} uid 0", user.name),
+                        "a second root account",
+                    )
+                    .at_line(user.line),
+                );
             }
-            let gid0_ok = ["root", "sync", "shutdown", "halt", "operator"].contains(&user.name.as_str());
+            let gid0_ok =
+                ["root", "sync", "shutdown", "halt", "operator"].contains(&user.name.as_str());
             if user.gid == 0 && !gid0_ok {
-                out.push(Finding::new("/etc/passwd", format!("{} gid 0", user.name), "primary group is root's").at_line(user.line));
+                out.push(
+                    Finding::new(
+                        "/etc/passwd",
+                        format!("{} gid 0", user.name),
+                        "primary group is root's",
+                    )
+                    .at_line(user.line),
+                );
             }
         }
         for group in &accounts.groups {
             if group.gid == 0 && group.name != "root" {
-                out.push(Finding::new("/etc/group", format!("{} gid 0", group.name), "a second group with gid 0").at_line(group.line));
+                out.push(
+                    Finding::new(
+                        "/etc/group",
+                        format!("{} gid 0", group.name),
+                        "a second group with gid 0",
+                    )
+                    .at_line(group.line),
+                );
             }
         }
         let mut duplicates = |path: &str, what: &str, keys: Vec<(String, u32)>| {
             let mut seen: BTreeMap<String, u32> = BTreeMap::new();
             for (key, line) in keys {
                 if let Some(first) = seen.get(&key) {
-                    out.push(Finding::new(path, key.clone(), format!("duplicate {what} (first on line {first})")).at_line(line));
+                    out.push(
+                        Finding::new(
+                            path,
+                            key.clone(),
+                            format!("duplicate {what} (first on line {first})"),
+                        )
+                        .at_line(line),
+                    );
                 } else {
                     seen.insert(key, line);
                 }
             }
         };
-        duplicates("/etc/passwd", "uid", accounts.users.iter().map(|u| (u.uid.to_string(), u.line)).collect());
-        duplicates("/etc/passwd", "user name", accounts.users.iter().map(|u| (u.name.clone(), u.line)).collect());
-        duplicates("/etc/group", "gid", accounts.groups.iter().map(|g| (g.gid.to_string(), g.line)).collect());
-        duplicates("/etc/group", "group name", accounts.groups.iter().map(|g| (g.name.clone(), g.line)).collect());
+        duplicates(
+            "/etc/passwd",
+            "uid",
+            accounts
+                .users
+                .iter()
+                .map(|u| (u.uid.to_string(), u.line))
+                .collect(),
+        );
+        duplicates(
+            "/etc/passwd",
+            "user name",
+            accounts
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.line))
+                .collect(),
+        );
+        duplicates(
+            "/etc/group",
+            "gid",
+            accounts
+                .groups
+                .iter()
+                .map(|g| (g.gid.to_string(), g.line))
+                .collect(),
+        );
+        duplicates(
+            "/etc/group",
+            "group name",
+            accounts
+                .groups
+                .iter()
+                .map(|g| (g.name.clone(), g.line))
+                .collect(),
+        );
         out
     })
 }
 
-const NO_LOGIN: &[&str] = &["/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"];
+const NO_LOGIN: &[&str] = &[
+    "/usr/sbin/nologin",
+    "/sbin/nologin",
+    "/bin/false",
+    "/usr/bin/false",
+];
 
 fn system_shell(ctx: &Ctx) -> Check {
     with_accounts(ctx, |accounts| {
@@ -131,12 +227,26 @@ fn system_shell(ctx: &Ctx) -> Check {
                 continue;
             }
             if !NO_LOGIN.contains(&user.shell.as_str()) {
-                out.push(Finding::new("/etc/passwd", format!("{} {}", user.name, user.shell), "system account with a login shell").at_line(user.line));
+                out.push(
+                    Finding::new(
+                        "/etc/passwd",
+                        format!("{} {}", user.name, user.shell),
+                        "system account with a login shell",
+                    )
+                    .at_line(user.line),
+                );
             }
-            if let Some(entry) = accounts.shadow_of(&user.name) {
-                if !(entry.password.starts_with('!') || entry.password.starts_with('*')) {
-                    out.push(Finding::new("/etc/shadow", user.name.clone(), "system account with a usable password (not locked)").at_line(entry.line));
-                }
+            if let Some(entry) = accounts.shadow_of(&user.name)
+                && !(entry.password.starts_with('!') || entry.password.starts_with('*'))
+            {
+                out.push(
+                    Finding::new(
+                        "/etc/shadow",
+                        user.name.clone(),
+                        "system account with a usable password (not locked)",
+                    )
+                    .at_line(entry.line),
+                );
             }
         }
         out
@@ -152,8 +262,14 @@ fn trust_files(ctx: &Ctx) -> Check {
     }
     for (path, entry) in ctx.img.iter() {
         let name = path.file_name();
-        if [".rhosts", ".shosts", ".netrc", ".forward"].contains(&name) && entry.kind.name() != "dir" {
-            out.push(Finding::new(path.as_str(), "present", format!("a {name} file")));
+        if [".rhosts", ".shosts", ".netrc", ".forward"].contains(&name)
+            && entry.kind.name() != "dir"
+        {
+            out.push(Finding::new(
+                path.as_str(),
+                "present",
+                format!("a {name} file"),
+            ));
         }
     }
     findings(out)

@@ -1,6 +1,6 @@
 //! fim.*: file-integrity monitoring against the signed manifest.
 
-use super::{findings, rule, Rule};
+use super::{Rule, findings, rule};
 use crate::audit::{Check, Ctx, Finding, Mode};
 use crate::node_check::{KEYS_ON_NODE, MANIFEST_ON_NODE};
 
@@ -20,7 +20,11 @@ fn baseline(ctx: &Ctx) -> Check {
         out.push(Finding::new(SERVICE, "absent", "no kiln-check service"));
     }
     if !ctx.img.exists(TIMER_LINK) {
-        out.push(Finding::new(TIMER_LINK, "absent", "the kiln-check timer is not enabled"));
+        out.push(Finding::new(
+            TIMER_LINK,
+            "absent",
+            "the kiln-check timer is not enabled",
+        ));
     }
     let keys = ctx
         .img
@@ -29,12 +33,23 @@ fn baseline(ctx: &Ctx) -> Check {
         .filter(|(name, _)| name.ends_with(".pub"))
         .count();
     if keys == 0 {
-        out.push(Finding::new(KEYS_ON_NODE, "no keys", "no trusted public key to verify the manifest with"));
+        out.push(Finding::new(
+            KEYS_ON_NODE,
+            "no keys",
+            "no trusted public key to verify the manifest with",
+        ));
     }
     if ctx.mode == Mode::Live {
-        for path in [MANIFEST_ON_NODE.to_owned(), format!("{MANIFEST_ON_NODE}.minisig")] {
+        for path in [
+            MANIFEST_ON_NODE.to_owned(),
+            format!("{MANIFEST_ON_NODE}.minisig"),
+        ] {
             if !ctx.img.is_file(&path) {
-                out.push(Finding::new(path, "absent", "provisioning did not install the signed manifest"));
+                out.push(Finding::new(
+                    path,
+                    "absent",
+                    "provisioning did not install the signed manifest",
+                ));
             }
         }
     }

@@ -1,6 +1,6 @@
 //! fs.*: special permissions and ownership over the whole tree.
 
-use super::{findings, not_applicable, rule, Rule};
+use super::{Rule, findings, not_applicable, rule};
 use crate::audit::{Check, Ctx, Finding};
 use crate::tree::Kind;
 use std::collections::BTreeSet;
@@ -77,12 +77,18 @@ fn world_writable(ctx: &Ctx) -> Check {
                 return None;
             }
             let message = match e.kind {
-                Kind::Symlink { .. } | Kind::CharDevice { .. } | Kind::BlockDevice { .. } => return None,
+                Kind::Symlink { .. } | Kind::CharDevice { .. } | Kind::BlockDevice { .. } => {
+                    return None;
+                }
                 Kind::Dir if m & 0o1000 != 0 => return None,
                 Kind::Dir => "world-writable directory without the sticky bit",
                 _ => "world-writable",
             };
-            Some(Finding::new(p.as_str(), format!("{:04o}", m & 0o7777), message))
+            Some(Finding::new(
+                p.as_str(),
+                format!("{:04o}", m & 0o7777),
+                message,
+            ))
         })
         .collect();
     findings(out)
@@ -97,10 +103,18 @@ fn unowned(ctx: &Ctx) -> Check {
     let mut out = Vec::new();
     for (p, e) in ctx.img.iter() {
         if !uids.contains(&e.meta.uid) {
-            out.push(Finding::new(p.as_str(), format!("uid {}", e.meta.uid), "owner has no account in /etc/passwd"));
+            out.push(Finding::new(
+                p.as_str(),
+                format!("uid {}", e.meta.uid),
+                "owner has no account in /etc/passwd",
+            ));
         }
         if !gids.contains(&e.meta.gid) {
-            out.push(Finding::new(p.as_str(), format!("gid {}", e.meta.gid), "group is not in /etc/group"));
+            out.push(Finding::new(
+                p.as_str(),
+                format!("gid {}", e.meta.gid),
+                "group is not in /etc/group",
+            ));
         }
     }
     findings(out)

@@ -1,8 +1,10 @@
 //! fw.*: the nftables ruleset the image loads at boot. The ruleset is
 //! required: every fw rule fails when /etc/nftables.conf is absent.
 
-use super::{findings, rule, Rule};
-use crate::audit::nft::{format_ranges, intersect, subtract, Mode as Walk, Packet, Peer, Ruleset, MAIN};
+use super::{Rule, findings, rule};
+use crate::audit::nft::{
+    MAIN, Mode as Walk, Packet, Peer, Ruleset, format_ranges, intersect, subtract,
+};
 use crate::audit::{Check, Ctx, Finding};
 
 pub const RULES: &[Rule] = &[
@@ -59,16 +61,34 @@ fn input_drop(ctx: &Ctx) -> Check {
         let mut out = Vec::new();
         for (path, line, message) in &r.problems {
             out.push(
-                Finding::new(path.clone(), "unreadable", format!("cannot evaluate the ruleset: {message}")).at_line(*line),
+                Finding::new(
+                    path.clone(),
+                    "unreadable",
+                    format!("cannot evaluate the ruleset: {message}"),
+                )
+                .at_line(*line),
             );
         }
-        if !["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"].iter().any(|p| ctx.img.is_file(p)) {
-            out.push(Finding::new("/usr/sbin/nft", "absent", "nft is not installed: nothing loads /etc/nftables.conf"));
-        }
-        let unit_shipped = ["/usr/lib/systemd/system/nftables.service", "/lib/systemd/system/nftables.service"]
+        if !["/usr/sbin/nft", "/sbin/nft", "/usr/bin/nft"]
             .iter()
-            .any(|p| ctx.img.exists(p));
-        let enabled = !ctx.img.glob("/etc/systemd/system/*.wants/nftables.service").is_empty();
+            .any(|p| ctx.img.is_file(p))
+        {
+            out.push(Finding::new(
+                "/usr/sbin/nft",
+                "absent",
+                "nft is not installed: nothing loads /etc/nftables.conf",
+            ));
+        }
+        let unit_shipped = [
+            "/usr/lib/systemd/system/nftables.service",
+            "/lib/systemd/system/nftables.service",
+        ]
+        .iter()
+        .any(|p| ctx.img.exists(p));
+        let enabled = !ctx
+            .img
+            .glob("/etc/systemd/system/*.wants/nftables.service")
+            .is_empty();
         if unit_shipped && !enabled {
             out.push(Finding::new(
                 "/etc/systemd/system/sysinit.target.wants/nftables.service",
@@ -79,16 +99,27 @@ fn input_drop(ctx: &Ctx) -> Check {
         for v6 in [false, true] {
             let chains: Vec<_> = r.base_chains("input", v6).collect();
             let Some(first) = chains.first() else {
-                out.push(Finding::new(MAIN, "no input chain", format!("no input chain sees {} traffic: all of it is accepted", family(v6))));
+                out.push(Finding::new(
+                    MAIN,
+                    "no input chain",
+                    format!(
+                        "no input chain sees {} traffic: all of it is accepted",
+                        family(v6)
+                    ),
+                ));
                 continue;
             };
             if !chains.iter().any(|c| c.effective_policy() == "drop") {
                 out.push(
-                    Finding::new(first.path.clone(), format!("policy {}", first.effective_policy()), format!(
-                        "{} input is accepted by default (chain {})",
-                        family(v6),
-                        first.describe()
-                    ))
+                    Finding::new(
+                        first.path.clone(),
+                        format!("policy {}", first.effective_policy()),
+                        format!(
+                            "{} input is accepted by default (chain {})",
+                            family(v6),
+                            first.describe()
+                        ),
+                    )
                     .at_line(first.line),
                 );
                 continue;
@@ -100,14 +131,25 @@ fn input_drop(ctx: &Ctx) -> Check {
                 ..Packet::new(v6, "tcp", 10248)
             };
             if !r.accepts("input", &lo, Walk::Must) {
-                out.push(Finding::new(MAIN, "lo", format!("{} loopback traffic is not accepted", family(v6))));
+                out.push(Finding::new(
+                    MAIN,
+                    "lo",
+                    format!("{} loopback traffic is not accepted", family(v6)),
+                ));
             }
             let reply = Packet {
                 state: "established",
                 ..Packet::new(v6, "tcp", 40000)
             };
             if !r.accepts("input", &reply, Walk::Must) {
-                out.push(Finding::new(MAIN, "ct state", format!("{} replies (ct state established,related) are not accepted", family(v6))));
+                out.push(Finding::new(
+                    MAIN,
+                    "ct state",
+                    format!(
+                        "{} replies (ct state established,related) are not accepted",
+                        family(v6)
+                    ),
+                ));
             }
         }
         out
@@ -119,7 +161,12 @@ fn no_flush(ctx: &Ctx) -> Check {
         r.flushes
             .iter()
             .map(|(path, line)| {
-                Finding::new(path.clone(), "flush ruleset", "wipes kube-proxy's and flannel's tables on reload").at_line(*line)
+                Finding::new(
+                    path.clone(),
+                    "flush ruleset",
+                    "wipes kube-proxy's and flannel's tables on reload",
+                )
+                .at_line(*line)
             })
             .collect()
     })
@@ -147,10 +194,14 @@ fn k3s_ports(ctx: &Ctx) -> Check {
                 let allowed = allowed(ctx, proto);
                 let extra = subtract(&r.open_ports(v6, proto, Peer::Any), &allowed);
                 if !extra.is_empty() {
-                    out.push(Finding::new(MAIN, format!("{proto} {}", format_ranges(&extra)), format!(
-                        "{} {proto} ports outside K3s's list are accepted",
-                        family(v6)
-                    )));
+                    out.push(Finding::new(
+                        MAIN,
+                        format!("{proto} {}", format_ranges(&extra)),
+                        format!(
+                            "{} {proto} ports outside K3s's list are accepted",
+                            family(v6)
+                        ),
+                    ));
                 }
                 let open = intersect(&r.open_ports(v6, proto, Peer::Untrusted), &allowed);
                 if !open.is_empty() {
@@ -170,7 +221,14 @@ fn cidr_probe(ctx: &Ctx, key: &str, default: &str) -> (String, std::net::IpAddr)
     let configured = super::k3s::present(ctx)
         .then(|| ctx.k3s().scalar(key))
         .flatten()
-        .map(|i| i.text.split(',').next().unwrap_or_default().trim().to_owned())
+        .map(|i| {
+            i.text
+                .split(',')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
         .filter(|c| !c.is_empty());
     let cidr = configured.unwrap_or_else(|| default.to_owned());
     let probe = crate::audit::nft::addr_range(&cidr)
@@ -194,7 +252,9 @@ fn forward(ctx: &Ctx) -> Check {
             cidr_probe(ctx, "service-cidr", "10.43.0.0/16"),
         ] {
             let v6 = probe.is_ipv6();
-            let dropping = r.base_chains("forward", v6).find(|c| c.effective_policy() == "drop");
+            let dropping = r
+                .base_chains("forward", v6)
+                .find(|c| c.effective_policy() == "drop");
             let Some(chain) = dropping else { continue };
             let from = Packet {
                 saddr: Peer::Addr(probe),
@@ -227,17 +287,28 @@ fn open_to_all(r: &Ruleset, proto: &'static str, port: u16, what: &str) -> Vec<F
     [false, true]
         .into_iter()
         .filter(|&v6| r.accepts("input", &Packet::new(v6, proto, port), Walk::May))
-        .map(|v6| Finding::new(MAIN, format!("{port}/{proto}"), format!("{what} is reachable from any {} source", family(v6))))
+        .map(|v6| {
+            Finding::new(
+                MAIN,
+                format!("{port}/{proto}"),
+                format!("{what} is reachable from any {} source", family(v6)),
+            )
+        })
         .collect()
 }
 
 fn vxlan(ctx: &Ctx) -> Check {
-    with_ruleset(ctx, |r| open_to_all(r, "udp", 8472, "flannel VXLAN (8472/udp)"))
+    with_ruleset(ctx, |r| {
+        open_to_all(r, "udp", 8472, "flannel VXLAN (8472/udp)")
+    })
 }
 
 fn kubelet(ctx: &Ctx) -> Check {
     let on_loopback = super::k3s::present(ctx)
-        && ctx.k3s().kubelet_arg("address").is_some_and(|a| super::k3s::is_loopback(&a.text));
+        && ctx
+            .k3s()
+            .kubelet_arg("address")
+            .is_some_and(|a| super::k3s::is_loopback(&a.text));
     with_ruleset(ctx, |r| {
         if on_loopback {
             return vec![];

@@ -1,6 +1,6 @@
 //! img.*: per-node identity that must not be cloned by the image.
 
-use super::{findings, not_applicable, rule, Rule};
+use super::{Rule, findings, not_applicable, rule};
 use crate::audit::{Check, Ctx, Finding, Mode};
 
 pub const RULES: &[Rule] = &[rule!("img.machine-id", Critical, machine_id,
@@ -17,13 +17,21 @@ fn machine_id(ctx: &Ctx) -> Check {
     let mut out = Vec::new();
     let path = "/etc/machine-id";
     match ctx.img.entry(path) {
-        None => out.push(Finding::new(path, "absent", "absent: ship it empty so that systemd generates a unique id at first boot")),
+        None => out.push(Finding::new(
+            path,
+            "absent",
+            "absent: ship it empty so that systemd generates a unique id at first boot",
+        )),
         Some(_) => match ctx.img.read_text(path) {
             None => out.push(Finding::new(path, "not a file", "not a regular file")),
             Some(text) => {
                 let id = text.trim();
                 if !(id.is_empty() || id == "uninitialized") {
-                    out.push(Finding::new(path, id, "a machine-id baked into the image is shared by every node"));
+                    out.push(Finding::new(
+                        path,
+                        id,
+                        "a machine-id baked into the image is shared by every node",
+                    ));
                 }
             }
         },
@@ -33,7 +41,11 @@ fn machine_id(ctx: &Ctx) -> Check {
         let is_link = matches!(entry.kind, crate::tree::Kind::Symlink { .. });
         let content = ctx.img.read_text(dbus).unwrap_or_default();
         if !is_link && !content.trim().is_empty() {
-            out.push(Finding::new(dbus, content.trim(), "D-Bus's copy of a machine-id baked into the image"));
+            out.push(Finding::new(
+                dbus,
+                content.trim(),
+                "D-Bus's copy of a machine-id baked into the image",
+            ));
         }
     }
     findings(out)

@@ -1,8 +1,8 @@
 //! k3s.*: the agent's configuration (CIS Kubernetes benchmark section 4
 //! as applied to K3s), its files, and what it needs from the kernel.
 
-use super::{findings, int, not_applicable, owner_mode, rule, unit_files, Rule};
-use crate::audit::k3s::{go_duration_seconds, Item, K3sConfig, CONFIG, DROPIN_DIR, REGISTRIES};
+use super::{Rule, findings, int, not_applicable, owner_mode, rule, unit_files};
+use crate::audit::k3s::{CONFIG, DROPIN_DIR, Item, K3sConfig, REGISTRIES, go_duration_seconds};
 use crate::audit::{Check, Ctx, Finding, Mode};
 
 pub const RULES: &[Rule] = &[
@@ -132,7 +132,8 @@ pub fn present(ctx: &Ctx) -> bool {
         || !unit_files(ctx, |n| n.starts_with("k3s") && n.contains(".service")).is_empty()
 }
 
-const ABSENT: &str = "K3s is not installed (no k3s binary, /etc/rancher/k3s, /var/lib/rancher/k3s or k3s unit)";
+const ABSENT: &str =
+    "K3s is not installed (no k3s binary, /etc/rancher/k3s, /var/lib/rancher/k3s or k3s unit)";
 
 /// Runs a check on the merged configuration; a configuration this reader
 /// cannot parse fails the rule.
@@ -179,14 +180,26 @@ fn protect_kernel_defaults(ctx: &Ctx) -> Check {
             .or_else(|| c.scalar("protect-kernel-defaults"));
         match item {
             Some(i) if i.text == "true" => vec![],
-            Some(i) => vec![at(&i, format!("protect-kernel-defaults: {}", i.text), "protect-kernel-defaults is not true".into())],
-            None => vec![unset("unset", "protect-kernel-defaults is not set (K3s default: false)".into())],
+            Some(i) => vec![at(
+                &i,
+                format!("protect-kernel-defaults: {}", i.text),
+                "protect-kernel-defaults is not true".into(),
+            )],
+            None => vec![unset(
+                "unset",
+                "protect-kernel-defaults is not set (K3s default: false)".into(),
+            )],
         }
     })
 }
 
 fn anonymous_auth(ctx: &Ctx) -> Check {
-    kubelet_forbids(ctx, "anonymous-auth", |v| v == "true", "the kubelet accepts anonymous requests")
+    kubelet_forbids(
+        ctx,
+        "anonymous-auth",
+        |v| v == "true",
+        "the kubelet accepts anonymous requests",
+    )
 }
 
 fn authorization_mode(ctx: &Ctx) -> Check {
@@ -199,31 +212,69 @@ fn authorization_mode(ctx: &Ctx) -> Check {
 }
 
 fn client_ca(ctx: &Ctx) -> Check {
-    kubelet_forbids(ctx, "client-ca-file", |_| true, "the kubelet's client CA is overridden")
+    kubelet_forbids(
+        ctx,
+        "client-ca-file",
+        |_| true,
+        "the kubelet's client CA is overridden",
+    )
 }
 
 fn read_only_port(ctx: &Ctx) -> Check {
-    kubelet_forbids(ctx, "read-only-port", |v| v.trim() != "0", "the unauthenticated read-only port is enabled")
+    kubelet_forbids(
+        ctx,
+        "read-only-port",
+        |v| v.trim() != "0",
+        "the unauthenticated read-only port is enabled",
+    )
 }
 
 fn streaming_timeout(ctx: &Ctx) -> Check {
-    with_config(ctx, |c| match c.kubelet_arg("streaming-connection-idle-timeout") {
-        None => vec![unset("unset", "streaming-connection-idle-timeout is not set (kubelet default 4h); expected 5m".into())],
-        Some(i) => match go_duration_seconds(&i.text) {
-            Some(s) if s > 0.0 && s <= 300.0 => vec![],
-            Some(s) if s == 0.0 => vec![at(&i, format!("streaming-connection-idle-timeout={}", i.text), "a timeout of 0 never closes idle streams".into())],
-            Some(_) => vec![at(&i, format!("streaming-connection-idle-timeout={}", i.text), "longer than 5m".into())],
-            None => vec![at(&i, format!("streaming-connection-idle-timeout={}", i.text), "not a Go duration like 5m".into())],
-        },
+    with_config(ctx, |c| {
+        match c.kubelet_arg("streaming-connection-idle-timeout") {
+            None => vec![unset(
+                "unset",
+                "streaming-connection-idle-timeout is not set (kubelet default 4h); expected 5m"
+                    .into(),
+            )],
+            Some(i) => match go_duration_seconds(&i.text) {
+                Some(s) if s > 0.0 && s <= 300.0 => vec![],
+                Some(0.0) => vec![at(
+                    &i,
+                    format!("streaming-connection-idle-timeout={}", i.text),
+                    "a timeout of 0 never closes idle streams".into(),
+                )],
+                Some(_) => vec![at(
+                    &i,
+                    format!("streaming-connection-idle-timeout={}", i.text),
+                    "longer than 5m".into(),
+                )],
+                None => vec![at(
+                    &i,
+                    format!("streaming-connection-idle-timeout={}", i.text),
+                    "not a Go duration like 5m".into(),
+                )],
+            },
+        }
     })
 }
 
 fn iptables_chains(ctx: &Ctx) -> Check {
-    kubelet_forbids(ctx, "make-iptables-util-chains", |v| v == "false", "the kubelet does not manage its iptables chains")
+    kubelet_forbids(
+        ctx,
+        "make-iptables-util-chains",
+        |v| v == "false",
+        "the kubelet does not manage its iptables chains",
+    )
 }
 
 fn event_qps(ctx: &Ctx) -> Check {
-    kubelet_forbids(ctx, "event-qps", |v| int(v).is_none_or(|n| n < 0), "event-qps must be an integer of 0 or more")
+    kubelet_forbids(
+        ctx,
+        "event-qps",
+        |v| int(v).is_none_or(|n| n < 0),
+        "event-qps must be an integer of 0 or more",
+    )
 }
 
 fn tls_cert(ctx: &Ctx) -> Check {
@@ -231,22 +282,35 @@ fn tls_cert(ctx: &Ctx) -> Check {
         ["tls-cert-file", "tls-private-key-file"]
             .iter()
             .filter_map(|name| {
-                c.kubelet_arg(name)
-                    .map(|i| at(&i, format!("{name}={}", i.text), "a fixed kubelet serving certificate".into()))
+                c.kubelet_arg(name).map(|i| {
+                    at(
+                        &i,
+                        format!("{name}={}", i.text),
+                        "a fixed kubelet serving certificate".into(),
+                    )
+                })
             })
             .collect()
     })
 }
 
 fn rotate_certs(ctx: &Ctx) -> Check {
-    kubelet_forbids(ctx, "rotate-certificates", |v| v == "false", "kubelet client certificates do not rotate")
+    kubelet_forbids(
+        ctx,
+        "rotate-certificates",
+        |v| v == "false",
+        "kubelet client certificates do not rotate",
+    )
 }
 
 fn rotate_server_cert(ctx: &Ctx) -> Check {
     kubelet_forbids(
         ctx,
         "feature-gates",
-        |v| v.split(',').any(|g| g.trim().replace(' ', "") == "RotateKubeletServerCertificate=false"),
+        |v| {
+            v.split(',')
+                .any(|g| g.trim().replace(' ', "") == "RotateKubeletServerCertificate=false")
+        },
         "the RotateKubeletServerCertificate feature gate is off",
     )
 }
@@ -262,7 +326,10 @@ pub const STRONG_CIPHERS: &[&str] = &[
 
 fn tls_ciphers(ctx: &Ctx) -> Check {
     with_config(ctx, |c| match c.kubelet_arg("tls-cipher-suites") {
-        None => vec![unset("unset", "tls-cipher-suites is not set: the kubelet offers its default suites".into())],
+        None => vec![unset(
+            "unset",
+            "tls-cipher-suites is not set: the kubelet offers its default suites".into(),
+        )],
         Some(i) => {
             let weak: Vec<&str> = i
                 .text
@@ -273,7 +340,11 @@ fn tls_ciphers(ctx: &Ctx) -> Check {
             if weak.is_empty() && !i.text.trim().is_empty() {
                 vec![]
             } else {
-                vec![at(&i, weak.join(","), "cipher suites outside the hardening guide's six ECDHE suites".into())]
+                vec![at(
+                    &i,
+                    weak.join(","),
+                    "cipher suites outside the hardening guide's six ECDHE suites".into(),
+                )]
             }
         }
     })
@@ -281,17 +352,31 @@ fn tls_ciphers(ctx: &Ctx) -> Check {
 
 fn pod_max_pids(ctx: &Ctx) -> Check {
     with_config(ctx, |c| match c.kubelet_arg("pod-max-pids") {
-        None => vec![unset("unset", "pod-max-pids is not set: pods may create unlimited processes".into())],
+        None => vec![unset(
+            "unset",
+            "pod-max-pids is not set: pods may create unlimited processes".into(),
+        )],
         Some(i) if int(&i.text).is_some_and(|n| n > 0) => vec![],
-        Some(i) => vec![at(&i, format!("pod-max-pids={}", i.text), "pod-max-pids must be a positive limit".into())],
+        Some(i) => vec![at(
+            &i,
+            format!("pod-max-pids={}", i.text),
+            "pod-max-pids must be a positive limit".into(),
+        )],
     })
 }
 
 fn seccomp_default(ctx: &Ctx) -> Check {
     with_config(ctx, |c| match c.kubelet_arg("seccomp-default") {
         Some(i) if i.text == "true" => vec![],
-        Some(i) => vec![at(&i, format!("seccomp-default={}", i.text), "seccomp-default is not true".into())],
-        None => vec![unset("unset", "seccomp-default is not set (kubelet default: false)".into())],
+        Some(i) => vec![at(
+            &i,
+            format!("seccomp-default={}", i.text),
+            "seccomp-default is not true".into(),
+        )],
+        None => vec![unset(
+            "unset",
+            "seccomp-default is not set (kubelet default: false)".into(),
+        )],
     })
 }
 
@@ -302,7 +387,9 @@ fn host_of(address: &str) -> &str {
         return rest.split(']').next().unwrap_or(rest);
     }
     match a.rsplit_once(':') {
-        Some((host, port)) if !host.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => host,
+        Some((host, port)) if !host.contains(':') && port.chars().all(|c| c.is_ascii_digit()) => {
+            host
+        }
         _ => a,
     }
 }
@@ -319,7 +406,13 @@ fn proxy_metrics(ctx: &Ctx) -> Check {
     with_config(ctx, |c| {
         c.component_arg("kube-proxy-arg", "metrics-bind-address")
             .filter(|i| !is_loopback(&i.text))
-            .map(|i| at(&i, format!("metrics-bind-address={}", i.text), "kube-proxy metrics are exposed beyond loopback".into()))
+            .map(|i| {
+                at(
+                    &i,
+                    format!("metrics-bind-address={}", i.text),
+                    "kube-proxy metrics are exposed beyond loopback".into(),
+                )
+            })
             .into_iter()
             .collect()
     })
@@ -362,14 +455,25 @@ fn no_baked_token(ctx: &Ctx) -> Check {
         match entry.key.as_str() {
             "token" | "agent-token" | "t" => {
                 for item in entry.value.items().iter().filter(|i| !i.text.is_empty()) {
-                    out.push(at(item, format!("{}: {}", entry.key, redacted(&item.text)), "a join token in the K3s config".into()));
+                    out.push(at(
+                        item,
+                        format!("{}: {}", entry.key, redacted(&item.text)),
+                        "a join token in the K3s config".into(),
+                    ));
                 }
             }
             "token-file" | "agent-token-file" => {
                 for item in entry.value.items() {
-                    let baked = ctx.img.read(&item.text).is_some_and(|b| !b.iter().all(u8::is_ascii_whitespace));
+                    let baked = ctx
+                        .img
+                        .read(&item.text)
+                        .is_some_and(|b| !b.iter().all(u8::is_ascii_whitespace));
                     if baked {
-                        out.push(at(&item, format!("{}: {}", entry.key, item.text), "the token file it names is in the image, with content".into()));
+                        out.push(at(
+                            &item,
+                            format!("{}: {}", entry.key, item.text),
+                            "the token file it names is in the image, with content".into(),
+                        ));
                     }
                 }
             }
@@ -385,9 +489,17 @@ fn no_baked_token(ctx: &Ctx) -> Check {
         }
     }
     for file in env_files {
-        let Some(text) = ctx.img.read_text(&file) else { continue };
+        let Some(text) = ctx.img.read_text(&file) else {
+            continue;
+        };
         for (n, line) in text.lines().enumerate() {
-            for var in ["K3S_TOKEN=", "K3S_AGENT_TOKEN=", "--token=", "--token ", "--agent-token"] {
+            for var in [
+                "K3S_TOKEN=",
+                "K3S_AGENT_TOKEN=",
+                "--token=",
+                "--token ",
+                "--agent-token",
+            ] {
                 if let Some(at_var) = line.find(var) {
                     let secret = line[at_var + var.len()..]
                         .trim_matches(|c: char| c == '"' || c == '\'' || c.is_whitespace());
@@ -417,9 +529,17 @@ fn no_node_identity(ctx: &Ctx) -> Check {
         return not_applicable(ABSENT);
     }
     let mut out = Vec::new();
-    for path in ["/etc/rancher/node/password", "/var/lib/rancher/k3s/server", "/etc/rancher/k3s/k3s.yaml"] {
+    for path in [
+        "/etc/rancher/node/password",
+        "/var/lib/rancher/k3s/server",
+        "/etc/rancher/k3s/k3s.yaml",
+    ] {
         if let Some(e) = ctx.img.entry(path) {
-            out.push(Finding::new(path, e.kind.name(), "node or server identity in the image"));
+            out.push(Finding::new(
+                path,
+                e.kind.name(),
+                "node or server identity in the image",
+            ));
         }
     }
     if let Some(agent) = ctx.img.resolve("/var/lib/rancher/k3s/agent") {
@@ -428,9 +548,15 @@ fn no_node_identity(ctx: &Ctx) -> Check {
             let under_containerd = path.as_str().contains("/agent/containerd/");
             if !under_containerd
                 && entry.kind.name() != "dir"
-                && [".kubeconfig", ".crt", ".key"].iter().any(|s| name.ends_with(s))
+                && [".kubeconfig", ".crt", ".key"]
+                    .iter()
+                    .any(|s| name.ends_with(s))
             {
-                out.push(Finding::new(path.as_str(), entry.kind.name(), "agent credential in the image"));
+                out.push(Finding::new(
+                    path.as_str(),
+                    entry.kind.name(),
+                    "agent credential in the image",
+                ));
             }
         }
     }
@@ -438,16 +564,27 @@ fn no_node_identity(ctx: &Ctx) -> Check {
 }
 
 /// Findings for sysctl keys whose effective value fails `ok`.
-fn sysctl_expect(ctx: &Ctx, wanted: &[(&str, &str, fn(i64) -> bool)], file: &str) -> Vec<Finding> {
+/// A sysctl key, what it should be (for messages), and the test.
+type Want = (&'static str, &'static str, fn(i64) -> bool);
+
+fn sysctl_expect(ctx: &Ctx, wanted: &[Want], file: &str) -> Vec<Finding> {
     let sysctl = ctx.sysctl();
     wanted
         .iter()
         .filter_map(|(key, expected, ok)| match sysctl.get(key) {
-            None => Some(Finding::new(file, format!("{key} unset"), format!("{key} is not set; expected {expected}"))),
+            None => Some(Finding::new(
+                file,
+                format!("{key} unset"),
+                format!("{key} is not set; expected {expected}"),
+            )),
             Some(a) if int(&a.value).is_some_and(ok) => None,
             Some(a) => Some(
-                Finding::new(a.path.clone(), format!("{key} = {}", a.value), format!("expected {key} = {expected}"))
-                    .at_line(a.line),
+                Finding::new(
+                    a.path.clone(),
+                    format!("{key} = {}", a.value),
+                    format!("expected {key} = {expected}"),
+                )
+                .at_line(a.line),
             ),
         })
         .collect()
@@ -476,8 +613,12 @@ fn sysctl_keys(ctx: &Ctx) -> Check {
     findings(sysctl_expect(
         ctx,
         &[
-            ("kernel.keys.root_maxkeys", "1000000 or more", |v| v >= 1_000_000),
-            ("kernel.keys.root_maxbytes", "25000000 or more", |v| v >= 25_000_000),
+            ("kernel.keys.root_maxkeys", "1000000 or more", |v| {
+                v >= 1_000_000
+            }),
+            ("kernel.keys.root_maxbytes", "25000000 or more", |v| {
+                v >= 25_000_000
+            }),
         ],
         "/etc/sysctl.d/90-kubelet.conf",
     ))
@@ -501,8 +642,12 @@ fn forwarding(ctx: &Ctx) -> Check {
         .chain(sysctl.globs())
         .filter(|a| is_forwarding_key(&a.key) && int(&a.value) == Some(0))
         .map(|a| {
-            Finding::new(a.path.clone(), format!("{} = {}", a.key, a.value), "turns off what K3s networking needs")
-                .at_line(a.line)
+            Finding::new(
+                a.path.clone(),
+                format!("{} = {}", a.key, a.value),
+                "turns off what K3s networking needs",
+            )
+            .at_line(a.line)
         })
         .collect();
     findings(out)
@@ -534,31 +679,43 @@ fn modules(ctx: &Ctx) -> Check {
             if !name.ends_with(".conf") || !seen.insert(name.clone()) {
                 continue;
             }
-            let Some(text) = ctx.img.read_text(path.as_str()) else { continue };
+            let Some(text) = ctx.img.read_text(path.as_str()) else {
+                continue;
+            };
             for (n, line) in text.lines().enumerate() {
                 let words: Vec<&str> = line.split_whitespace().collect();
                 let disabled = match words.as_slice() {
                     ["blacklist", module, ..] if needed_module(module) => true,
-                    ["install", module, command @ ..] if needed_module(module) => command
-                        .first()
-                        .is_some_and(|c| c.ends_with("/true") || c.ends_with("/false") || *c == "true" || *c == "false"),
+                    ["install", module, command @ ..] if needed_module(module) => {
+                        command.first().is_some_and(|c| {
+                            c.ends_with("/true")
+                                || c.ends_with("/false")
+                                || *c == "true"
+                                || *c == "false"
+                        })
+                    }
                     _ => false,
                 };
                 if disabled {
                     out.push(
-                        Finding::new(path.as_str(), line.trim(), "a module K3s needs cannot load").at_line(n as u32 + 1),
+                        Finding::new(path.as_str(), line.trim(), "a module K3s needs cannot load")
+                            .at_line(n as u32 + 1),
                     );
                 }
             }
         }
     }
-    if let Some(a) = ctx.sysctl().get("kernel.modules_disabled") {
-        if int(&a.value) == Some(1) {
-            out.push(
-                Finding::new(a.path.clone(), format!("kernel.modules_disabled = {}", a.value), "no module can load after boot")
-                    .at_line(a.line),
-            );
-        }
+    if let Some(a) = ctx.sysctl().get("kernel.modules_disabled")
+        && int(&a.value) == Some(1)
+    {
+        out.push(
+            Finding::new(
+                a.path.clone(),
+                format!("kernel.modules_disabled = {}", a.value),
+                "no module can load after boot",
+            )
+            .at_line(a.line),
+        );
     }
     findings(out)
 }

@@ -89,7 +89,10 @@ fn owner_mode(ctx: &Ctx, path: &str, max_mode: u32, gids: &[u32], out: &mut Vec<
         out.push(Finding::new(
             path,
             value.clone(),
-            format!("mode {:04o} allows more than {max_mode:04o}", m.mode & 0o7777),
+            format!(
+                "mode {:04o} allows more than {max_mode:04o}",
+                m.mode & 0o7777
+            ),
         ));
     }
     if m.uid != 0 {

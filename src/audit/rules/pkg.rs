@@ -2,7 +2,7 @@
 //! dpkg database and as programs on disk (an image minimised after
 //! installation may have dropped either).
 
-use super::{findings, rule, Rule};
+use super::{Rule, findings, rule};
 use crate::audit::{Check, Ctx, Finding};
 use std::collections::BTreeSet;
 
@@ -47,7 +47,14 @@ pub fn installed_packages(ctx: &Ctx) -> BTreeSet<String> {
     out
 }
 
-const BIN_DIRS: &[&str] = &["/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/local/bin", "/usr/local/sbin"];
+const BIN_DIRS: &[&str] = &[
+    "/usr/bin",
+    "/usr/sbin",
+    "/bin",
+    "/sbin",
+    "/usr/local/bin",
+    "/usr/local/sbin",
+];
 
 /// Programs in the usual directories whose name passes `wanted`
 /// (symlinks count: /usr/bin/cc is one).
@@ -56,7 +63,9 @@ fn programs(ctx: &Ctx, wanted: impl Fn(&str) -> bool) -> Vec<String> {
     let mut out = Vec::new();
     for dir in BIN_DIRS {
         // /bin is /usr/bin on merged-/usr images: list each real directory once
-        let Some(real) = ctx.img.resolve(dir) else { continue };
+        let Some(real) = ctx.img.resolve(dir) else {
+            continue;
+        };
         if !seen.insert(real) {
             continue;
         }
@@ -69,13 +78,29 @@ fn programs(ctx: &Ctx, wanted: impl Fn(&str) -> bool) -> Vec<String> {
     out
 }
 
-fn report(ctx: &Ctx, packages: &[&str], package_prefixes: &[&str], binary: impl Fn(&str) -> bool, what: &str) -> Vec<Finding> {
+fn report(
+    ctx: &Ctx,
+    packages: &[&str],
+    package_prefixes: &[&str],
+    binary: impl Fn(&str) -> bool,
+    what: &str,
+) -> Vec<Finding> {
     let mut out = Vec::new();
     for package in installed_packages(ctx) {
         let named = packages.contains(&package.as_str())
-            || package_prefixes.iter().any(|p| package.starts_with(p));
+            || package_prefixes.iter().any(|p| {
+                // a versioned package of the stem: gcc-12, clang-16 (not
+                // gcc-12-base, the runtime's base files)
+                package.strip_prefix(p).is_some_and(|version| {
+                    !version.is_empty() && version.chars().all(|c| c.is_ascii_digit() || c == '.')
+                })
+            });
         if named {
-            out.push(Finding::new("/var/lib/dpkg/status", package, format!("{what} package installed")));
+            out.push(Finding::new(
+                "/var/lib/dpkg/status",
+                package,
+                format!("{what} package installed"),
+            ));
         }
     }
     for path in programs(ctx, binary) {
@@ -89,16 +114,37 @@ fn insecure(ctx: &Ctx) -> Check {
     findings(report(
         ctx,
         &[
-            "telnetd", "inetutils-telnetd", "telnetd-ssl", "rsh-server", "rsh-redone-server",
-            "openbsd-inetd", "inetutils-inetd", "xinetd", "tftpd", "tftpd-hpa", "atftpd", "nis",
-            "ypserv", "prelink",
+            "telnetd",
+            "inetutils-telnetd",
+            "telnetd-ssl",
+            "rsh-server",
+            "rsh-redone-server",
+            "openbsd-inetd",
+            "inetutils-inetd",
+            "xinetd",
+            "tftpd",
+            "tftpd-hpa",
+            "atftpd",
+            "nis",
+            "ypserv",
+            "prelink",
         ],
         &[],
         |n| {
             matches!(
                 n,
-                "in.telnetd" | "telnetd" | "in.rshd" | "in.rlogind" | "in.rexecd" | "inetd"
-                    | "xinetd" | "in.tftpd" | "atftpd" | "ypserv" | "ypbind" | "prelink"
+                "in.telnetd"
+                    | "telnetd"
+                    | "in.rshd"
+                    | "in.rlogind"
+                    | "in.rexecd"
+                    | "inetd"
+                    | "xinetd"
+                    | "in.tftpd"
+                    | "atftpd"
+                    | "ypserv"
+                    | "ypbind"
+                    | "prelink"
             )
         },
         "insecure service",
@@ -113,12 +159,24 @@ fn compilers(ctx: &Ctx) -> Check {
     };
     findings(report(
         ctx,
-        &["gcc", "clang", "binutils", "make", "build-essential", "tcc"],
-        &["gcc-", "clang-", "binutils-"],
+        &[
+            "gcc",
+            "g++",
+            "clang",
+            "binutils",
+            "binutils-x86-64-linux-gnu",
+            "binutils-aarch64-linux-gnu",
+            "make",
+            "build-essential",
+            "tcc",
+        ],
+        &["gcc-", "g++-", "clang-"],
         |n| {
             let base = n.rsplit_once("-linux-gnu-").map_or(n, |(_, b)| b);
-            matches!(base, "gcc" | "cc" | "c++" | "g++" | "clang" | "clang++" | "as" | "make" | "tcc")
-                || versioned(base, "gcc")
+            matches!(
+                base,
+                "gcc" | "cc" | "c++" | "g++" | "clang" | "clang++" | "as" | "make" | "tcc"
+            ) || versioned(base, "gcc")
                 || versioned(base, "g++")
                 || versioned(base, "clang")
         },
@@ -134,9 +192,30 @@ fn mutators(ctx: &Ctx) -> Check {
         |n| {
             matches!(
                 n,
-                "apt" | "apt-get" | "aptitude" | "dpkg" | "pip" | "pip3" | "npm" | "gem" | "snap"
-                    | "flatpak" | "rpm" | "yum" | "dnf" | "zypper" | "apk" | "python" | "python3"
-                    | "perl" | "ruby" | "node" | "nodejs" | "php" | "lua" | "tclsh"
+                "apt"
+                    | "apt-get"
+                    | "aptitude"
+                    | "dpkg"
+                    | "pip"
+                    | "pip3"
+                    | "npm"
+                    | "gem"
+                    | "snap"
+                    | "flatpak"
+                    | "rpm"
+                    | "yum"
+                    | "dnf"
+                    | "zypper"
+                    | "apk"
+                    | "python"
+                    | "python3"
+                    | "perl"
+                    | "ruby"
+                    | "node"
+                    | "nodejs"
+                    | "php"
+                    | "lua"
+                    | "tclsh"
             )
         },
         "package manager or interpreter",

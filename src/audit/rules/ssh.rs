@@ -1,7 +1,7 @@
 //! ssh.*: the OpenSSH server, through the effective configuration
 //! ([`crate::audit::sshd`]). Not applicable without /usr/sbin/sshd.
 
-use super::{findings, not_applicable, owner_mode, rule, unit_files, Rule, UNIT_DIRS};
+use super::{Rule, UNIT_DIRS, findings, not_applicable, owner_mode, rule, unit_files};
 use crate::audit::sshd::{MAIN_CONFIG, Value};
 use crate::audit::{Check, Ctx, Finding, Mode};
 
@@ -132,7 +132,14 @@ fn with_sshd(ctx: &Ctx, check: impl FnOnce(&Ctx) -> Vec<Finding>) -> Check {
     }
     let mut out = Vec::new();
     for (path, line, message) in &ctx.sshd().problems {
-        out.push(Finding::new(path.clone(), "unreadable", format!("sshd would refuse this line: {message}")).at_line(*line));
+        out.push(
+            Finding::new(
+                path.clone(),
+                "unreadable",
+                format!("sshd would refuse this line: {message}"),
+            )
+            .at_line(*line),
+        );
     }
     out.extend(check(ctx));
     findings(out)
@@ -141,13 +148,36 @@ fn with_sshd(ctx: &Ctx, check: impl FnOnce(&Ctx) -> Vec<Finding>) -> Check {
 /// How sshd_config spells a keyword, for messages.
 fn spelled(keyword: &str) -> &str {
     const NAMES: &[&str] = &[
-        "PermitRootLogin", "PasswordAuthentication", "KbdInteractiveAuthentication",
-        "PermitEmptyPasswords", "PubkeyAuthentication", "AuthenticationMethods", "MaxAuthTries",
-        "LoginGraceTime", "X11Forwarding", "DisableForwarding", "AllowTcpForwarding",
-        "AllowAgentForwarding", "PermitTunnel", "GatewayPorts", "ClientAliveInterval",
-        "ClientAliveCountMax", "LogLevel", "Banner", "HostbasedAuthentication", "IgnoreRhosts",
-        "PermitUserEnvironment", "GSSAPIAuthentication", "StrictModes", "MaxStartups",
-        "MaxSessions", "KexAlgorithms", "Ciphers", "MACs", "HostKeyAlgorithms", "RequiredRSASize",
+        "PermitRootLogin",
+        "PasswordAuthentication",
+        "KbdInteractiveAuthentication",
+        "PermitEmptyPasswords",
+        "PubkeyAuthentication",
+        "AuthenticationMethods",
+        "MaxAuthTries",
+        "LoginGraceTime",
+        "X11Forwarding",
+        "DisableForwarding",
+        "AllowTcpForwarding",
+        "AllowAgentForwarding",
+        "PermitTunnel",
+        "GatewayPorts",
+        "ClientAliveInterval",
+        "ClientAliveCountMax",
+        "LogLevel",
+        "Banner",
+        "HostbasedAuthentication",
+        "IgnoreRhosts",
+        "PermitUserEnvironment",
+        "GSSAPIAuthentication",
+        "StrictModes",
+        "MaxStartups",
+        "MaxSessions",
+        "KexAlgorithms",
+        "Ciphers",
+        "MACs",
+        "HostKeyAlgorithms",
+        "RequiredRSASize",
     ];
     NAMES
         .iter()
@@ -161,11 +191,19 @@ fn value_finding(keyword: &str, value: &Value, expected: &str, prefix: &str) -> 
         .origin
         .clone()
         .map_or((MAIN_CONFIG.to_owned(), None), |(p, l)| (p, Some(l)));
-    let source = if value.origin.is_none() { " (compiled-in default)" } else { "" };
+    let source = if value.origin.is_none() {
+        " (compiled-in default)"
+    } else {
+        ""
+    };
     let mut f = Finding::new(
         path,
         format!("{} {}", spelled(keyword), value.text),
-        format!("{prefix}{} is {}{source}; expected {expected}", spelled(keyword), value.text),
+        format!(
+            "{prefix}{} is {}{source}; expected {expected}",
+            spelled(keyword),
+            value.text
+        ),
     );
     f.line = line;
     f
@@ -175,14 +213,19 @@ fn value_finding(keyword: &str, value: &Value, expected: &str, prefix: &str) -> 
 fn expect(ctx: &Ctx, keyword: &str, expected: &str, ok: impl Fn(&str) -> bool) -> Vec<Finding> {
     let config = ctx.sshd();
     let mut out = Vec::new();
-    if let Some(value) = config.value(keyword) {
-        if !ok(&value.text) {
-            out.push(value_finding(keyword, &value, expected, ""));
-        }
+    if let Some(value) = config.value(keyword)
+        && !ok(&value.text)
+    {
+        out.push(value_finding(keyword, &value, expected, ""));
     }
     for (block, value) in config.match_values(keyword) {
         if !ok(&value.text) {
-            out.push(value_finding(keyword, &value, expected, &format!("in Match {}: ", block.criteria)));
+            out.push(value_finding(
+                keyword,
+                &value,
+                expected,
+                &format!("in Match {}: ", block.criteria),
+            ));
         }
     }
     out
@@ -193,19 +236,27 @@ fn number(text: &str) -> Option<u64> {
 }
 
 fn root_login(ctx: &Ctx) -> Check {
-    with_sshd(ctx, |ctx| expect(ctx, "permitrootlogin", "no", |v| v == "no"))
+    with_sshd(ctx, |ctx| {
+        expect(ctx, "permitrootlogin", "no", |v| v == "no")
+    })
 }
 
 fn password_auth(ctx: &Ctx) -> Check {
-    with_sshd(ctx, |ctx| expect(ctx, "passwordauthentication", "no", |v| v == "no"))
+    with_sshd(ctx, |ctx| {
+        expect(ctx, "passwordauthentication", "no", |v| v == "no")
+    })
 }
 
 fn kbd_interactive(ctx: &Ctx) -> Check {
-    with_sshd(ctx, |ctx| expect(ctx, "kbdinteractiveauthentication", "no", |v| v == "no"))
+    with_sshd(ctx, |ctx| {
+        expect(ctx, "kbdinteractiveauthentication", "no", |v| v == "no")
+    })
 }
 
 fn empty_passwords(ctx: &Ctx) -> Check {
-    with_sshd(ctx, |ctx| expect(ctx, "permitemptypasswords", "no", |v| v == "no"))
+    with_sshd(ctx, |ctx| {
+        expect(ctx, "permitemptypasswords", "no", |v| v == "no")
+    })
 }
 
 fn pubkey(ctx: &Ctx) -> Check {
@@ -226,12 +277,18 @@ fn pubkey(ctx: &Ctx) -> Check {
 }
 
 fn max_auth_tries(ctx: &Ctx) -> Check {
-    with_sshd(ctx, |ctx| expect(ctx, "maxauthtries", "3 or fewer", |v| number(v).is_some_and(|n| n <= 3)))
+    with_sshd(ctx, |ctx| {
+        expect(ctx, "maxauthtries", "3 or fewer", |v| {
+            number(v).is_some_and(|n| n <= 3)
+        })
+    })
 }
 
 fn login_grace(ctx: &Ctx) -> Check {
     with_sshd(ctx, |ctx| {
-        expect(ctx, "logingracetime", "1 to 60 seconds", |v| number(v).is_some_and(|n| (1..=60).contains(&n)))
+        expect(ctx, "logingracetime", "1 to 60 seconds", |v| {
+            number(v).is_some_and(|n| (1..=60).contains(&n))
+        })
     })
 }
 
@@ -242,7 +299,9 @@ fn x11(ctx: &Ctx) -> Check {
 fn forwarding(ctx: &Ctx) -> Check {
     with_sshd(ctx, |ctx| {
         let config = ctx.sshd();
-        let disabled = config.value("disableforwarding").is_some_and(|v| v.text == "yes");
+        let disabled = config
+            .value("disableforwarding")
+            .is_some_and(|v| v.text == "yes");
         let mut out = Vec::new();
         if !disabled {
             for (keyword, ok) in [
@@ -251,12 +310,19 @@ fn forwarding(ctx: &Ctx) -> Check {
                 ("permittunnel", "no"),
                 ("gatewayports", "no"),
             ] {
-                out.extend(expect(ctx, keyword, "no (or DisableForwarding yes)", |v| v == ok));
+                out.extend(expect(ctx, keyword, "no (or DisableForwarding yes)", |v| {
+                    v == ok
+                }));
             }
         }
         for (block, value) in config.match_values("disableforwarding") {
             if value.text != "yes" {
-                out.push(value_finding("disableforwarding", &value, "yes", &format!("in Match {}: ", block.criteria)));
+                out.push(value_finding(
+                    "disableforwarding",
+                    &value,
+                    "yes",
+                    &format!("in Match {}: ", block.criteria),
+                ));
             }
         }
         out
@@ -276,16 +342,26 @@ fn client_alive(ctx: &Ctx) -> Check {
 }
 
 fn log_level(ctx: &Ctx) -> Check {
-    with_sshd(ctx, |ctx| expect(ctx, "loglevel", "VERBOSE or INFO", |v| v == "VERBOSE" || v == "INFO"))
+    with_sshd(ctx, |ctx| {
+        expect(ctx, "loglevel", "VERBOSE or INFO", |v| {
+            v == "VERBOSE" || v == "INFO"
+        })
+    })
 }
 
 fn banner(ctx: &Ctx) -> Check {
     with_sshd(ctx, |ctx| {
         let mut out = expect(ctx, "banner", "a file", |v| v != "none");
-        if let Some(value) = ctx.sshd().value("banner") {
-            if value.text != "none" && !ctx.img.is_file(&value.text) {
-                out.push(value_finding("banner", &value, "a file that exists in the image", ""));
-            }
+        if let Some(value) = ctx.sshd().value("banner")
+            && value.text != "none"
+            && !ctx.img.is_file(&value.text)
+        {
+            out.push(value_finding(
+                "banner",
+                &value,
+                "a file that exists in the image",
+                "",
+            ));
         }
         out
     })
@@ -300,7 +376,11 @@ fn allow_list(ctx: &Ctx) -> Check {
         if listed {
             vec![]
         } else {
-            vec![Finding::new(MAIN_CONFIG, "AllowUsers/AllowGroups unset", "every account with a key may log in over SSH")]
+            vec![Finding::new(
+                MAIN_CONFIG,
+                "AllowUsers/AllowGroups unset",
+                "every account with a key may log in over SSH",
+            )]
         }
     })
 }
@@ -316,7 +396,9 @@ fn misc(ctx: &Ctx) -> Check {
             let parts: Vec<Option<u64>> = v.split(':').map(number).collect();
             matches!(parts.as_slice(), [Some(begin), Some(rate), Some(full)] if *begin <= 10 && *rate >= 30 && *full <= 60)
         }));
-        out.extend(expect(ctx, "maxsessions", "10 or fewer", |v| number(v).is_some_and(|n| n <= 10)));
+        out.extend(expect(ctx, "maxsessions", "10 or fewer", |v| {
+            number(v).is_some_and(|n| n <= 10)
+        }));
         out
     })
 }
@@ -378,7 +460,11 @@ fn algorithms(ctx: &Ctx, keyword: &str, strong: &[&str]) -> Vec<Finding> {
             "{prefix}{} allows {}{}",
             spelled(keyword),
             bad.join(", "),
-            if value.origin.is_none() { " (compiled-in default)" } else { "" }
+            if value.origin.is_none() {
+                " (compiled-in default)"
+            } else {
+                ""
+            }
         );
         out.push(f);
     };
@@ -406,7 +492,9 @@ fn macs(ctx: &Ctx) -> Check {
 fn host_key_algorithms(ctx: &Ctx) -> Check {
     with_sshd(ctx, |ctx| {
         let mut out = algorithms(ctx, "hostkeyalgorithms", STRONG_HOST_KEYS);
-        out.extend(expect(ctx, "requiredrsasize", "3072 or more", |v| number(v).is_some_and(|n| n >= 3072)));
+        out.extend(expect(ctx, "requiredrsasize", "3072 or more", |v| {
+            number(v).is_some_and(|n| n >= 3072)
+        }));
         out
     })
 }
@@ -414,23 +502,39 @@ fn host_key_algorithms(ctx: &Ctx) -> Check {
 fn moduli(ctx: &Ctx) -> Check {
     with_sshd(ctx, |ctx| {
         let path = "/etc/ssh/moduli";
-        let Some(text) = ctx.img.read_text(path) else { return vec![] };
+        let Some(text) = ctx.img.read_text(path) else {
+            return vec![];
+        };
         let mut small = std::collections::BTreeMap::<u64, usize>::new();
         let mut first_line = None;
         for (n, line) in text.lines().enumerate() {
             if line.starts_with('#') {
                 continue;
             }
-            let Some(size) = line.split_whitespace().nth(4).and_then(number) else { continue };
+            let Some(size) = line.split_whitespace().nth(4).and_then(number) else {
+                continue;
+            };
             if size < 3071 {
                 *small.entry(size + 1).or_default() += 1;
                 first_line.get_or_insert(n as u32 + 1);
             }
         }
-        let Some(line) = first_line else { return vec![] };
+        let Some(line) = first_line else {
+            return vec![];
+        };
         let total: usize = small.values().sum();
-        let sizes: Vec<String> = small.iter().map(|(bits, count)| format!("{count} of {bits} bits")).collect();
-        vec![Finding::new(path, sizes.join(", "), format!("{total} Diffie-Hellman groups smaller than 3072 bits")).at_line(line)]
+        let sizes: Vec<String> = small
+            .iter()
+            .map(|(bits, count)| format!("{count} of {bits} bits"))
+            .collect();
+        vec![
+            Finding::new(
+                path,
+                sizes.join(", "),
+                format!("{total} Diffie-Hellman groups smaller than 3072 bits"),
+            )
+            .at_line(line),
+        ]
     })
 }
 
@@ -443,17 +547,28 @@ fn no_host_keys(ctx: &Ctx) -> Check {
             .img
             .glob("/etc/ssh/ssh_host_*")
             .into_iter()
-            .map(|p| Finding::new(p, "present", "a host key baked into the image is shared by every node"))
+            .map(|p| {
+                Finding::new(
+                    p,
+                    "present",
+                    "a host key baked into the image is shared by every node",
+                )
+            })
             .collect();
         let generates = unit_files(ctx, |n| n.ends_with(".service") || n.ends_with(".d"))
             .iter()
             .any(|unit| {
                 ctx.img.read_text(unit).is_some_and(|t| {
-                    t.lines().any(|l| l.trim_start().starts_with("Exec") && l.contains("ssh-keygen"))
+                    t.lines()
+                        .any(|l| l.trim_start().starts_with("Exec") && l.contains("ssh-keygen"))
                 })
             });
         if !generates {
-            out.push(Finding::new(UNIT_DIRS[0], "no ssh-keygen unit", "no systemd unit generates host keys at boot (ExecStart…=ssh-keygen -A)"));
+            out.push(Finding::new(
+                UNIT_DIRS[0],
+                "no ssh-keygen unit",
+                "no systemd unit generates host keys at boot (ExecStart…=ssh-keygen -A)",
+            ));
         }
         out
     })

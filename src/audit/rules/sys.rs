@@ -2,7 +2,7 @@
 //! file sets fails: the kernel's default depends on its build and version,
 //! and an image states its own posture.
 
-use super::{findings, int, rule, Rule};
+use super::{Rule, findings, int, rule};
 use crate::audit::{Check, Ctx, Finding};
 
 pub const RULES: &[Rule] = &[
@@ -67,8 +67,12 @@ fn expect(ctx: &Ctx, wanted: &[Want]) -> Check {
             )),
             Some(a) if int(&a.value).is_some_and(ok) => None,
             Some(a) => Some(
-                Finding::new(a.path.clone(), format!("{key} = {}", a.value), format!("expected {key} = {expected}"))
-                    .at_line(a.line),
+                Finding::new(
+                    a.path.clone(),
+                    format!("{key} = {}", a.value),
+                    format!("expected {key} = {expected}"),
+                )
+                .at_line(a.line),
             ),
         })
         .collect();
@@ -76,77 +80,106 @@ fn expect(ctx: &Ctx, wanted: &[Want]) -> Check {
 }
 
 fn rp_filter(ctx: &Ctx) -> Check {
-    expect(ctx, &[
-        ("net.ipv4.conf.all.rp_filter", "1", |v| v == 1),
-        ("net.ipv4.conf.default.rp_filter", "1", |v| v == 1),
-    ])
+    expect(
+        ctx,
+        &[
+            ("net.ipv4.conf.all.rp_filter", "1", |v| v == 1),
+            ("net.ipv4.conf.default.rp_filter", "1", |v| v == 1),
+        ],
+    )
 }
 
 fn redirects(ctx: &Ctx) -> Check {
-    expect(ctx, &[
-        ("net.ipv4.conf.all.accept_redirects", "0", |v| v == 0),
-        ("net.ipv4.conf.default.accept_redirects", "0", |v| v == 0),
-        ("net.ipv6.conf.all.accept_redirects", "0", |v| v == 0),
-        ("net.ipv6.conf.default.accept_redirects", "0", |v| v == 0),
-        ("net.ipv4.conf.all.secure_redirects", "0", |v| v == 0),
-        ("net.ipv4.conf.default.secure_redirects", "0", |v| v == 0),
-        ("net.ipv4.conf.all.send_redirects", "0", |v| v == 0),
-        ("net.ipv4.conf.default.send_redirects", "0", |v| v == 0),
-    ])
+    expect(
+        ctx,
+        &[
+            ("net.ipv4.conf.all.accept_redirects", "0", |v| v == 0),
+            ("net.ipv4.conf.default.accept_redirects", "0", |v| v == 0),
+            ("net.ipv6.conf.all.accept_redirects", "0", |v| v == 0),
+            ("net.ipv6.conf.default.accept_redirects", "0", |v| v == 0),
+            ("net.ipv4.conf.all.secure_redirects", "0", |v| v == 0),
+            ("net.ipv4.conf.default.secure_redirects", "0", |v| v == 0),
+            ("net.ipv4.conf.all.send_redirects", "0", |v| v == 0),
+            ("net.ipv4.conf.default.send_redirects", "0", |v| v == 0),
+        ],
+    )
 }
 
 fn source_route(ctx: &Ctx) -> Check {
-    expect(ctx, &[
-        ("net.ipv4.conf.all.accept_source_route", "0", |v| v == 0),
-        ("net.ipv4.conf.default.accept_source_route", "0", |v| v == 0),
-        ("net.ipv6.conf.all.accept_source_route", "0", |v| v == 0),
-        ("net.ipv6.conf.default.accept_source_route", "0", |v| v == 0),
-    ])
+    expect(
+        ctx,
+        &[
+            ("net.ipv4.conf.all.accept_source_route", "0", |v| v == 0),
+            ("net.ipv4.conf.default.accept_source_route", "0", |v| v == 0),
+            ("net.ipv6.conf.all.accept_source_route", "0", |v| v == 0),
+            ("net.ipv6.conf.default.accept_source_route", "0", |v| v == 0),
+        ],
+    )
 }
 
 fn icmp_syn(ctx: &Ctx) -> Check {
-    expect(ctx, &[
-        ("net.ipv4.conf.all.log_martians", "1", |v| v == 1),
-        ("net.ipv4.conf.default.log_martians", "1", |v| v == 1),
-        ("net.ipv4.icmp_echo_ignore_broadcasts", "1", |v| v == 1),
-        ("net.ipv4.icmp_ignore_bogus_error_responses", "1", |v| v == 1),
-        ("net.ipv4.tcp_syncookies", "1", |v| v == 1),
-    ])
+    expect(
+        ctx,
+        &[
+            ("net.ipv4.conf.all.log_martians", "1", |v| v == 1),
+            ("net.ipv4.conf.default.log_martians", "1", |v| v == 1),
+            ("net.ipv4.icmp_echo_ignore_broadcasts", "1", |v| v == 1),
+            ("net.ipv4.icmp_ignore_bogus_error_responses", "1", |v| {
+                v == 1
+            }),
+            ("net.ipv4.tcp_syncookies", "1", |v| v == 1),
+        ],
+    )
 }
 
 fn kernel_leaks(ctx: &Ctx) -> Check {
-    expect(ctx, &[
-        ("kernel.kptr_restrict", "2", |v| v == 2),
-        ("kernel.dmesg_restrict", "1", |v| v == 1),
-    ])
+    expect(
+        ctx,
+        &[
+            ("kernel.kptr_restrict", "2", |v| v == 2),
+            ("kernel.dmesg_restrict", "1", |v| v == 1),
+        ],
+    )
 }
 
 fn ptrace(ctx: &Ctx) -> Check {
-    expect(ctx, &[("kernel.yama.ptrace_scope", "1 or more", |v| v >= 1)])
+    expect(
+        ctx,
+        &[("kernel.yama.ptrace_scope", "1 or more", |v| v >= 1)],
+    )
 }
 
 fn aslr_dump(ctx: &Ctx) -> Check {
-    expect(ctx, &[
-        ("kernel.randomize_va_space", "2", |v| v == 2),
-        ("fs.suid_dumpable", "0", |v| v == 0),
-        ("kernel.sysrq", "0", |v| v == 0),
-    ])
+    expect(
+        ctx,
+        &[
+            ("kernel.randomize_va_space", "2", |v| v == 2),
+            ("fs.suid_dumpable", "0", |v| v == 0),
+            ("kernel.sysrq", "0", |v| v == 0),
+        ],
+    )
 }
 
 fn fs_protected(ctx: &Ctx) -> Check {
-    expect(ctx, &[
-        ("fs.protected_hardlinks", "1", |v| v == 1),
-        ("fs.protected_symlinks", "1", |v| v == 1),
-        ("fs.protected_fifos", "1 or more", |v| v >= 1),
-        ("fs.protected_regular", "2", |v| v == 2),
-    ])
+    expect(
+        ctx,
+        &[
+            ("fs.protected_hardlinks", "1", |v| v == 1),
+            ("fs.protected_symlinks", "1", |v| v == 1),
+            ("fs.protected_fifos", "1 or more", |v| v >= 1),
+            ("fs.protected_regular", "2", |v| v == 2),
+        ],
+    )
 }
 
 fn bpf_kexec(ctx: &Ctx) -> Check {
-    expect(ctx, &[
-        ("kernel.unprivileged_bpf_disabled", "1", |v| v == 1),
-        ("net.core.bpf_jit_harden", "2", |v| v == 2),
-        ("kernel.perf_event_paranoid", "2 or more", |v| v >= 2),
-        ("kernel.kexec_load_disabled", "1", |v| v == 1),
-    ])
+    expect(
+        ctx,
+        &[
+            ("kernel.unprivileged_bpf_disabled", "1", |v| v == 1),
+            ("net.core.bpf_jit_harden", "2", |v| v == 2),
+            ("kernel.perf_event_paranoid", "2 or more", |v| v >= 2),
+            ("kernel.kexec_load_disabled", "1", |v| v == 1),
+        ],
+    )
 }
