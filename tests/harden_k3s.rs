@@ -1,0 +1,368 @@
+//! `[k3s]` and `[sysctl]`: the agent's config.yaml read by a real YAML
+//! parser (python3-yaml) holds every value of the K3s hardening guide;
+//! a kubelet argument that weakens one fails the build naming the rule,
+//! unless waived; the unit refuses to start without a provisioned token;
+//! sysctl overrides cannot break the kubelet or K3s networking.
+
+mod common;
+
+use common::*;
+use std::path::Path;
+use std::process::Command;
+
+fn recipe(dir: &Path, k3s: &str, rest: &str) {
+    std::fs::write(
+        dir.join("r.toml"),
+        format!(
+            r##"[image]
+name = "agent"
+version = "1"
+
+[[file]]
+dest = "/usr/local/bin/k3s"
+content = "#!/bin/sh\n"
+mode = "0755"
+
+[k3s]
+server = "https://k3s.example.internal:6443"
+servers = ["192.0.2.10/32"]
+node_cidrs = ["192.0.2.0/24"]
+{k3s}
+{rest}
+
+# a partial test image: the audit reports only
+[audit]
+fail_on = "none"
+"##
+        ),
+    )
+    .unwrap();
+}
+
+fn build(dir: &Path) -> std::path::PathBuf {
+    let out = run_ok(
+        kiln()
+            .current_dir(dir)
+            .args(["build", "r.toml", "-o", "dist"]),
+    );
+    std::fs::write(dir.join("build.log"), &out.stderr).unwrap();
+    let root = dir.join("root");
+    std::fs::create_dir(&root).unwrap();
+    run_ok(
+        Command::new("tar")
+            .args([
+                "--zstd",
+                "--numeric-owner",
+                "-xpf",
+                "dist/agent-1.rootfs.tar.zst",
+                "-C",
+                "root",
+            ])
+            .current_dir(dir),
+    );
+    root
+}
+
+fn fails(dir: &Path) -> String {
+    let out = kiln()
+        .current_dir(dir)
+        .args(["build", "r.toml", "-o", "dist"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(!dir.join("dist/agent-1.rootfs.tar.zst").exists());
+    stderr
+}
+
+/// The YAML file as JSON, through PyYAML.
+fn yaml(path: &Path) -> serde_json::Value {
+    let out = run_ok(
+        Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg("import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))")
+            .arg(path),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn config_yaml_holds_the_hardening_guide() {
+    if !require_root("config_yaml_holds_the_hardening_guide") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    recipe(
+        w,
+        "kubelet_args = [\"pod-max-pids=2048\", \"--max-pods=200\"]\nnode_labels = [\"role=worker\", \"zone=a\"]\nkube_proxy_args = [\"metrics-bind-address=127.0.0.1:10249\"]\n",
+        "",
+    );
+    let root = build(w);
+    let path = root.join("etc/rancher/k3s/config.yaml");
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(&path).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o600, 0, 0)
+    );
+    let config = yaml(&path);
+    assert_eq!(config["protect-kernel-defaults"], serde_json::json!(true));
+    assert_eq!(config["server"], "https://k3s.example.internal:6443");
+    assert_eq!(config["token-file"], "/var/lib/rancher/k3s/agent-token");
+    for key in ["token", "agent-token"] {
+        assert!(config.get(key).is_none(), "{key} baked: {config}");
+    }
+    let args: Vec<&str> = config["kubelet-arg"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "anonymous-auth=false",
+            "authorization-mode=Webhook",
+            "read-only-port=0",
+            "streaming-connection-idle-timeout=5m",
+            "tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+            "make-iptables-util-chains=true",
+            "pod-max-pids=2048",
+            "seccomp-default=true",
+            "max-pods=200",
+        ]
+    );
+    assert_eq!(
+        config["node-label"],
+        serde_json::json!(["role=worker", "zone=a"])
+    );
+    assert_eq!(
+        config["kube-proxy-arg"],
+        serde_json::json!(["metrics-bind-address=127.0.0.1:10249"])
+    );
+
+    // the kubelet's kernel settings and the modules K3s needs
+    let sysctl = std::fs::read_to_string(root.join("etc/sysctl.d/90-kubelet.conf")).unwrap();
+    for line in [
+        "vm.panic_on_oom = 0",
+        "vm.overcommit_memory = 1",
+        "kernel.panic = 10",
+        "kernel.panic_on_oops = 1",
+        "kernel.keys.root_maxkeys = 1000000",
+        "kernel.keys.root_maxbytes = 25000000",
+    ] {
+        assert!(sysctl.lines().any(|l| l == line), "{line}:\n{sysctl}");
+    }
+    let hardening =
+        std::fs::read_to_string(root.join("etc/sysctl.d/91-kiln-hardening.conf")).unwrap();
+    assert!(
+        hardening.contains("\nnet.ipv4.ip_forward = 1\n"),
+        "{hardening}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/modules-load.d/kiln.conf")).unwrap(),
+        "# Written by kiln: kernel modules loaded at boot.\noverlay\nbr_netfilter\n"
+    );
+    for tool in ["kubectl", "crictl", "ctr"] {
+        assert_eq!(
+            std::fs::read_link(root.join("usr/local/bin").join(tool)).unwrap(),
+            Path::new("k3s")
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(
+            root.join("etc/systemd/system/multi-user.target.wants/k3s-agent.service")
+        )
+        .unwrap(),
+        Path::new("/etc/systemd/system/k3s-agent.service")
+    );
+}
+
+#[test]
+fn the_agent_refuses_to_start_without_a_provisioned_token() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    recipe(w, "", "");
+    let root = build(w);
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/k3s-agent.service")).unwrap();
+    assert!(
+        !unit.contains("K3S_TOKEN") && !unit.contains("--token "),
+        "{unit}"
+    );
+    let check = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStartPre=/bin/sh -c '"))
+        .and_then(|l| l.strip_suffix('\''))
+        .expect("the token check")
+        .replace(
+            "/var/lib/rancher/k3s/agent-token",
+            &w.join("token").display().to_string(),
+        );
+    let missing = Command::new("sh").arg("-c").arg(&check).output().unwrap();
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("k3s-agent: no join token at"),
+        "{missing:?}"
+    );
+    std::fs::write(w.join("token"), "").unwrap();
+    let empty = Command::new("sh").arg("-c").arg(&check).output().unwrap();
+    assert_eq!(
+        empty.status.code(),
+        Some(1),
+        "an empty token file is no token"
+    );
+    std::fs::write(w.join("token"), "K10secret::server:abc\n").unwrap();
+    let present = Command::new("sh").arg("-c").arg(&check).output().unwrap();
+    assert_eq!(present.status.code(), Some(0), "{present:?}");
+    // the first ExecStartPre is the check, ExecStart the agent itself
+    assert!(
+        unit.contains("ExecStart=/usr/local/bin/k3s agent\n"),
+        "{unit}"
+    );
+}
+
+#[test]
+fn weakening_the_kubelet_fails_naming_the_rule_unless_waived() {
+    for (arg, rule, col) in [
+        ("anonymous-auth=true", "k3s.anonymous-auth", 17),
+        (
+            "streaming-connection-idle-timeout=4h",
+            "k3s.streaming-timeout",
+            17,
+        ),
+        (
+            "tls-cipher-suites=TLS_RSA_WITH_AES_128_CBC_SHA",
+            "k3s.tls-ciphers",
+            17,
+        ),
+        ("--read-only-port=10255", "k3s.read-only-port", 17),
+        ("seccomp-default=false", "k3s.seccomp-default", 17),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        recipe(work.path(), &format!("kubelet_args = [\"{arg}\"]\n"), "");
+        let stderr = fails(work.path());
+        assert!(
+            stderr.contains(&format!("r.toml:14:{col}: kubelet_args \""))
+                && stderr.contains(&format!("({rule}:")),
+            "{arg}: {stderr}"
+        );
+    }
+    let work = tempfile::tempdir().unwrap();
+    recipe(
+        work.path(),
+        "kube_proxy_args = [\"metrics-bind-address=0.0.0.0:10249\"]\n",
+        "",
+    );
+    assert!(fails(work.path()).contains("k3s.proxy-metrics"));
+    let work = tempfile::tempdir().unwrap();
+    recipe(
+        work.path(),
+        "kubelet_args = [\"streaming-connection-idle-timeout=30m\"]\nwaive = [{ rule = \"k3s.streaming-timeuot\", reason = \"x\" }]\n",
+        "",
+    );
+    assert!(fails(work.path()).contains(
+        "unknown rule \"k3s.streaming-timeuot\", did you mean \"k3s.streaming-timeout\"?"
+    ));
+
+    // waived: built, and the log says what was weakened and why
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    recipe(
+        w,
+        "kubelet_args = [\"streaming-connection-idle-timeout=30m\"]\nwaive = [{ rule = \"k3s.streaming-timeout\", reason = \"long kubectl exec sessions for the data team\" }]\n",
+        "",
+    );
+    let root = build(w);
+    let log = std::fs::read_to_string(w.join("build.log")).unwrap();
+    assert!(log.contains("streaming-connection-idle-timeout=30m (k3s.streaming-timeout waived: long kubectl exec sessions"), "{log}");
+    let config = yaml(&root.join("etc/rancher/k3s/config.yaml"));
+    assert!(
+        config["kubelet-arg"]
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("streaming-connection-idle-timeout=30m"))
+    );
+}
+
+#[test]
+fn sysctl_overrides_cannot_break_the_kubelet_or_weaken_silently() {
+    for (line, expected) in [
+        (
+            "vm.overcommit_memory = 0",
+            "r.toml:16:1: sysctl vm.overcommit_memory = 0: the kubelet (protect-kernel-defaults, rule k3s.sysctl-file) refuses to start unless it is 1",
+        ),
+        (
+            "\"net.ipv4.ip_forward\" = 0",
+            "sysctl net.ipv4.ip_forward = 0 turns off forwarding, which K3s networking needs (rule k3s.forwarding)",
+        ),
+        (
+            "kernel.sysrq = 1",
+            "sysctl kernel.sysrq = 1 weakens kiln's hardened value (kiln sets 0)",
+        ),
+        (
+            "kernel.yama.ptrace_scope = 0",
+            "kernel.yama.ptrace_scope = 0 weakens",
+        ),
+        (
+            "net.core.somaxconn = true",
+            "write 1 (kernel parameters are numbers)",
+        ),
+    ] {
+        let work = tempfile::tempdir().unwrap();
+        recipe(work.path(), "", &format!("[sysctl]\n{line}\n"));
+        let stderr = fails(work.path());
+        assert!(stderr.contains(expected), "{line}: {stderr}");
+    }
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    recipe(
+        w,
+        "",
+        "[sysctl]\nkernel.yama.ptrace_scope = 2\n\"net.core.somaxconn\" = 4096\nkernel.sysrq = 176\nallow_weaker = \"the console team needs SysRq sync and reboot\"\n",
+    );
+    let root = build(w);
+    let text = std::fs::read_to_string(root.join("etc/sysctl.d/91-kiln-hardening.conf")).unwrap();
+    for line in [
+        "kernel.yama.ptrace_scope = 2",
+        "net.core.somaxconn = 4096",
+        "kernel.sysrq = 176",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
+    }
+}
+
+#[test]
+fn the_same_recipe_gives_the_same_image() {
+    let mut digests = Vec::new();
+    for _ in 0..2 {
+        let work = tempfile::tempdir().unwrap();
+        let w = work.path();
+        recipe(
+            w,
+            "",
+            "[[group]]\nname = \"ssh-users\"\nsystem = true\n[[user]]\nname = \"ops\"\ngroups = [\"ssh-users\"]\n[[user]]\nname = \"svc\"\nsystem = true\n",
+        );
+        run_ok(
+            kiln()
+                .current_dir(w)
+                .args(["build", "r.toml", "-o", "dist"]),
+        );
+        digests.push(sha256_file(&w.join("dist/agent-1.rootfs.tar.zst")));
+        let passwd = run_ok(
+            Command::new("tar")
+                .args([
+                    "--zstd",
+                    "-xOf",
+                    "dist/agent-1.rootfs.tar.zst",
+                    "./etc/passwd",
+                ])
+                .current_dir(w),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&passwd.stdout),
+            "root:x:0:0:root:/root:/usr/sbin/nologin\nops:x:1000:1000::/home/ops:/bin/bash\nsvc:x:999:998::/nonexistent:/usr/sbin/nologin\n"
+        );
+    }
+    assert_eq!(digests[0], digests[1]);
+}
