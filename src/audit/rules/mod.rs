@@ -1,5 +1,5 @@
 //! The rule catalogue, one module per group. Ids, severities and sources
-//! follow /work/shared/reference/hardening-rules.md (ssh.match is kiln's
+//! follow the project's shared reference, hardening-rules.md (ssh.match is kiln's
 //! own: Match blocks flagged for review). Applicability, per group:
 //!
 //! - k3s.*: not applicable without K3s (no k3s binary, /etc/rancher,
