@@ -861,7 +861,7 @@ fn a_valid_recipe_builds() {
         &format!(
             "{IMAGE}\n[base]\npath = \"base.tar\"\nsha256 = \"{sha}\"\n\n\
              [[file]]\ndest = \"/etc/motd\"\ncontent = \"hi\\n\"\nmode = \"0640\"\n\
-             owner = \"k3s\"\ngroup = \"nogroup\"\n"
+             owner = \"k3s\"\ngroup = \"nogroup\"\n\n[audit]\nfail_on = \"none\"\n"
         ),
     );
     let output = assert_builds(dir.path(), "node.toml");
@@ -895,7 +895,8 @@ fn extends_overrides_image_keys_and_appends_lists() {
         "common/base.toml",
         "[image]\nname = \"base\"\nversion = \"1.0.0\"\nsource_date_epoch = 1\n\n\
          [[file]]\ndest = \"/etc/motd\"\nsource = \"motd\"\n\n\
-         [[file]]\ndest = \"/etc/issue\"\nsource = \"motd\"\n",
+         [[file]]\ndest = \"/etc/issue\"\nsource = \"motd\"\n\n\
+         [audit]\nfail_on = \"none\"\n",
     );
     write(
         dir.path(),
