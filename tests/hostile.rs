@@ -152,6 +152,14 @@ fn hard_link_to_missing_or_escaping_target_is_refused() {
         stderr.contains("hard link /a -> /nowhere: the target does not exist"),
         "{stderr}"
     );
+    // found by fuzzing: a link named like the directory holding its target
+    let base = work.path().join("links3.tar");
+    python_tar(&base, r#"[("d/f", "file", b""), ("d", "hardlink", "d/f")]"#);
+    let stderr = build_fails(work.path(), &base);
+    assert!(
+        stderr.contains("the link would replace the directory that holds its own target"),
+        "{stderr}"
+    );
 }
 
 #[test]

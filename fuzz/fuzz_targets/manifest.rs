@@ -19,5 +19,9 @@ fuzz_target!(|data: &[u8]| {
     let again = Manifest::parse(&canonical)
         .unwrap_or_else(|e| panic!("canonical JSON does not parse: {e:#}\n{canonical}"));
     assert_eq!(again, manifest, "canonical JSON reads back differently");
-    assert_eq!(again.to_canonical_json(), canonical, "canonical JSON is not stable");
+    assert_eq!(
+        again.to_canonical_json(),
+        canonical,
+        "canonical JSON is not stable"
+    );
 });

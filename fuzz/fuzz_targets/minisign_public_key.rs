@@ -18,6 +18,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = key.key_id().to_string();
     let line = key.to_base64();
     assert_eq!(PublicKey::parse(&line).expect("to_base64 parses"), key);
-    let file = key.to_file_string(None).expect("the default comment is valid");
+    let file = key
+        .to_file_string(None)
+        .expect("the default comment is valid");
     assert_eq!(PublicKey::parse(&file).expect("to_file_string parses"), key);
 });

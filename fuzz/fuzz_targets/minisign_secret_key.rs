@@ -31,7 +31,9 @@ fuzz_target!(|data: &[u8]| {
     };
     let _ = format!("{key:?}");
     let public = key.public_key();
-    let file = key.to_file_string(None).expect("unencrypted keys need no KDF");
+    let file = key
+        .to_file_string(None)
+        .expect("unencrypted keys need no KDF");
     let again = SecretKey::parse(&file, None).expect("to_file_string(None) parses");
     assert_eq!(again.key_id(), key.key_id());
     assert_eq!(again.public_key(), public);

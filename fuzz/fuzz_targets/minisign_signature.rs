@@ -41,13 +41,16 @@ fuzz_target!(|data: &[u8]| {
     }
     if strict.is_ok() || legacy.is_ok() {
         // Only the untrusted comment may differ from a genuine signature.
-        let forged = !GENUINE.iter().any(|genuine| {
-            genuine.algorithm() == sig.algorithm()
-                && genuine.key_id() == sig.key_id()
-                && genuine.trusted_comment() == sig.trusted_comment()
-                && genuine.to_file_string().lines().nth(1) == sig.to_file_string().lines().nth(1)
-                && genuine.to_file_string().lines().nth(3) == sig.to_file_string().lines().nth(3)
-        });
-        assert!(!forged, "verification accepted a modified signature: {sig:?}");
+        let signed_part = |sig: &Signature| {
+            let text = sig.to_file_string();
+            text.split_once('\n').map(|(_, rest)| rest.to_owned())
+        };
+        let forged = !GENUINE
+            .iter()
+            .any(|genuine| signed_part(genuine) == signed_part(&sig));
+        assert!(
+            !forged,
+            "verification accepted a modified signature: {sig:?}"
+        );
     }
 });

@@ -33,14 +33,26 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(reparsed.cmp(a), Ordering::Equal, "{a:?} reparsed differs");
         for b in &versions {
             let ab = a.cmp(b);
-            assert_eq!(ab, b.cmp(a).reverse(), "cmp({a:?}, {b:?}) is not antisymmetric");
+            assert_eq!(
+                ab,
+                b.cmp(a).reverse(),
+                "cmp({a:?}, {b:?}) is not antisymmetric"
+            );
             assert_eq!(a == b, ab == Ordering::Equal);
             if ab == Ordering::Equal {
-                assert_eq!(hasher.hash_one(a), hasher.hash_one(b), "{a:?} == {b:?}, hashes differ");
+                assert_eq!(
+                    hasher.hash_one(a),
+                    hasher.hash_one(b),
+                    "{a:?} == {b:?}, hashes differ"
+                );
             }
             for c in &versions {
                 if ab != Ordering::Greater && b.cmp(c) != Ordering::Greater {
-                    assert_ne!(a.cmp(c), Ordering::Greater, "{a:?} <= {b:?} <= {c:?} but {a:?} > {c:?}");
+                    assert_ne!(
+                        a.cmp(c),
+                        Ordering::Greater,
+                        "{a:?} <= {b:?} <= {c:?} but {a:?} > {c:?}"
+                    );
                 }
             }
         }

@@ -295,6 +295,12 @@ impl Tree {
             return Err(TreeError::RootIsADirectory);
         }
         self.ensure_parent_dirs(&path)?;
+        if target.is_below(&path) || primary.is_below(&path) {
+            // Replacing the directory would delete the content being linked.
+            return Err(fail(
+                "the link would replace the directory that holds its own target",
+            ));
+        }
         if self.entries.contains_key(&path) {
             self.remove(&path)?;
         }

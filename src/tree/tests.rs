@@ -202,3 +202,19 @@ fn root_cannot_be_removed_or_replaced() {
         Err(TreeError::RootIsADirectory)
     );
 }
+
+#[test]
+fn a_hard_link_cannot_replace_the_directory_holding_its_target() {
+    // found by fuzzing: `d/f`, then a hard link `d` -> `d/f`
+    let mut t = Tree::new();
+    t.insert(p("/d/f"), file(b"")).unwrap();
+    let err = t.insert_hard_link(p("/d"), p("/d/f")).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "hard link /d -> /d/f: the link would replace the directory that holds its own target"
+    );
+    assert!(t.contains(&p("/d/f")));
+    // the same through an archive member, and through an earlier link name
+    t.insert_hard_link(p("/e"), p("/d/f")).unwrap();
+    assert!(t.insert_hard_link(p("/d"), p("/e")).is_err());
+}
