@@ -196,7 +196,13 @@ impl<'a> Paragraphs<'a> {
         // Comment lines that only followed the field's last line are not
         // in `raw`; copy just when one sits between continuation lines.
         let value = if open.has_comments && raw.contains("\n#") {
-            let kept: Vec<&str> = raw.split('\n').filter(|l| !l.starts_with('#')).collect();
+            // The first segment is the value's own first line, even when it
+            // starts with '#'; only later lines can be comments.
+            let mut lines = raw.split('\n');
+            let first = lines.next().unwrap_or_default();
+            let kept: Vec<&str> = std::iter::once(first)
+                .chain(lines.filter(|l| !l.starts_with('#')))
+                .collect();
             Cow::Owned(kept.join("\n").trim_end().to_string())
         } else {
             Cow::Borrowed(raw.trim_end())
@@ -407,6 +413,14 @@ Version: 1.0
         );
         let lines: Vec<_> = para.field("sha256").unwrap().lines().collect();
         assert_eq!(lines, ["abc 12 main/Packages", "def 34 main/Release"]);
+    }
+
+    #[test]
+    fn a_first_line_starting_with_hash_is_value_not_comment() {
+        // found by fuzzing: the comment filter dropped "#x"
+        let text = "A: #x\n y\n#c\n z\n";
+        let paragraph = paragraphs(text).next().unwrap().unwrap();
+        assert_eq!(paragraph.get("A"), Some("#x\n y\n z"));
     }
 
     #[test]
