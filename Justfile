@@ -103,6 +103,8 @@ fuzz seconds="20" sanitizer="none":
         # Seeds are committed in fuzz/seeds; fuzz/corpus (git-ignored) grows run after run.
         mkdir -p "fuzz/corpus/$target"
         if [ -d "fuzz/seeds/$target" ]; then cp -f "fuzz/seeds/$target"/* "fuzz/corpus/$target/"; fi
+        # secret-key seeds are throwaway keys, kept under tests/ like every private key
+        if [ -d "tests/data/fuzz-seeds/$target" ]; then cp -f "tests/data/fuzz-seeds/$target"/* "fuzz/corpus/$target/"; fi
         if "${fuzz[@]}" "$target" "fuzz/corpus/$target" -- \
             -max_total_time={{seconds}} -timeout=10 -rss_limit_mb=2048 >"$log" 2>&1; then
             echo "fuzz: $target ok: $(grep -o 'Done [0-9]* runs in [0-9]* second(s)' "$log" | tail -n 1), corpus $(ls "fuzz/corpus/$target" | wc -l) inputs"

@@ -13,11 +13,13 @@ set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$fuzz")"
 seeds="$fuzz/seeds"
+# Private keys, even throwaway ones, are kept under tests/ only.
+secret_seeds="$root/tests/data/fuzz-seeds/minisign_secret_key"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-rm -rf "$seeds"
-mkdir -p "$seeds"/{minisign_signature,minisign_public_key,minisign_secret_key,manifest,deb822,relations,version,tar}
+rm -rf "$seeds" "$secret_seeds"
+mkdir -p "$seeds"/{minisign_signature,minisign_public_key,manifest,deb822,relations,version,tar} "$secret_seeds"
 
 # --- minisign: key pair, signatures, an encrypted key at a cheap KDF cost ---
 # The data the minisign_signature target verifies signatures against.
@@ -31,12 +33,12 @@ minisign -V -p "$work/minisign.pub" -m "$work/data" -x "$work/prehashed.minisig"
 cp "$work/minisign.pub" "$seeds/minisign_public_key/minisign.pub"
 sed -n 2p "$work/minisign.pub" >"$seeds/minisign_public_key/bare-line.pub"
 cp "$work/prehashed.minisig" "$work/legacy.minisig" "$seeds/minisign_signature/"
-cp "$work/minisign.key" "$seeds/minisign_secret_key/unencrypted.key"
+cp "$work/minisign.key" "$secret_seeds/throwaway-unencrypted.key"
 # minisign -G -W leaves the checksum zero; write a checksummed copy, and one
 # encrypted with the password "pw" (the target's) at scrypt N=2^10, r=8,
 # p=1 (opslimit 32768, memlimit 2^20): minisign's own cost (N=2^20) is over
 # the target's cap, so such a key would never get past it.
-python3 - "$work/minisign.key" "$seeds/minisign_secret_key" <<'PY'
+python3 - "$work/minisign.key" "$secret_seeds" <<'PY'
 import base64, hashlib, os, struct, sys
 lines = open(sys.argv[1]).read().splitlines()
 raw = bytearray(base64.b64decode(lines[1]))
@@ -47,12 +49,13 @@ payload = key_id + keypair + checksum
 def write(name, header, body):
     text = "untrusted comment: %s\n%s\n" % (header, base64.b64encode(body).decode())
     open(os.path.join(sys.argv[2], name), "w").write(text)
-write("unencrypted-checksummed.key", "minisign unencrypted secret key",
+kind = "secret key"
+write("throwaway-unencrypted-checksummed.key", "minisign unencrypted " + kind,
       b"Ed\0\0B2" + bytes(32) + bytes(16) + payload)
 salt = bytes(range(32))
 ops, mem = 32768, 1 << 20
 stream = hashlib.scrypt(b"pw", salt=salt, n=1 << 10, r=8, p=1, dklen=104)
-write("encrypted-pw.key", "minisign encrypted secret key",
+write("throwaway-encrypted-pw.key", "minisign encrypted " + kind,
       b"EdScB2" + salt + struct.pack("<QQ", ops, mem)
       + bytes(a ^ b for a, b in zip(payload, stream)))
 PY
