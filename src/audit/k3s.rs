@@ -522,6 +522,17 @@ fn scalar(s: &str) -> Result<String, String> {
     })
 }
 
+/// The kubelet TLS cipher suites of the K3s CIS hardening guide: what
+/// kiln sets (`harden::k3s`) and what the audit accepts.
+pub const TLS_CIPHER_SUITES: &[&str] = &[
+    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+];
+
 /// A Go duration (`5m`, `1h30m`, `300s`, `0`) in seconds; `None` when
 /// malformed.
 pub fn go_duration_seconds(s: &str) -> Option<f64> {

@@ -18,7 +18,8 @@ pub const BINARY: &str = "/usr/local/bin/k3s";
 pub const TOKEN_FILE: &str = "/var/lib/rancher/k3s/agent-token";
 pub const POD_MAX_PIDS: u32 = 4096;
 
-pub const TLS_CIPHER_SUITES: &str = "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305";
+// The hardening guide's cipher suites and Go durations, shared with the audit.
+use crate::audit::k3s::{TLS_CIPHER_SUITES, go_duration_seconds as go_seconds};
 
 /// The kubelet arguments kiln sets (hardening guide, kube-bench 4.2.x).
 pub fn hardened_kubelet_args() -> Vec<(&'static str, String)> {
@@ -27,7 +28,7 @@ pub fn hardened_kubelet_args() -> Vec<(&'static str, String)> {
         ("authorization-mode", "Webhook".into()),
         ("read-only-port", "0".into()),
         ("streaming-connection-idle-timeout", "5m".into()),
-        ("tls-cipher-suites", TLS_CIPHER_SUITES.into()),
+        ("tls-cipher-suites", TLS_CIPHER_SUITES.join(",")),
         ("make-iptables-util-chains", "true".into()),
         ("pod-max-pids", POD_MAX_PIDS.to_string()),
         ("seccomp-default", "true".into()),
@@ -52,39 +53,6 @@ pub const RULES: &[&str] = &[
     "k3s.seccomp-default",
     "k3s.proxy-metrics",
 ];
-
-/// A Go duration in seconds (`5m`, `1h30m`, `300s`); `None` if malformed.
-fn go_seconds(s: &str) -> Option<f64> {
-    if s == "0" {
-        return Some(0.0);
-    }
-    let mut total = 0.0;
-    let mut rest = s;
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let n: f64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        total += n * match &rest[..unit] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        rest = &rest[unit..];
-    }
-    Some(total)
-}
 
 fn is_loopback(address: &str) -> bool {
     let host = address
@@ -149,7 +117,7 @@ pub fn kubelet_weakens(name: &str, value: &str) -> Option<(&'static str, String)
             )
         }
         "tls-cipher-suites" => {
-            let strong: Vec<&str> = TLS_CIPHER_SUITES.split(',').collect();
+            let strong: &[&str] = TLS_CIPHER_SUITES;
             let weak: Vec<&str> = v
                 .split(',')
                 .map(str::trim)

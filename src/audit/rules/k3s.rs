@@ -315,15 +315,6 @@ fn rotate_server_cert(ctx: &Ctx) -> Check {
     )
 }
 
-pub const STRONG_CIPHERS: &[&str] = &[
-    "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
-    "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
-    "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
-    "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
-];
-
 fn tls_ciphers(ctx: &Ctx) -> Check {
     with_config(ctx, |c| match c.kubelet_arg("tls-cipher-suites") {
         None => vec![unset(
@@ -335,7 +326,7 @@ fn tls_ciphers(ctx: &Ctx) -> Check {
                 .text
                 .split(',')
                 .map(str::trim)
-                .filter(|s| !s.is_empty() && !STRONG_CIPHERS.contains(s))
+                .filter(|s| !s.is_empty() && !crate::audit::k3s::TLS_CIPHER_SUITES.contains(s))
                 .collect();
             if weak.is_empty() && !i.text.trim().is_empty() {
                 vec![]
