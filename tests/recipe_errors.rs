@@ -1038,3 +1038,19 @@ fn the_documented_example_builds() {
     assert_eq!(localtime["type"], "symlink");
     assert_eq!(localtime["target"], "/usr/share/zoneinfo/UTC");
 }
+
+#[test]
+fn a_recipe_path_that_is_not_a_regular_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("recipes")).unwrap();
+    for path in ["recipes", "/dev/null"] {
+        let out = kiln_build(dir.path(), path);
+        assert_eq!(out.status.code(), Some(3), "{path}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(
+            stderr.trim_end(),
+            format!("error: {path}: is not a regular file; give the recipe's .toml file"),
+            "no panic, a clear error"
+        );
+    }
+}

@@ -153,12 +153,6 @@ pub struct RecipeSource {
 
 /// Reads and validates the recipe at `path`, following `extends`.
 pub fn load(path: &Path) -> Result<Plan, RecipeError> {
-    if path.is_dir() {
-        return Err(RecipeError::whole_file(
-            path.display().to_string(),
-            "is a directory; give the recipe's .toml file",
-        ));
-    }
     let mut layers = Vec::new();
     let mut seen: Vec<PathBuf> = Vec::new();
     let mut next = Some((
@@ -191,10 +185,13 @@ pub fn load(path: &Path) -> Result<Plan, RecipeError> {
         }
         seen.push(canonical);
         if !file_path.is_file() {
-            let loc = extended_from
-                .as_ref()
-                .expect("the top recipe was checked by the caller");
-            return Err(loc.error(format!("extended recipe {display} is not a file")));
+            return Err(match &extended_from {
+                Some(loc) => loc.error(format!("extended recipe {display} is not a file")),
+                None => RecipeError::whole_file(
+                    &display,
+                    "is not a regular file; give the recipe's .toml file",
+                ),
+            });
         }
         let layer = read_layer(&file_path, display, relative)?;
         if let Some(extends) = &layer.raw.extends {
