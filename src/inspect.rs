@@ -35,6 +35,12 @@ pub struct Summary {
 
 /// Summarises `path`: a kiln manifest (JSON) or a rootfs tar archive.
 pub fn inspect(path: &Path) -> Result<Summary> {
+    if path.is_dir() {
+        anyhow::bail!(
+            "{} is a directory: inspect takes a manifest or a rootfs archive (kiln audit reads directories)",
+            path.display()
+        );
+    }
     let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut head = [0u8; 1];
     let is_json = file.read(&mut head)? == 1 && head[0] == b'{';
