@@ -141,4 +141,11 @@ fn inspect_rejects_what_it_cannot_read() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open"));
+    let out = kiln().arg("inspect").arg(work.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is a directory: inspect takes a manifest or a rootfs archive"),
+        "{stderr}"
+    );
 }
