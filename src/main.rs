@@ -447,7 +447,9 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             let report = kiln::audit::audit_path(&path, &config)?;
             let rendered = report.render(format);
             match &output {
-                Some(file) => kiln::fetch::write_atomic(file, rendered.as_bytes())?,
+                Some(file) => {
+                    kiln::fetch::write_atomic(file, rendered.as_bytes(), kiln::fetch::PUBLIC_FILE)?
+                }
                 None => print!("{rendered}"),
             }
             if output.is_some() || format != kiln::audit::report::Format::Text {
@@ -508,7 +510,11 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             let parsed = kiln::manifest::Manifest::parse(text)?;
             let signature = kiln::signing::sign_manifest(&key, &parsed, &bytes)?;
             let path = kiln::signing::signature_path(&manifest);
-            kiln::fetch::write_atomic(&path, signature.to_file_string().as_bytes())?;
+            kiln::fetch::write_atomic(
+                &path,
+                signature.to_file_string().as_bytes(),
+                kiln::fetch::PUBLIC_FILE,
+            )?;
             println!("{}", path.display());
         }
         Command::Verify {

@@ -6,8 +6,7 @@ use crate::manifest::Manifest;
 use crate::minisign::{self, KeyId, PublicKey, SecretKey, Signature};
 use crate::tree::Digest;
 use anyhow::{Context, Result, bail};
-use std::io::{IsTerminal, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 /// The environment variable a pipeline sets to unlock an encrypted key.
@@ -68,37 +67,17 @@ pub fn keygen(
     }
     let secret = SecretKey::generate()?;
     let public = secret.public_key();
-    write_new(
+    crate::fetch::write_atomic(
         &secret_path,
         secret.to_file_string(password)?.as_bytes(),
         0o600,
     )?;
-    write_new(&public_path, public.to_file_string(None)?.as_bytes(), 0o644)?;
+    crate::fetch::write_atomic(
+        &public_path,
+        public.to_file_string(None)?.as_bytes(),
+        crate::fetch::PUBLIC_FILE,
+    )?;
     Ok((public_path, secret_path, secret.key_id()))
-}
-
-/// Writes `bytes` to `path` through a temporary file created with `mode`,
-/// so a secret key is never readable by others, not even half-written.
-fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(
-        ".{}.tmp",
-        path.file_name().unwrap_or_default().to_string_lossy()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .with_context(|| format!("cannot create {}", tmp.display()))?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// Reads a secret key, asking for its password only when it is encrypted.

@@ -156,6 +156,16 @@ fn lock_over_file_and_http_gives_the_same_lock() {
     );
     assert!(all(&out).contains("added      app 1.0"), "{}", all(&out));
     let lock_text = std::fs::read_to_string(w.join("r.lock")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(w.join("r.lock"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(
+        mode, 0o644,
+        "the lockfile is meant to be committed and shared"
+    );
     assert!(
         !lock_text.contains("file://") && !lock_text.contains(repo.root.to_str().unwrap()),
         "the lock names a mirror:\n{lock_text}"

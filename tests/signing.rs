@@ -195,6 +195,11 @@ fn signatures_are_deterministic() {
         first,
         "kiln sign differs from build --key"
     );
+    assert_eq!(
+        mode_of(&f.path(SIG)),
+        0o644,
+        "a signature is public, whoever wrote it"
+    );
     run_ok(kiln().current_dir(f.dir.path()).args([
         "build",
         "r.toml",

@@ -108,7 +108,7 @@ impl Lock {
     }
 
     pub fn write(&self, path: &Path) -> Result<()> {
-        crate::fetch::write_atomic(path, self.to_toml().as_bytes())
+        crate::fetch::write_atomic(path, self.to_toml().as_bytes(), crate::fetch::PUBLIC_FILE)
     }
 }
 
