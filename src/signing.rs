@@ -63,6 +63,12 @@ pub fn keygen(
         }
     }
     if let Some(dir) = stem.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if dir.exists() && !dir.is_dir() {
+            bail!(
+                "cannot write keys into {}: it is not a directory",
+                dir.display()
+            );
+        }
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     let secret = SecretKey::generate()?;

@@ -99,6 +99,16 @@ fn keygen_modes_refusal_to_overwrite_and_encryption() {
         "--force",
     ]));
     assert_ne!(std::fs::read(f.path("keys/release.key")).unwrap(), before);
+    let out = kiln()
+        .current_dir(f.dir.path())
+        .args(["keygen", "-o", "keys/release.pub/x", "--no-password"])
+        .output()
+        .unwrap();
+    assert!(
+        text(&out).contains("cannot write keys into keys/release.pub: it is not a directory"),
+        "{}",
+        text(&out)
+    );
 
     // encrypted: the password comes from the environment or a file
     run_ok(
