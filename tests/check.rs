@@ -77,6 +77,20 @@ fn events(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// "EVENT PATH" for each JSON-lines event, in order.
+fn event_summary(out: &Output) -> Vec<String> {
+    events(out)
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {}",
+                e["event"].as_str().unwrap(),
+                e["path"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn zero_drift_then_exactly_the_planted_changes() {
     if !require_root("zero_drift_then_exactly_the_planted_changes") {
@@ -107,16 +121,7 @@ fn zero_drift_then_exactly_the_planted_changes() {
     );
     let out = check(w, &["--json-lines"]);
     assert_eq!(out.status.code(), Some(4));
-    let got: Vec<String> = events(&out)
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["event"].as_str().unwrap(),
-                e["path"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let got = event_summary(&out);
     assert_eq!(
         got,
         [
@@ -166,16 +171,7 @@ fn owners_links_capabilities_and_fast_mode() {
         "#,
     );
     let out = check(w, &["--json-lines"]);
-    let got: Vec<String> = events(&out)
-        .iter()
-        .map(|e| {
-            format!(
-                "{} {}",
-                e["event"].as_str().unwrap(),
-                e["path"].as_str().unwrap()
-            )
-        })
-        .collect();
+    let got = event_summary(&out);
     assert_eq!(
         got,
         [
