@@ -61,6 +61,7 @@ bench: deps build
     bash benches/pack.sh
     bash benches/verify.sh
     bash benches/debian.sh
+    bash benches/install.sh
     bash benches/audit.sh
 
 # Fuzz each parser of untrusted input for SECONDS each (cargo-fuzz on stable); fails on any crash.

@@ -29,6 +29,8 @@ pub struct BuildOptions {
     pub archive: crate::packages::ArchiveOptions,
     /// Refuse a lockfile that does not match the recipe instead of updating it.
     pub locked: bool,
+    /// Reuse an installed tree from the cache when the inputs are the same.
+    pub install_cache: bool,
 }
 
 /// What a build produced.
@@ -73,26 +75,37 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     let store = Store::open(&work.path().join("store"))?;
 
     let artifacts = crate::packages::fetch_artifacts(&plan, &options.archive, ui)?;
-    if plan.debian.section.is_some() {
-        let lock = crate::packages::lock_for_build(
-            &plan,
-            &options.recipe,
-            &options.archive,
-            options.locked,
-            ui,
-        )?;
-        crate::packages::fetch_packages(&plan, &lock, &options.archive, ui)?;
-        bail!(
-            "the {} locked packages are fetched and verified, but this kiln cannot install Debian packages into an image yet; \
-             build from a [base] tarball meanwhile",
-            lock.packages.len()
-        );
-    }
+    let packages = match &plan.debian.section {
+        Some(_) => {
+            let lock = crate::packages::lock_for_build(
+                &plan,
+                &options.recipe,
+                &options.archive,
+                options.locked,
+                ui,
+            )?;
+            crate::packages::fetch_packages(&plan, &lock, &options.archive, ui)?
+        }
+        None => Vec::new(),
+    };
 
     let mut tree = match &plan.base {
         Some(base) => load_base(base, &store, ui)?,
         None => Tree::new(),
     };
+    if let Some(section) = &plan.debian.section {
+        let install = crate::install::InstallOptions {
+            suite: &section.suite,
+            arch: &plan.image.arch,
+            epoch,
+            work_dir: work.path(),
+            cache_dir: options
+                .install_cache
+                .then_some(options.archive.cache_dir.as_path()),
+            base: plan.base.as_ref().map(|b| b.sha256),
+        };
+        crate::install::install(&mut tree, &store, &packages, &install, ui)?;
+    }
     for warning in crate::assemble::apply(&plan, &mut tree, &store)? {
         ui.warn(warning);
     }

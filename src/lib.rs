@@ -16,6 +16,7 @@ pub mod diff;
 pub mod fetch;
 pub mod harden;
 pub mod inspect;
+pub mod install;
 pub mod manifest;
 pub mod minisign;
 pub mod node_check;

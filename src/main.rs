@@ -49,8 +49,10 @@ enum Command {
     #[command(after_help = "Examples:\n  kiln build recipes/minimal.toml\n  \
         kiln build recipes/minimal.toml --key signing/release.key --password-file /run/secrets/pw\n  \
         SOURCE_DATE_EPOCH=1700000000 kiln build recipes/minimal.toml -o out --compression gzip\n\n\
-        Writes NAME-VERSION.rootfs.tar.zst (or .tar.gz), NAME-VERSION.manifest.json and, with --key, \
-        NAME-VERSION.manifest.json.minisig into the output directory; they appear only when complete.")]
+        Writes NAME-VERSION.rootfs.tar.zst (or .tar.gz, .tar), NAME-VERSION.manifest.json and, with --key, \
+        NAME-VERSION.manifest.json.minisig into the output directory; they appear only when complete.\n\n\
+        Recipes with [debian] packages need root to configure them (maintainer scripts run in an isolated \
+        chroot), except when the same lock was installed before and is in the install cache.")]
     Build {
         /// The recipe file (TOML).
         recipe: PathBuf,
@@ -69,6 +71,10 @@ enum Command {
         /// sha256 must still match the recipe's pin.
         #[arg(long, value_name = "NAME=PATH")]
         artifact: Vec<String>,
+        /// Install and configure the Debian packages afresh, even when the
+        /// same installed tree is in the cache.
+        #[arg(long)]
+        no_install_cache: bool,
         #[command(flatten)]
         archive: ArchiveArgs,
     },
@@ -344,6 +350,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             signing,
             locked,
             artifact,
+            no_install_cache,
             archive,
         } => {
             // Unlock the key first: a wrong password should not cost a build.
@@ -356,6 +363,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 key,
                 archive,
                 locked,
+                install_cache: !no_install_cache,
             };
             let out = build(&options, ui)?;
             for path in out

@@ -101,21 +101,13 @@ fn kiln_in(dir: &Path, args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn all(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
 fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "{}", all(&out));
+    assert!(out.status.success(), "{}", output_text(&out));
     out
 }
 
 fn fails(out: Output, expected: &str) -> String {
-    let text = all(&out);
+    let text = output_text(&out);
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -154,7 +146,11 @@ fn lock_over_file_and_http_gives_the_same_lock() {
         locked_versions(w),
         ["app 1.0", "base-files 1.0", "libfoo1 2.0", "mta-lite 0.1"]
     );
-    assert!(all(&out).contains("added      app 1.0"), "{}", all(&out));
+    assert!(
+        output_text(&out).contains("added      app 1.0"),
+        "{}",
+        output_text(&out)
+    );
     let lock_text = std::fs::read_to_string(w.join("r.lock")).unwrap();
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(w.join("r.lock"))
@@ -194,7 +190,7 @@ fn lock_over_file_and_http_gives_the_same_lock() {
     // an up-to-date lock needs no network at all
     let before = server.requests().len();
     let out = ok(kiln_in(w, &["lock", "r.toml", "--mirror", &server.addr]));
-    assert_eq!(server.requests().len(), before, "{}", all(&out));
+    assert_eq!(server.requests().len(), before, "{}", output_text(&out));
 }
 
 #[test]
@@ -262,7 +258,11 @@ fn update_prints_the_patch_report_and_partial_updates_keep_the_rest() {
     repo.publish(SUITE, "");
     // a plain lock keeps what is locked
     let out = ok(kiln_in(w, &["lock", "r.toml"]));
-    assert!(all(&out).contains("up to date"), "{}", all(&out));
+    assert!(
+        output_text(&out).contains("up to date"),
+        "{}",
+        output_text(&out)
+    );
     // updating one package keeps the others at their locked versions
     ok(kiln_in(w, &["lock", "r.toml", "--update", "app"]));
     assert_eq!(
@@ -272,9 +272,9 @@ fn update_prints_the_patch_report_and_partial_updates_keep_the_rest() {
     // a full update moves everything and says so
     let out = ok(kiln_in(w, &["lock", "r.toml", "--update"]));
     assert!(
-        all(&out).contains("upgraded   libfoo1 2.0 -> 2.1"),
+        output_text(&out).contains("upgraded   libfoo1 2.0 -> 2.1"),
         "{}",
-        all(&out)
+        output_text(&out)
     );
     assert_eq!(
         locked_versions(w),

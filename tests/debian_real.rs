@@ -9,17 +9,6 @@ use common::*;
 use std::collections::BTreeMap;
 use std::process::Command;
 
-const NODE_SET: &[&str] = &[
-    "systemd",
-    "systemd-sysv",
-    "openssh-server",
-    "nftables",
-    "iproute2",
-    "ca-certificates",
-    "kmod",
-    "udev",
-];
-
 fn mmdebstrap_set() -> BTreeMap<String, String> {
     let out = run_ok(
         Command::new("mmdebstrap")

@@ -6,7 +6,7 @@
 //! refused, naming the package, and symlinked directories of the image are
 //! followed with chroot semantics, so nothing can land outside the image.
 
-use crate::tree::{ImagePath, Placement, Store, Tree, load_tar_into};
+use crate::tree::{ImagePath, Member, Placement, Store, Tree, place_member, read_members};
 use anyhow::{Context, Result, anyhow, bail};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Read};
@@ -17,6 +17,8 @@ use std::path::Path;
 #[derive(Debug, Default)]
 pub struct ControlFiles {
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Each member's permission bits (dpkg keeps them in its database).
+    pub modes: BTreeMap<String, u32>,
 }
 
 impl ControlFiles {
@@ -38,24 +40,64 @@ pub struct Unpacked {
     pub paths: Vec<ImagePath>,
 }
 
+/// A package read but not yet placed: its control members, and its data
+/// members with their contents already in the store. Reading is the slow,
+/// parallel half of unpacking (decompression, hashing); placing is cheap
+/// and must follow the install order.
+#[derive(Debug)]
+pub struct Deb {
+    pub label: String,
+    pub control: ControlFiles,
+    pub members: Vec<Member>,
+}
+
+impl Deb {
+    /// Places the data members into `tree` as dpkg unpacks them.
+    pub fn place(self, tree: &mut Tree) -> Result<Unpacked> {
+        let origin = format!("package {}", self.label);
+        let mut paths = Vec::with_capacity(self.members.len());
+        for member in self.members {
+            let name = member.name.clone();
+            place_member(tree, member, Placement::Package)
+                .with_context(|| format!("{origin}: member \"{name}\""))?;
+            paths.push(name);
+        }
+        Ok(Unpacked {
+            control: self.control,
+            paths,
+        })
+    }
+}
+
 /// The largest control member kept in memory; real ones are a few KiB.
 const MAX_CONTROL_MEMBER: u64 = 16 << 20;
 
 /// Unpacks the `.deb` at `path` into `tree`; `label` (name and version)
 /// names it in errors.
 pub fn unpack(path: &Path, label: &str, tree: &mut Tree, store: &Store) -> Result<Unpacked> {
-    let file = std::fs::File::open(path)
-        .with_context(|| format!("{label}: cannot open {}", path.display()))?;
-    unpack_from(BufReader::with_capacity(1 << 20, file), label, tree, store)
+    read(path, label, store)?.place(tree)
 }
 
 /// [`unpack`] from any reader of `.deb` bytes.
 pub fn unpack_from(
-    mut reader: impl Read,
+    reader: impl Read,
     label: &str,
     tree: &mut Tree,
     store: &Store,
 ) -> Result<Unpacked> {
+    read_from(reader, label, store)?.place(tree)
+}
+
+/// Reads the `.deb` at `path`: control members in memory, data contents
+/// into `store`.
+pub fn read(path: &Path, label: &str, store: &Store) -> Result<Deb> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("{label}: cannot open {}", path.display()))?;
+    read_from(BufReader::with_capacity(1 << 20, file), label, store)
+}
+
+/// [`read`] from any reader of `.deb` bytes.
+pub fn read_from(mut reader: impl Read, label: &str, store: &Store) -> Result<Deb> {
     let mut magic = [0u8; 8];
     reader
         .read_exact(&mut magic)
@@ -64,7 +106,7 @@ pub fn unpack_from(
         bail!("{label}: not a Debian package (no ar signature)");
     }
     let mut control = None;
-    let mut paths = None;
+    let mut members = None;
     let mut saw_version = false;
     while let Some((name, size)) =
         next_member(&mut reader).with_context(|| format!("{label}: corrupt ar container"))?
@@ -87,14 +129,7 @@ pub fn unpack_from(
             }
             n if n.starts_with("data.tar") => {
                 let reader = decompressor(n, &mut member)?;
-                let origin = format!("package {label}");
-                paths = Some(load_tar_into(
-                    tree,
-                    reader,
-                    &origin,
-                    store,
-                    Placement::Package,
-                )?);
+                members = Some(read_members(reader, &format!("package {label}"), store)?);
             }
             // Signatures and other extra members are allowed and ignored, as dpkg does.
             _ => {}
@@ -111,10 +146,11 @@ pub fn unpack_from(
     if !saw_version {
         bail!("{label}: not a Debian package (no debian-binary member)");
     }
-    Ok(Unpacked {
+    Ok(Deb {
+        label: label.to_owned(),
         control: control
             .ok_or_else(|| anyhow!("{label}: the package has no control.tar member"))?,
-        paths: paths.ok_or_else(|| anyhow!("{label}: the package has no data.tar member"))?,
+        members: members.ok_or_else(|| anyhow!("{label}: the package has no data.tar member"))?,
     })
 }
 
@@ -176,6 +212,9 @@ fn read_control(reader: impl Read) -> Result<ControlFiles> {
         }
         let mut bytes = Vec::new();
         entry.read_to_end(&mut bytes)?;
+        control
+            .modes
+            .insert(name.clone(), entry.header().mode()? & 0o7777);
         control.files.insert(name, bytes);
     }
     Ok(control)

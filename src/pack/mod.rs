@@ -15,6 +15,8 @@ pub enum ArchiveCompression {
     Zstd,
     /// gzip level 9 (miniz_oxide, the backend pinned in Cargo.toml)
     Gzip,
+    /// plain tar, for pipelines that compress or convert it themselves
+    None,
 }
 
 impl ArchiveCompression {
@@ -22,6 +24,7 @@ impl ArchiveCompression {
         match self {
             ArchiveCompression::Zstd => "tar.zst",
             ArchiveCompression::Gzip => "tar.gz",
+            ArchiveCompression::None => "tar",
         }
     }
 
@@ -30,6 +33,7 @@ impl ArchiveCompression {
         match self {
             ArchiveCompression::Zstd => "rootfs-tar-zstd",
             ArchiveCompression::Gzip => "rootfs-tar-gzip",
+            ArchiveCompression::None => "rootfs-tar",
         }
     }
 }
@@ -76,6 +80,9 @@ pub fn pack_rootfs<W: Write>(
             let tar = write_tar(tree, store, mtime, HashingWriter::new(encoder), on_bytes)?;
             let (encoder, digest, size) = tar.finish();
             (encoder.finish()?, digest, size)
+        }
+        ArchiveCompression::None => {
+            write_tar(tree, store, mtime, HashingWriter::new(compressed), on_bytes)?.finish()
         }
     };
     let (mut out, sha256, size) = compressed.finish();

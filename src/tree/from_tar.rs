@@ -86,6 +86,33 @@ pub fn load_tar_into(
     placement: Placement,
 ) -> Result<Vec<ImagePath>> {
     let mut names = Vec::new();
+    for_each_member(reader, origin, store, |member| {
+        let name = member.name.clone();
+        place_member(tree, member, placement)?;
+        names.push(name);
+        Ok(())
+    })?;
+    Ok(names)
+}
+
+/// Reads every member of a tar stream (contents into `store`) without
+/// placing any: the parallel half of unpacking many archives, whose
+/// members are then placed in order with [`place_member`].
+pub fn read_members(reader: impl Read, origin: &str, store: &Store) -> Result<Vec<Member>> {
+    let mut members = Vec::new();
+    for_each_member(reader, origin, store, |member| {
+        members.push(member);
+        Ok(())
+    })?;
+    Ok(members)
+}
+
+fn for_each_member(
+    reader: impl Read,
+    origin: &str,
+    store: &Store,
+    mut each: impl FnMut(Member) -> Result<()>,
+) -> Result<()> {
     let mut archive = tar::Archive::new(reader);
     let entries = archive
         .entries()
@@ -98,11 +125,19 @@ pub fn load_tar_into(
             )
         })?;
         let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = add_member(tree, entry, store, placement)
+        read_member(entry, store)
+            .and_then(&mut each)
             .with_context(|| format!("{origin}: member \"{raw_name}\""))?;
-        names.push(name);
     }
-    Ok(names)
+    Ok(())
+}
+
+/// An archive member read (its content in the store) but not yet placed.
+/// A hard link's target is still the name the archive gives.
+#[derive(Clone, Debug)]
+pub struct Member {
+    pub name: ImagePath,
+    pub entry: Entry,
 }
 
 /// Normalises an archive member name, refusing what could escape the root.
@@ -126,14 +161,8 @@ fn placed(tree: &Tree, path: &ImagePath, placement: Placement) -> Result<ImagePa
     }
 }
 
-fn add_member<R: Read>(
-    tree: &mut Tree,
-    mut entry: tar::Entry<'_, R>,
-    store: &Store,
-    placement: Placement,
-) -> Result<ImagePath> {
+fn read_member<R: Read>(mut entry: tar::Entry<'_, R>, store: &Store) -> Result<Member> {
     let name = member_path(&entry.path_bytes())?;
-    let path = placed(tree, &name, placement)?;
     let header = entry.header();
     let mut meta = Meta {
         mode: header.mode()? & 0o7777,
@@ -191,9 +220,8 @@ fn add_member<R: Read>(
         }
         EntryType::Link => {
             let target = link_name.ok_or_else(|| anyhow!("hard link without a target"))?;
-            let target = member_path(&target).context("hard link target")?;
             Kind::HardLink {
-                target: placed(tree, &target, placement)?,
+                target: member_path(&target).context("hard link target")?,
             }
         }
         EntryType::Char => Kind::CharDevice {
@@ -207,6 +235,24 @@ fn add_member<R: Read>(
         EntryType::Fifo => Kind::Fifo,
         other => bail!("unsupported member type {:?}", other.as_byte() as char),
     };
+    Ok(Member {
+        name,
+        entry: Entry { kind, meta },
+    })
+}
+
+/// Places a member read by [`read_members`] into `tree`.
+pub fn place_member(tree: &mut Tree, member: Member, placement: Placement) -> Result<()> {
+    let Member {
+        name,
+        entry: Entry { mut kind, meta },
+    } = member;
+    let path = placed(tree, &name, placement)?;
+    if let Kind::HardLink { target } = &kind {
+        kind = Kind::HardLink {
+            target: placed(tree, target, placement)?,
+        };
+    }
     // dpkg leaves an existing directory alone, also when the image reaches
     // it through a symlink (the package's /bin/ on a merged-/usr image).
     let keeps_existing_dir = placement == Placement::Package
@@ -217,5 +263,5 @@ fn add_member<R: Read>(
     if !keeps_existing_dir {
         tree.insert(path, Entry { kind, meta })?;
     }
-    Ok(name)
+    Ok(())
 }

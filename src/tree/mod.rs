@@ -9,14 +9,16 @@ mod from_dir;
 mod from_tar;
 mod path;
 mod store;
+mod to_dir;
 
 pub use from_dir::{HostEntry, HostKind, load_dir, read_xattrs, store_host_files, walk_host_dir};
 pub use from_tar::{
-    Compression, Placement, decompress, detect_compression, load_tar, load_tar_into, member_path,
-    open_decompressed,
+    Compression, Member, Placement, decompress, detect_compression, load_tar, load_tar_into,
+    member_path, open_decompressed, place_member, read_members,
 };
 pub use path::{ImagePath, PathError};
 pub use store::{Digest, HashingWriter, Store, copy, hash_reader};
+pub use to_dir::{host_path, write_dir};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

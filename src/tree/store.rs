@@ -162,6 +162,14 @@ impl Store {
         Ok(self.put(bytes)?.0)
     }
 
+    /// The file holding the blob with `digest`.
+    pub fn blob(&self, digest: &Digest) -> Result<PathBuf> {
+        let Some(dir) = &self.dir else {
+            bail!("internal error: this content store keeps no file contents");
+        };
+        Ok(Self::blob_path(dir, digest))
+    }
+
     /// Opens the blob with `digest` for reading.
     pub fn open_blob(&self, digest: &Digest) -> Result<File> {
         let Some(dir) = &self.dir else {

@@ -24,6 +24,11 @@ pub struct Deb {
     pub essential: bool,
     /// Files in the package: (absolute path, content).
     pub files: Vec<(&'static str, &'static str)>,
+    /// Extra control members: (name, content); scripts (`preinst`,
+    /// `postinst`, …) get mode 0755.
+    pub control: Vec<(&'static str, &'static str)>,
+    /// Extra lines for the control file, e.g. "Multi-Arch: same\n".
+    pub fields: &'static str,
 }
 
 pub struct TestRepo {
@@ -115,7 +120,14 @@ impl TestRepo {
         if deb.essential {
             control.push_str("Essential: yes\n");
         }
+        control.push_str(deb.fields);
         std::fs::write(pkg.join("DEBIAN/control"), control).unwrap();
+        for (name, content) in &deb.control {
+            let path = pkg.join("DEBIAN").join(name);
+            std::fs::write(&path, content).unwrap();
+            let script = ["preinst", "postinst", "prerm", "postrm", "config"].contains(name);
+            set_mode(&path, if script { 0o755 } else { 0o644 });
+        }
         for (path, content) in &deb.files {
             let dest = pkg.join(path.trim_start_matches('/'));
             std::fs::create_dir_all(dest.parent().unwrap()).unwrap();

@@ -8,6 +8,28 @@ pub mod http;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The packages of a K3s node on top of minbase: the set the tests of the
+/// real archive compare with apt and mmdebstrap.
+pub const NODE_SET: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "openssh-server",
+    "nftables",
+    "iproute2",
+    "ca-certificates",
+    "kmod",
+    "udev",
+];
+
+/// stdout and stderr of a finished command, for assertions and messages.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 /// A `kiln` command with a clean, fixed environment.
 pub fn kiln() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));

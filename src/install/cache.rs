@@ -1,0 +1,124 @@
+//! The installed-tree cache: the result of the install stage, keyed by
+//! everything it depends on.
+//!
+//! Installing is a pure function of its inputs (the builds are
+//! reproducible: that is what the tests prove), so a second build of the
+//! same lock need not run a single maintainer script. The key covers the
+//! kiln binary itself, the base tree, the architecture, the merged-/usr
+//! choice, SOURCE_DATE_EPOCH and every package's sha256; the value is the
+//! installed tree as a deterministic plain tar, stored by its sha256 in
+//! the download cache (and re-hashed on every use, like every blob there).
+
+use crate::debian::lock::LockedPackage;
+use crate::fetch::{Cache, write_atomic};
+use crate::tree::{Digest, Store, Tree, hash_reader, load_tar};
+use anyhow::{Context, Result};
+use sha2::{Digest as _, Sha256};
+use std::io::{BufReader, BufWriter};
+use std::path::{Path, PathBuf};
+
+/// Bump when the install stage changes what it produces.
+const FORMAT: &str = "kiln-installed-tree-1";
+
+pub struct InstallCache {
+    blobs: Cache,
+    index: PathBuf,
+}
+
+/// The inputs an installed tree depends on.
+pub struct Inputs<'a> {
+    pub packages: &'a [(LockedPackage, PathBuf)],
+    pub arch: &'a str,
+    pub merged_usr: bool,
+    pub epoch: u64,
+    /// The `[base]` tarball the packages are installed onto, if any.
+    pub base: Option<Digest>,
+}
+
+impl InstallCache {
+    pub fn open(cache_dir: &Path) -> Result<InstallCache> {
+        let index = cache_dir.join("installed");
+        std::fs::create_dir_all(&index)
+            .with_context(|| format!("cannot create {}", index.display()))?;
+        Ok(InstallCache {
+            blobs: Cache::open(cache_dir)?,
+            index,
+        })
+    }
+
+    /// The cache key of `inputs`, as hex.
+    pub fn key(inputs: &Inputs) -> Result<String> {
+        let mut h = Sha256::new();
+        h.update(format!("{FORMAT}\n{}\n", env!("CARGO_PKG_VERSION")));
+        h.update(format!("binary {}\n", this_binary()?.hex()));
+        h.update(format!(
+            "arch {}\nmerged-usr {}\nepoch {}\nbase {}\n",
+            inputs.arch,
+            inputs.merged_usr,
+            inputs.epoch,
+            inputs.base.map(|d| d.hex()).unwrap_or_default()
+        ));
+        for (p, _) in inputs.packages {
+            h.update(format!(
+                "{} {} {} {}\n",
+                p.name, p.version, p.arch, p.sha256
+            ));
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// The cached tree for `key`, loaded into `store`; `None` when there
+    /// is none or it is no longer intact.
+    pub fn load(&self, key: &str, store: &Store) -> Result<Option<Tree>> {
+        let Ok(text) = std::fs::read_to_string(self.index.join(key)) else {
+            return Ok(None);
+        };
+        let Ok(digest) = text.trim().parse::<Digest>() else {
+            return Ok(None);
+        };
+        let Some(path) = self.blobs.get(&digest)? else {
+            return Ok(None);
+        };
+        let file = std::fs::File::open(&path)?;
+        let tree = load_tar(
+            BufReader::with_capacity(1 << 20, file),
+            &format!("cached install {}", &key[..16]),
+            store,
+        )?;
+        Ok(Some(tree))
+    }
+
+    /// Stores `tree` under `key`, packed in `work_dir` first.
+    pub fn save(&self, key: &str, tree: &Tree, store: &Store, work_dir: &Path) -> Result<()> {
+        let tmp = work_dir.join("installed.tar");
+        let file = std::fs::File::create(&tmp)?;
+        let (writer, packed) = crate::pack::pack_rootfs(
+            tree,
+            store,
+            0,
+            crate::pack::ArchiveCompression::None,
+            BufWriter::with_capacity(1 << 20, file),
+            &|_| {},
+        )?;
+        drop(writer.into_inner().map_err(|e| e.into_error())?);
+        let mut file = std::fs::File::open(&tmp)?;
+        self.blobs
+            .insert(&mut file, &packed.sha256, Some(packed.size), &|_| {})?;
+        std::fs::remove_file(&tmp)?;
+        write_atomic(&self.index.join(key), packed.sha256.hex().as_bytes(), 0o644)
+    }
+}
+
+/// The digest of the running binary: a kiln built from other code installs
+/// differently, even under the same version number.
+fn this_binary() -> Result<Digest> {
+    static DIGEST: std::sync::OnceLock<Option<Digest>> = std::sync::OnceLock::new();
+    let digest = DIGEST.get_or_init(|| {
+        let exe = std::env::current_exe().ok()?;
+        let file = std::fs::File::open(exe).ok()?;
+        hash_reader(BufReader::with_capacity(1 << 20, file))
+            .ok()
+            .map(|(d, _)| d)
+    });
+    digest.context("cannot read the kiln binary to key the install cache")
+}

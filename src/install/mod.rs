@@ -1,0 +1,305 @@
+//! The install stage: locked Debian packages into the image tree, as a
+//! reproducible system dpkg would recognise as its own.
+//!
+//! 1. The merged-/usr skeleton (`/bin → usr/bin` …) for suites that use it.
+//! 2. Every `.deb` read in parallel (decompression and hashing), then its
+//!    members placed in lock order as dpkg unpacks them (`debian::deb`).
+//! 3. The dpkg database for the unpacked state (`dpkg_db`).
+//! 4. Configuration: the tree written to a directory, the preinst scripts
+//!    and `dpkg --configure --pending` run there in isolation
+//!    (`isolate`), the directory read back.
+//! 5. Normalisation for reproducibility and golden-image hygiene
+//!    (`normalise`).
+
+mod cache;
+mod dpkg_db;
+mod isolate;
+pub mod normalise;
+mod order;
+
+pub use isolate::{NEEDS_ROOT, check_privileges, run_shell};
+
+use crate::debian::lock::LockedPackage;
+use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree, load_dir, write_dir};
+use crate::ui::{Ui, human_bytes};
+use anyhow::{Context, Result, bail};
+use dpkg_db::Package;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+pub struct InstallOptions<'a> {
+    pub suite: &'a str,
+    pub arch: &'a str,
+    pub epoch: u64,
+    /// A private directory for the configure root and its log.
+    pub work_dir: &'a Path,
+    /// Where installed trees are cached (`None`: always install afresh).
+    pub cache_dir: Option<&'a Path>,
+    /// The `[base]` tarball's digest, when packages go onto a base.
+    pub base: Option<crate::tree::Digest>,
+}
+
+/// Suites from before merged /usr was the default.
+const SPLIT_USR_SUITES: &[&str] = &["jessie", "stretch", "buster", "bullseye"];
+
+/// Installs `packages` (locked, fetched and verified) into `tree`.
+pub fn install(
+    tree: &mut Tree,
+    store: &Store,
+    packages: &[(LockedPackage, PathBuf)],
+    options: &InstallOptions,
+    ui: &Ui,
+) -> Result<()> {
+    let merged_usr = !SPLIT_USR_SUITES.contains(&options.suite);
+    let cached = match options.cache_dir {
+        Some(dir) => {
+            let cache = cache::InstallCache::open(dir)?;
+            let key = cache::InstallCache::key(&cache::Inputs {
+                packages,
+                arch: options.arch,
+                merged_usr,
+                epoch: options.epoch,
+                base: options.base,
+            })?;
+            if let Some(installed) = cache.load(&key, store)? {
+                *tree = installed;
+                ui.step(format!(
+                    "installed {} packages from the install cache (key {})",
+                    packages.len(),
+                    &key[..16]
+                ));
+                return Ok(());
+            }
+            Some((cache, key))
+        }
+        None => None,
+    };
+    if merged_usr {
+        merged_usr_skeleton(tree, options.arch)?;
+    }
+    let total: u64 = packages.iter().map(|(p, _)| p.size).sum();
+    let progress = ui.bytes(total, "unpacking");
+    let debs = packages
+        .par_iter()
+        .map(|(locked, path)| {
+            let deb = crate::debian::deb::read(
+                path,
+                &format!("{} {}", locked.name, locked.version),
+                store,
+            );
+            progress.inc(locked.size);
+            deb
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut unpacked = Vec::with_capacity(debs.len());
+    for deb in debs {
+        let label = deb.label.clone();
+        let package = Package::new(deb.place(tree)?).with_context(|| format!("package {label}"))?;
+        unpacked.push(package);
+    }
+    let seconds = progress.finish();
+    ui.step(format!(
+        "unpacked {} packages ({}) in {seconds:.1}s",
+        unpacked.len(),
+        human_bytes(total)
+    ));
+
+    let to_configure: Vec<&str> = unpacked
+        .iter()
+        .filter(|p| p.needs_configure())
+        .map(|p| p.name.as_str())
+        .collect();
+    if to_configure.is_empty() {
+        dpkg_db::write(tree, store, &unpacked, options.arch, "installed")?;
+    } else {
+        if !has_dpkg(tree) {
+            bail!(
+                "packages {} have maintainer scripts, which need dpkg in the image to run: add dpkg to [debian] packages (or use variant = \"essential\" or more)",
+                to_configure.join(", ")
+            );
+        }
+        check_privileges()?;
+        dpkg_db::write(tree, store, &unpacked, options.arch, "unpacked")?;
+        configure(tree, store, &unpacked, options, ui)?;
+    }
+    let removed = normalise::apply(tree, store)?;
+    if !removed.is_empty() {
+        ui.step(format!(
+            "normalised: removed {} paths of build-time state ({})",
+            removed.len(),
+            normalise::summary(&removed)
+        ));
+    }
+    if let Some((cache, key)) = cached {
+        // A cache that cannot be written costs the next build time, not this one.
+        if let Err(e) = cache.save(&key, tree, store, options.work_dir) {
+            ui.warn(format!(
+                "cannot save the installed tree in the cache: {e:#}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `/bin → usr/bin`, `/sbin → usr/sbin`, `/lib → usr/lib` (and `/lib64`
+/// where the architecture's loader lives there), as debootstrap and
+/// mmdebstrap set up merged /usr.
+fn merged_usr_skeleton(tree: &mut Tree, arch: &str) -> Result<()> {
+    let mut dirs = vec!["bin", "sbin", "lib"];
+    if matches!(arch, "amd64" | "ppc64el" | "s390x" | "loong64") {
+        dirs.push("lib64");
+    }
+    for dir in dirs {
+        let link = ImagePath::new(&format!("/{dir}"))?;
+        if tree.contains(&link) {
+            continue;
+        }
+        tree.create_dir_all(&ImagePath::new(&format!("/usr/{dir}"))?, &Meta::root(0o755))?;
+        tree.insert(
+            link,
+            Entry {
+                kind: Kind::Symlink {
+                    target: format!("usr/{dir}"),
+                },
+                meta: Meta::root(0o777),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+fn has_dpkg(tree: &Tree) -> bool {
+    let dpkg = ImagePath::new("/usr/bin/dpkg").expect("a valid path");
+    tree.resolve(&dpkg, true)
+        .ok()
+        .and_then(|p| tree.get(&p))
+        .is_some_and(|e| matches!(e.kind, Kind::File { .. }))
+}
+
+/// What keeps services from starting while packages are configured
+/// (invoke-rc.d asks it; 101 means "action forbidden").
+const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
+
+/// Runs preinst scripts and `dpkg --configure --pending` in the image,
+/// then reads the result back into `tree`.
+fn configure(
+    tree: &mut Tree,
+    store: &Store,
+    packages: &[Package],
+    options: &InstallOptions,
+    ui: &Ui,
+) -> Result<()> {
+    let started = std::time::Instant::now();
+    let root = options.work_dir.join("configure-root");
+    std::fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    let policy = ImagePath::new(POLICY_RC_D)?;
+    let had_policy = tree.contains(&policy);
+    write_dir(tree, store, &root)?;
+    let written = started.elapsed().as_secs_f64();
+    let policy_host = crate::tree::host_path(&root, &policy);
+    if !had_policy {
+        std::fs::write(&policy_host, "#!/bin/sh\nexit 101\n")?;
+        std::fs::set_permissions(
+            &policy_host,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+    }
+    stage_preinst_controls(&root, packages)?;
+    ui.step(format!(
+        "configuring {} packages in an isolated chroot",
+        packages.iter().filter(|p| p.needs_configure()).count()
+    ));
+    let script = configure_script(packages);
+    let env = [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        ),
+        ("LC_ALL", "C.UTF-8".to_owned()),
+        ("LANG", "C.UTF-8".to_owned()),
+        ("HOME", "/root".to_owned()),
+        ("DEBIAN_FRONTEND", "noninteractive".to_owned()),
+        ("DEBCONF_NONINTERACTIVE_SEEN", "true".to_owned()),
+        ("SOURCE_DATE_EPOCH", options.epoch.to_string()),
+        ("KERNEL_INSTALL_BYPASS", "1".to_owned()),
+    ];
+    let log = options.work_dir.join("configure.log");
+    let status = isolate::run_shell(&root, &script, &env, &log)?;
+    let ran = started.elapsed().as_secs_f64();
+    if !status.success() {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "configuring the packages failed ({status}); the end of the output:\n{}",
+            tail.join("\n")
+        );
+    }
+    if !had_policy {
+        std::fs::remove_file(&policy_host)?;
+    }
+    *tree = load_dir(&root, store, &|_| false)
+        .with_context(|| format!("cannot read back the configured root {}", root.display()))?;
+    remove_root(&root)?;
+    let total = started.elapsed().as_secs_f64();
+    ui.step(format!(
+        "configured in {total:.1}s (writing the root {written:.1}s, scripts {:.1}s, reading it back {:.1}s)",
+        ran - written,
+        total - ran
+    ));
+    Ok(())
+}
+
+/// Where each preinst waits with its package's control members.
+const PREINST_STAGING: &str = "var/lib/dpkg/kiln-preinst";
+
+/// dpkg runs a preinst from `/var/lib/dpkg/tmp.ci/`, beside the package's
+/// control file; debconf reads the package's name there. Each package's
+/// control members are staged so the script can move them into place.
+fn stage_preinst_controls(root: &Path, packages: &[Package]) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for p in packages.iter().filter(|p| p.has_member("preinst")) {
+        let dir = root.join(PREINST_STAGING).join(&p.info_name);
+        std::fs::create_dir_all(&dir)?;
+        let control = &p.unpacked.control;
+        for (member, bytes) in &control.files {
+            let path = dir.join(member);
+            std::fs::write(&path, bytes)?;
+            let mode = control.modes.get(member).copied().unwrap_or(0o644);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+        }
+    }
+    Ok(())
+}
+
+/// The shell script run in the image: each preinst (`install`) in
+/// dependency order, as dpkg runs them before unpacking, then dpkg
+/// configures everything and runs the triggers.
+fn configure_script(packages: &[Package]) -> String {
+    let mut script = String::from("set -e\nci=/var/lib/dpkg/tmp.ci\n");
+    for index in order::dependency_order(packages) {
+        let p = &packages[index];
+        if !p.has_member("preinst") {
+            continue;
+        }
+        script.push_str(&format!(
+            "echo 'kiln: preinst install {name}'\n\
+             rm -rf $ci && mv /{PREINST_STAGING}/{info} $ci\n\
+             DPKG_MAINTSCRIPT_PACKAGE={name} DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_NAME=preinst \
+             DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT= \
+             $ci/preinst install\n",
+            name = p.name,
+            arch = p.arch,
+            info = p.info_name,
+        ));
+    }
+    script.push_str(&format!(
+        "rm -rf $ci /{PREINST_STAGING}\ndpkg --force-unsafe-io --configure --pending\n"
+    ));
+    script
+}
+
+/// Removes the configure root; it may hold read-only directories.
+fn remove_root(root: &Path) -> Result<()> {
+    std::fs::remove_dir_all(root).with_context(|| format!("cannot remove {}", root.display()))
+}

@@ -1,0 +1,325 @@
+//! The install stage against a repository made by the tests (dpkg-deb,
+//! apt-ftparchive, gpg), without network: packages without maintainer
+//! scripts are installed with a dpkg database identical to what the host's
+//! own dpkg writes for the same packages (the oracle), and the cases kiln
+//! must refuse are refused with a clear message and no artifact.
+
+mod common;
+
+use common::debrepo::{Deb, TestRepo};
+use common::*;
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SUITE: &str = "kilntest";
+
+fn scriptless_debs() -> Vec<Deb> {
+    vec![
+        Deb {
+            name: "app",
+            version: "1.0-1",
+            depends: "libfoo1",
+            files: vec![
+                ("/usr/bin/app", "#!/bin/sh\necho app\n"),
+                ("/etc/app/app.conf", "setting = 1\n"),
+                ("/usr/share/app/data", "data\n"),
+            ],
+            control: vec![
+                ("conffiles", "/etc/app/app.conf\n"),
+                (
+                    "md5sums",
+                    "b026324c6904b2a9cb4b88d6d61c81d1  usr/share/app/data\n",
+                ),
+            ],
+            fields: "Homepage: https://kiln.invalid/app\nMulti-Arch: foreign\n",
+            ..Deb::default()
+        },
+        Deb {
+            name: "libfoo1",
+            version: "2.0",
+            files: vec![("/usr/lib/x86_64-linux-gnu/libfoo.so.1", "foo 2.0\n")],
+            control: vec![("shlibs", "libfoo 1 libfoo1 (>= 2.0)\n")],
+            fields: "Multi-Arch: same\nSection: libs\n",
+            ..Deb::default()
+        },
+        Deb {
+            name: "tool",
+            version: "3:0.1",
+            arch: "all",
+            files: vec![
+                ("/usr/sbin/tool", "tool\n"),
+                ("/usr/share/doc/tool/README", "r\n"),
+            ],
+            ..Deb::default()
+        },
+    ]
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    debs: Vec<PathBuf>,
+}
+
+fn setup(debs: &[Deb], packages: &[&str]) -> Setup {
+    setup_with(debs, packages, "")
+}
+
+fn setup_with(debs: &[Deb], packages: &[&str], extra_recipe: &str) -> Setup {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let repo = TestRepo::new(&dir);
+    let files = debs.iter().map(|d| repo.add(SUITE, d)).collect();
+    repo.publish(SUITE, "");
+    std::fs::copy(&repo.keyring, dir.join("keyring.gpg")).unwrap();
+    let packages: Vec<String> = packages.iter().map(|p| format!("\"{p}\"")).collect();
+    std::fs::write(
+        dir.join("r.toml"),
+        format!(
+            "[audit]\nfail_on = \"none\"\n[image]\nname = \"deb\"\nversion = \"1\"\nsource_date_epoch = 1700000000\n\n\
+             [debian]\nsuite = \"{SUITE}\"\nupdates = false\nsecurity = false\nvariant = \"essential\"\n\
+             packages = [{}]\nkeyring = \"keyring.gpg\"\nmirror = \"{}\"\n{extra_recipe}",
+            packages.join(", "),
+            repo.url()
+        ),
+    )
+    .unwrap();
+    Setup {
+        _tmp: tmp,
+        dir,
+        debs: files,
+    }
+}
+
+fn build(dir: &Path, extra: &[&str]) -> Output {
+    kiln()
+        .current_dir(dir)
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .args(["build", "r.toml", "-o", "out", "--compression", "none"])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+/// Every path below `root`: (type and mode, owner, content or link target).
+fn snapshot(root: &Path) -> BTreeMap<String, (u32, u32, u32, String)> {
+    let mut out = BTreeMap::new();
+    for path in list_dir(root) {
+        let host = root.join(&path);
+        let meta = std::fs::symlink_metadata(&host).unwrap();
+        let what = if meta.file_type().is_symlink() {
+            std::fs::read_link(&host).unwrap().display().to_string()
+        } else if meta.is_file() {
+            String::from_utf8_lossy(&std::fs::read(&host).unwrap()).into_owned()
+        } else {
+            String::new()
+        };
+        out.insert(path, (meta.mode(), meta.uid(), meta.gid(), what));
+    }
+    out
+}
+
+fn extract(tar: &Path, dest: &Path) {
+    std::fs::create_dir_all(dest).unwrap();
+    run_ok(
+        Command::new("tar")
+            .args(["--numeric-owner", "-xpf"])
+            .arg(tar)
+            .arg("-C")
+            .arg(dest),
+    );
+}
+
+#[test]
+fn scriptless_packages_get_the_database_dpkg_writes() {
+    if !require_root("dpkg --root as the oracle (chown)") {
+        return;
+    }
+    let s = setup(&scriptless_debs(), &["app", "tool"]);
+    let out = build(&s.dir, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        !output_text(&out).contains("configuring"),
+        "nothing had to run in a chroot:\n{}",
+        output_text(&out)
+    );
+    let image = s.dir.join("image");
+    extract(&s.dir.join("out/deb-1.rootfs.tar"), &image);
+
+    // The oracle: the host's dpkg installing the same .debs into an empty
+    // root with the same merged-/usr skeleton.
+    let oracle = s.dir.join("oracle");
+    for dir in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "usr/bin",
+        "usr/sbin",
+        "usr/lib",
+        "usr/lib64",
+    ] {
+        std::fs::create_dir_all(oracle.join(dir)).unwrap();
+    }
+    std::fs::write(oracle.join("var/lib/dpkg/status"), "").unwrap();
+    for link in ["bin", "sbin", "lib", "lib64"] {
+        std::os::unix::fs::symlink(format!("usr/{link}"), oracle.join(link)).unwrap();
+    }
+    run_ok(
+        Command::new("dpkg")
+            .arg(format!("--root={}", oracle.display()))
+            .args(["--log=/dev/null", "--force-unsafe-io", "--install"])
+            .args(&s.debs),
+    );
+
+    let ours = snapshot(&image);
+    let theirs = snapshot(&oracle);
+    let status = "var/lib/dpkg/status";
+    assert_eq!(
+        ours[status].3, theirs[status].3,
+        "the status file differs from dpkg's"
+    );
+    for (path, entry) in &theirs {
+        // dpkg's own bookkeeping that is not part of a package's record.
+        if path.ends_with("-old")
+            || path.starts_with("var/lib/dpkg/triggers")
+            || path.contains("lock")
+        {
+            continue;
+        }
+        assert_eq!(
+            ours.get(path),
+            Some(entry),
+            "{path}: kiln's image differs from what dpkg installed"
+        );
+    }
+    let extra: Vec<&str> = ours
+        .keys()
+        .filter(|p| !theirs.contains_key(*p))
+        .map(String::as_str)
+        .collect();
+    // kiln records the native architecture, as mmdebstrap does, and
+    // leaves an empty machine-id for systemd's first boot.
+    assert_eq!(
+        extra,
+        ["etc/machine-id", "var/lib/dpkg/arch"],
+        "paths only kiln has"
+    );
+}
+
+fn with_postinst() -> Vec<Deb> {
+    let mut debs = scriptless_debs();
+    debs.push(Deb {
+        name: "daemon",
+        version: "1",
+        files: vec![("/usr/sbin/daemond", "d\n")],
+        control: vec![(
+            "postinst",
+            "#!/bin/sh\nset -e\necho configured > /etc/daemon.state\n",
+        )],
+        ..Deb::default()
+    });
+    debs
+}
+
+/// No artifact, no manifest, no leftover work directory.
+fn assert_no_output(dir: &Path) {
+    let out = dir.join("out");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "a failed build left {left:?} in {}",
+        out.display()
+    );
+}
+
+#[test]
+fn maintainer_scripts_without_dpkg_in_the_image_are_refused() {
+    let s = setup(&with_postinst(), &["daemon", "tool"]);
+    let out = build(&s.dir, &[]);
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert!(
+        text.contains("packages daemon have maintainer scripts, which need dpkg in the image to run: add dpkg to [debian] packages"),
+        "{text}"
+    );
+    assert_no_output(&s.dir);
+}
+
+#[test]
+fn configuring_without_root_is_refused_with_what_kiln_needs() {
+    if !require_root("setpriv to an unprivileged user") {
+        return;
+    }
+    let mut debs = with_postinst();
+    debs.push(Deb {
+        name: "dpkg",
+        version: "1.21",
+        files: vec![("/usr/bin/dpkg", "#!/bin/sh\n")],
+        ..Deb::default()
+    });
+    let s = setup(&debs, &["daemon", "dpkg"]);
+    // The unprivileged user needs to reach the binary, the recipe and the
+    // repository, and to write the output and the cache.
+    let bin = s.dir.join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
+    for dir in [s.dir.clone(), s.dir.join("out"), s.dir.join("cache")] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&bin)
+        .args(["build", "r.toml", "-o", "out"])
+        .current_dir(&s.dir)
+        .env("XDG_CACHE_HOME", s.dir.join("cache"))
+        .env("HOME", &s.dir)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert!(
+        text.contains("installing Debian packages runs their maintainer scripts in a chroot inside private namespaces, which needs root"),
+        "{text}"
+    );
+    assert_no_output(&s.dir);
+}
+
+#[test]
+fn packages_go_onto_a_base_that_has_a_dpkg_database() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = tmp.path().join("base");
+    std::fs::create_dir_all(base.join("var/lib/dpkg/info")).unwrap();
+    let record = "Package: zbase\nStatus: install ok installed\nPriority: required\n\
+                Architecture: amd64\nVersion: 1\nDescription: from the base\n\n";
+    std::fs::write(base.join("var/lib/dpkg/status"), record).unwrap();
+    std::fs::write(base.join("var/lib/dpkg/info/zbase.list"), "/.\n").unwrap();
+    let tar = tmp.path().join("base.tar");
+    gnu_tar(&base, &tar);
+    let sha = sha256_file(&tar);
+    let s = setup_with(
+        &scriptless_debs(),
+        &["tool"],
+        &format!(
+            "\n[base]\npath = \"{}\"\nsha256 = \"{sha}\"\n",
+            tar.display()
+        ),
+    );
+    let out = build(&s.dir, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let image = s.dir.join("image");
+    extract(&s.dir.join("out/deb-1.rootfs.tar"), &image);
+    let status = std::fs::read_to_string(image.join("var/lib/dpkg/status")).unwrap();
+    let names: Vec<&str> = status
+        .lines()
+        .filter_map(|l| l.strip_prefix("Package: "))
+        .collect();
+    assert_eq!(names, ["tool", "zbase"], "{status}");
+    assert!(
+        status.ends_with(record),
+        "the base's record is kept as it was:\n{status}"
+    );
+    assert!(image.join("var/lib/dpkg/info/zbase.list").is_file());
+}
