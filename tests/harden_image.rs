@@ -216,6 +216,7 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
             "ssh.service.wants/kiln-ssh-hostkeys.service",
             "sysinit.target.wants/nftables.service",
             "sysinit.target.wants/systemd-pstore.service",
+            "sysinit.target.wants/systemd-timesyncd.service",
             "timers.target.wants/fstrim.timer",
         ]
     );

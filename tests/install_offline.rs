@@ -59,6 +59,8 @@ fn scriptless_debs() -> Vec<Deb> {
 
 struct Setup {
     _tmp: tempfile::TempDir,
+    /// Other directories the recipe refers to.
+    keep: Vec<tempfile::TempDir>,
     dir: PathBuf,
     debs: Vec<PathBuf>,
 }
@@ -88,6 +90,7 @@ fn setup_with(debs: &[Deb], packages: &[&str], extra_recipe: &str) -> Setup {
     .unwrap();
     Setup {
         _tmp: tmp,
+        keep: Vec::new(),
         dir,
         debs: files,
     }
@@ -222,6 +225,19 @@ fn with_postinst() -> Vec<Deb> {
     debs
 }
 
+/// A package with a postinst and a stand-in dpkg: kiln gets as far as
+/// configuring.
+fn with_postinst_and_dpkg() -> Vec<Deb> {
+    let mut debs = with_postinst();
+    debs.push(Deb {
+        name: "dpkg",
+        version: "1.21",
+        files: vec![("/usr/bin/dpkg", "#!/bin/sh\n")],
+        ..Deb::default()
+    });
+    debs
+}
+
 /// No artifact, no manifest, no leftover work directory.
 fn assert_no_output(dir: &Path) {
     let out = dir.join("out");
@@ -253,14 +269,7 @@ fn configuring_without_root_is_refused_with_what_kiln_needs() {
     if !require_root("setpriv to an unprivileged user") {
         return;
     }
-    let mut debs = with_postinst();
-    debs.push(Deb {
-        name: "dpkg",
-        version: "1.21",
-        files: vec![("/usr/bin/dpkg", "#!/bin/sh\n")],
-        ..Deb::default()
-    });
-    let s = setup(&debs, &["daemon", "dpkg"]);
+    let s = setup(&with_postinst_and_dpkg(), &["daemon", "dpkg"]);
     // The unprivileged user needs to reach the binary, the recipe and the
     // repository, and to write the output and the cache.
     let bin = s.dir.join("kiln");
@@ -298,15 +307,7 @@ fn packages_go_onto_a_base_that_has_a_dpkg_database() {
     std::fs::write(base.join("var/lib/dpkg/info/zbase.list"), "/.\n").unwrap();
     let tar = tmp.path().join("base.tar");
     gnu_tar(&base, &tar);
-    let sha = sha256_file(&tar);
-    let s = setup_with(
-        &scriptless_debs(),
-        &["tool"],
-        &format!(
-            "\n[base]\npath = \"{}\"\nsha256 = \"{sha}\"\n",
-            tar.display()
-        ),
-    );
+    let s = setup_with(&scriptless_debs(), &["tool"], &base_table(&tar));
     let out = build(&s.dir, &[]);
     assert!(out.status.success(), "{}", output_text(&out));
     let image = s.dir.join("image");
@@ -322,4 +323,147 @@ fn packages_go_onto_a_base_that_has_a_dpkg_database() {
         "the base's record is kept as it was:\n{status}"
     );
     assert!(image.join("var/lib/dpkg/info/zbase.list").is_file());
+}
+
+#[test]
+fn root_without_cap_sys_admin_is_told_what_is_missing() {
+    if !require_root("capsh to drop a capability") {
+        return;
+    }
+    let s = setup(&with_postinst_and_dpkg(), &["daemon", "dpkg"]);
+    let out = Command::new("capsh")
+        .args(["--drop=cap_sys_admin", "--", "-c"])
+        .arg(format!(
+            "exec {} build r.toml -o out",
+            env!("CARGO_BIN_EXE_kiln")
+        ))
+        .current_dir(&s.dir)
+        .env("XDG_CACHE_HOME", s.dir.join("cache"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert!(
+        text.contains(
+            "kiln runs as root but lacks CAP_SYS_ADMIN; in a container, give it the capability"
+        ),
+        "{text}"
+    );
+    assert_no_output(&s.dir);
+}
+
+/// A base tarball holding the build host's own sh, dpkg and the programs
+/// dpkg insists on (with their libraries), on a merged /usr: enough for
+/// kiln to configure packages from the test repository without network.
+fn host_tools_base(dir: &Path) -> PathBuf {
+    let base = dir.join("host-tools");
+    sh(
+        dir,
+        &format!(
+            r#"b={base}
+            mkdir -p $b/usr/bin $b/usr/sbin $b/usr/lib $b/usr/lib64 $b/etc $b/tmp
+            for d in bin sbin lib lib64; do ln -s usr/$d $b/$d; done
+            for p in sh rm mv tar diff ldconfig start-stop-daemon dpkg dpkg-deb cat grep; do
+                src=$(command -v $p)
+                cp -L "$src" "$b/usr/bin/$p"
+                for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*'); do
+                    mkdir -p "$b$(dirname "$lib")"
+                    cp -L "$lib" "$b$lib"
+                done
+            done"#,
+            base = base.display()
+        ),
+    );
+    let tar = dir.join("host-tools.tar");
+    gnu_tar(&base, &tar);
+    tar
+}
+
+/// The recipe's `[base]` for the tarball `tar`.
+fn base_table(tar: &Path) -> String {
+    format!(
+        "\n[base]\npath = \"{}\"\nsha256 = \"{}\"\n",
+        tar.display(),
+        sha256_file(tar)
+    )
+}
+
+fn recorded_debs(postinst: &'static str) -> Vec<Deb> {
+    let record = "#!/bin/sh\nset -e\n\
+                  echo \"$DPKG_MAINTSCRIPT_NAME $* $DPKG_MAINTSCRIPT_PACKAGE $(cat /var/lib/dpkg/tmp.ci/control 2>/dev/null | grep ^Package:)\" >> /etc/kiln-test.log\n";
+    vec![
+        Deb {
+            name: "daemon",
+            version: "1",
+            depends: "libdep",
+            files: vec![("/usr/sbin/daemond", "d\n")],
+            control: vec![("preinst", record), ("postinst", postinst)],
+            ..Deb::default()
+        },
+        Deb {
+            name: "libdep",
+            version: "1",
+            files: vec![("/usr/lib/libdep", "l\n")],
+            control: vec![("preinst", record)],
+            ..Deb::default()
+        },
+    ]
+}
+
+fn setup_on_host_tools(postinst: &'static str) -> Setup {
+    let tools = tempfile::tempdir().unwrap();
+    let tar = host_tools_base(tools.path());
+    let mut s = setup_with(&recorded_debs(postinst), &["daemon"], &base_table(&tar));
+    s.keep.push(tools);
+    s
+}
+
+#[test]
+fn maintainer_scripts_run_as_dpkg_runs_them() {
+    if !require_root("kiln's install stage (chroot)") {
+        return;
+    }
+    let s = setup_on_host_tools(
+        "#!/bin/sh\nset -e\necho \"postinst $* $DPKG_MAINTSCRIPT_PACKAGE\" >> /etc/kiln-test.log\n",
+    );
+    let out = build(&s.dir, &[]);
+    assert!(out.status.success(), "{}", output_text(&out));
+    let image = s.dir.join("image");
+    extract(&s.dir.join("out/deb-1.rootfs.tar"), &image);
+    // Each preinst ran first, dependencies first, from tmp.ci beside its
+    // control file; then dpkg configured the package.
+    assert_eq!(
+        std::fs::read_to_string(image.join("etc/kiln-test.log")).unwrap(),
+        "preinst install libdep Package: libdep\n\
+         preinst install daemon Package: daemon\n\
+         postinst configure  daemon\n"
+    );
+    let status = std::fs::read_to_string(image.join("var/lib/dpkg/status")).unwrap();
+    assert_eq!(
+        status.matches("Status: install ok installed").count(),
+        2,
+        "{status}"
+    );
+    assert!(!image.join("var/lib/dpkg/tmp.ci").exists());
+    assert!(
+        !image.join("usr/sbin/policy-rc.d").exists(),
+        "kiln's policy-rc.d stays out of the image"
+    );
+}
+
+#[test]
+fn a_failing_maintainer_script_stops_the_build_with_its_output() {
+    if !require_root("kiln's install stage (chroot)") {
+        return;
+    }
+    let s = setup_on_host_tools("#!/bin/sh\necho 'daemon: cannot work here' >&2\nexit 3\n");
+    let out = build(&s.dir, &[]);
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert!(text.contains("configuring the packages failed"), "{text}");
+    assert!(
+        text.contains("daemon: cannot work here"),
+        "the script's own words: {text}"
+    );
+    assert_no_output(&s.dir);
 }

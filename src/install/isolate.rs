@@ -81,9 +81,14 @@ pub fn run_shell(
     }
     // The spawn returns when the namespace's PID 1 has finished (see
     // `enter`): output goes to a file, so nothing can block on a pipe.
-    let mut child = command
-        .spawn()
-        .with_context(|| format!("cannot run /bin/sh in {}", root.display()))?;
+    let mut child = command.spawn().map_err(|e| match e.raw_os_error() {
+        // Root without CAP_SYS_ADMIN: an unprivileged container.
+        Some(libc::EPERM) => anyhow::anyhow!(
+            "cannot create the namespaces for maintainer scripts ({e}): kiln runs as root but lacks \
+             CAP_SYS_ADMIN; in a container, give it the capability (e.g. docker run --privileged)"
+        ),
+        _ => anyhow::Error::new(e).context(format!("cannot run /bin/sh in {}", root.display())),
+    })?;
     Ok(child.wait()?)
 }
 
