@@ -33,14 +33,25 @@ impl Ui {
     /// A byte-counting progress bar for a long step; invisible when stderr
     /// is not a terminal.
     pub fn bytes(&self, total: u64, message: &str) -> Progress {
+        self.bar(
+            total,
+            message,
+            "{msg:>12} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+    }
+
+    /// A progress bar counting items (packages, files).
+    pub fn count(&self, total: u64, message: &str) -> Progress {
+        self.bar(total, message, "{msg:>12} [{bar:32}] {pos}/{len} eta {eta}")
+    }
+
+    fn bar(&self, total: u64, message: &str, template: &str) -> Progress {
         let bar = if self.bars {
             let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{msg:>12} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template(template)
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             bar.set_message(message.to_owned());
             Some(bar)
@@ -63,6 +74,13 @@ impl Progress {
     pub fn inc(&self, n: u64) {
         if let Some(bar) = &self.bar {
             bar.inc(n);
+        }
+    }
+
+    /// Moves the bar to `n`.
+    pub fn set(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_position(n);
         }
     }
 

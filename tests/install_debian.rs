@@ -7,10 +7,9 @@
 
 mod common;
 
+use common::oracle::{compare_with_oracle, read_tar};
 use common::*;
-use globset::Glob;
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -157,60 +156,6 @@ fn oracle(versions: &BTreeMap<String, String>) -> PathBuf {
     tar
 }
 
-/// A member of an archive: type, mode, owner, link target, content digest.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Member {
-    kind: char,
-    mode: u32,
-    uid: u64,
-    gid: u64,
-    link: String,
-    sha256: String,
-}
-
-fn read_tar(path: &Path) -> BTreeMap<String, (Member, Vec<u8>)> {
-    use sha2::{Digest, Sha256};
-    let mut archive = tar::Archive::new(std::fs::File::open(path).unwrap());
-    let mut out = BTreeMap::new();
-    for entry in archive.entries().unwrap() {
-        let mut entry = entry.unwrap();
-        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        let name = format!("/{}", raw.trim_start_matches("./").trim_end_matches('/'));
-        let name = if name == "/." { "/".to_owned() } else { name };
-        let header = entry.header().clone();
-        let kind = match header.entry_type() {
-            tar::EntryType::Regular => 'f',
-            tar::EntryType::Directory => 'd',
-            tar::EntryType::Symlink => 'l',
-            tar::EntryType::Link => 'h',
-            tar::EntryType::Char => 'c',
-            tar::EntryType::Block => 'b',
-            tar::EntryType::Fifo => 'p',
-            other => panic!("{name}: unexpected member type {other:?}"),
-        };
-        let link = entry
-            .link_name_bytes()
-            .map(|l| {
-                String::from_utf8_lossy(&l)
-                    .trim_start_matches("./")
-                    .to_owned()
-            })
-            .unwrap_or_default();
-        let mut content = Vec::new();
-        entry.read_to_end(&mut content).unwrap();
-        let member = Member {
-            kind,
-            mode: header.mode().unwrap() & 0o7777,
-            uid: header.uid().unwrap(),
-            gid: header.gid().unwrap(),
-            link,
-            sha256: hex::encode(Sha256::digest(&content)),
-        };
-        out.insert(name, (member, content));
-    }
-    out
-}
-
 /// Package → version, from the dpkg status inside an image archive.
 fn dpkg_versions(tar: &Path) -> BTreeMap<String, String> {
     let members = read_tar(tar);
@@ -249,59 +194,7 @@ fn node_set_matches_the_mmdebstrap_oracle() {
         "mmdebstrap installed other versions"
     );
 
-    let patterns: Vec<_> = INTENDED
-        .iter()
-        .map(|(p, why)| (Glob::new(p).unwrap().compile_matcher(), *p, *why))
-        .collect();
-    let mut seen: BTreeSet<&str> = BTreeSet::new();
-    let mut unexplained = Vec::new();
-    let paths: BTreeSet<&String> = ours.keys().chain(theirs.keys()).collect();
-    for path in paths {
-        let (a, b) = (ours.get(path), theirs.get(path));
-        if a.map(|m| &m.0) == b.map(|m| &m.0) {
-            continue;
-        }
-        if SAME_LINES.contains(&path.as_str()) {
-            let lines = |m: Option<&(Member, Vec<u8>)>| -> Vec<String> {
-                let text = String::from_utf8_lossy(&m.unwrap().1).into_owned();
-                let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
-                lines.sort();
-                lines
-            };
-            assert_eq!(
-                lines(a),
-                lines(b),
-                "{path}: not the same lines as mmdebstrap's"
-            );
-            seen.insert(path);
-            continue;
-        }
-        match patterns.iter().find(|(m, _, _)| m.is_match(path)) {
-            Some((_, pattern, _)) => {
-                seen.insert(pattern);
-            }
-            None => unexplained.push(format!(
-                "{path}\n    kiln:       {:?}\n    mmdebstrap: {:?}",
-                a.map(|m| &m.0),
-                b.map(|m| &m.0)
-            )),
-        }
-    }
-    assert!(
-        unexplained.is_empty(),
-        "differences from mmdebstrap that are not on the list:\n{}",
-        unexplained.join("\n")
-    );
-    let unseen: Vec<&str> = INTENDED
-        .iter()
-        .map(|(p, _)| *p)
-        .chain(SAME_LINES.iter().copied())
-        .filter(|p| !seen.contains(p))
-        .collect();
-    assert!(
-        unseen.is_empty(),
-        "listed differences that no longer occur (remove them from the list): {unseen:?}"
-    );
+    compare_with_oracle(&ours, &theirs, INTENDED, SAME_LINES);
 }
 
 #[test]

@@ -224,7 +224,29 @@ fn configure(
         ("KERNEL_INSTALL_BYPASS", "1".to_owned()),
     ];
     let log = options.work_dir.join("configure.log");
-    let status = isolate::run_shell(&root, &script, &env, &log)?;
+    let steps = packages.iter().filter(|p| p.has_member("preinst")).count() + packages.len();
+    let progress = ui.count(steps as u64, "configuring");
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let status = std::thread::scope(|scope| {
+        // The scripts' own output tells how far they are: kiln's preinst
+        // lines, then dpkg's "Setting up" for each package.
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Ok(text) = std::fs::read_to_string(&log) {
+                    let n = text
+                        .lines()
+                        .filter(|l| l.starts_with("kiln: preinst") || l.starts_with("Setting up "))
+                        .count();
+                    progress.set(n as u64);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+        });
+        let status = isolate::run_shell(&root, &script, &env, &log);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        status
+    })?;
+    progress.finish();
     let ran = started.elapsed().as_secs_f64();
     if !status.success() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();

@@ -4,6 +4,7 @@
 
 pub mod debrepo;
 pub mod http;
+pub mod oracle;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
