@@ -12,7 +12,8 @@ use common::*;
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 const SUITE: &str = "kilntest";
 
@@ -364,7 +365,7 @@ fn host_tools_base(dir: &Path) -> PathBuf {
             r#"b={base}
             mkdir -p $b/usr/bin $b/usr/sbin $b/usr/lib $b/usr/lib64 $b/etc $b/tmp
             for d in bin sbin lib lib64; do ln -s usr/$d $b/$d; done
-            for p in sh rm mv tar diff ldconfig start-stop-daemon dpkg dpkg-deb cat grep; do
+            for p in sh rm mv tar diff ldconfig start-stop-daemon dpkg dpkg-deb cat grep sleep; do
                 src=$(command -v $p)
                 cp -L "$src" "$b/usr/bin/$p"
                 for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*'); do
@@ -539,4 +540,80 @@ fn scriptless_set_matches_the_mmdebstrap_oracle() {
         INTENDED_OFFLINE,
         &[],
     );
+}
+
+/// Processes whose command line is exactly `words`.
+fn processes_running(words: &[&str]) -> Vec<String> {
+    let wanted: Vec<u8> = words
+        .iter()
+        .flat_map(|w| [w.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter(|p| std::fs::read(p.path().join("cmdline")).is_ok_and(|c| c == wanted))
+        .map(|p| p.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn an_interrupted_configure_leaves_nothing_behind() {
+    if !require_root("kiln's install stage (chroot)") {
+        return;
+    }
+    // A postinst that would run for a long time; its marker file says it
+    // has started.
+    let s =
+        setup_on_host_tools("#!/bin/sh\necho started > /etc/postinst-started\nexec sleep 86.5\n");
+    for (signal, code) in [(libc::SIGTERM, Some(143)), (libc::SIGKILL, None)] {
+        let out = s.dir.join("out");
+        let mut child = kiln()
+            .current_dir(&s.dir)
+            .env("XDG_CACHE_HOME", s.dir.join("cache"))
+            .args(["build", "r.toml", "-o", "out"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !std::fs::read_dir(&out)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|work| {
+                work.path()
+                    .join("configure-root/etc/postinst-started")
+                    .exists()
+            })
+        {
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the build ended before the postinst ran"
+            );
+            assert!(Instant::now() < deadline, "the postinst never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(processes_running(&["sleep", "86.5"]).len(), 1);
+        // SAFETY: kill has no memory-safety preconditions.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+        assert_eq!(child.wait().unwrap().code(), code, "signal {signal}");
+        // The script dies with kiln, even when kiln could not clean up.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !processes_running(&["sleep", "86.5"]).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "signal {signal}: the postinst outlived kiln"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if signal == libc::SIGTERM {
+            assert_no_output(&s.dir);
+        }
+    }
+    // What SIGKILL left (the work directory with the configure root), the
+    // next build removes before it starts; this one then stops at once.
+    assert!(!list_dir(&s.dir.join("out")).is_empty());
+    let out = build(&s.dir, &["--artifact", "none=/dev/null"]);
+    assert!(!out.status.success());
+    assert_no_output(&s.dir);
 }
