@@ -617,3 +617,69 @@ fn an_interrupted_configure_leaves_nothing_behind() {
     assert!(!out.status.success());
     assert_no_output(&s.dir);
 }
+
+#[test]
+fn a_tampered_install_cache_is_not_trusted() {
+    let s = setup(&scriptless_debs(), &["app", "tool"]);
+    let first = build(&s.dir, &[]);
+    assert!(first.status.success(), "{}", output_text(&first));
+    let image = s.dir.join("out/deb-1.rootfs.tar");
+    let expected = sha256_file(&image);
+    std::fs::remove_dir_all(s.dir.join("out")).unwrap();
+
+    // The index names the cached tree's blob; change one byte of it.
+    let index = s.dir.join("cache/kiln/installed");
+    let entries: Vec<_> = std::fs::read_dir(&index).unwrap().flatten().collect();
+    assert_eq!(entries.len(), 1, "one installed tree is cached");
+    let digest = std::fs::read_to_string(entries[0].path()).unwrap();
+    let blob = s
+        .dir
+        .join("cache/kiln/sha256")
+        .join(&digest[..2])
+        .join(digest.trim());
+    let mut bytes = std::fs::read(&blob).unwrap();
+    bytes[600] ^= 1;
+    std::fs::write(&blob, bytes).unwrap();
+
+    let second = build(&s.dir, &[]);
+    assert!(second.status.success(), "{}", output_text(&second));
+    assert!(
+        !output_text(&second).contains("from the install cache"),
+        "a blob that no longer matches its digest was used"
+    );
+    assert_eq!(sha256_file(&image), expected);
+    std::fs::remove_dir_all(s.dir.join("out")).unwrap();
+    let third = build(&s.dir, &[]);
+    assert!(
+        output_text(&third).contains("from the install cache"),
+        "the cache was not refilled:\n{}",
+        output_text(&third)
+    );
+    assert_eq!(sha256_file(&image), expected);
+}
+
+#[test]
+fn an_install_cache_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup(&scriptless_debs(), &["app", "tool"]);
+    assert!(build(&s.dir, &[]).status.success());
+    std::fs::remove_dir_all(s.dir.join("out")).unwrap();
+    let index = s.dir.join("cache/kiln/installed");
+    let entry = std::fs::read_dir(&index)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = build(&s.dir, &[]);
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert!(
+        text.contains("is writable by another user, so an installed tree in it cannot be trusted"),
+        "{text}"
+    );
+    assert_no_output(&s.dir);
+    let out = build(&s.dir, &["--no-install-cache"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+}

@@ -8,11 +8,16 @@
 //! choice, SOURCE_DATE_EPOCH and every package's sha256; the value is the
 //! installed tree as a deterministic plain tar, stored by its sha256 in
 //! the download cache (and re-hashed on every use, like every blob there).
+//!
+//! Packages in the cache are checked against the lock's pins; an installed
+//! tree can only be checked against the index that names it. So the index
+//! is trusted only when this user owns it and nobody else can write it
+//! (as ccache trusts its directory); `--no-install-cache` trusts nothing.
 
 use crate::debian::lock::LockedPackage;
 use crate::fetch::{Cache, write_atomic};
 use crate::tree::{Digest, Store, Tree, hash_reader, load_tar};
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
 use std::io::{BufReader, BufWriter};
 use std::path::{Path, PathBuf};
@@ -40,6 +45,11 @@ impl InstallCache {
         let index = cache_dir.join("installed");
         std::fs::create_dir_all(&index)
             .with_context(|| format!("cannot create {}", index.display()))?;
+        if owned_by_me(&index) {
+            // Whatever the umask made of it, only its owner writes here.
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o755));
+        }
         Ok(InstallCache {
             blobs: Cache::open(cache_dir)?,
             index,
@@ -70,7 +80,18 @@ impl InstallCache {
     /// The cached tree for `key`, loaded into `store`; `None` when there
     /// is none or it is no longer intact.
     pub fn load(&self, key: &str, store: &Store) -> Result<Option<Tree>> {
-        let Ok(text) = std::fs::read_to_string(self.index.join(key)) else {
+        let entry = self.index.join(key);
+        if !entry.exists() {
+            return Ok(None);
+        }
+        if !private(&self.index) || !private(&entry) {
+            bail!(
+                "the install cache {} is writable by another user, so an installed tree in it cannot be trusted; \
+                 make it yours alone (chmod go-w, chown) or build with --no-install-cache",
+                self.index.display()
+            );
+        }
+        let Ok(text) = std::fs::read_to_string(&entry) else {
             return Ok(None);
         };
         let Ok(digest) = text.trim().parse::<Digest>() else {
@@ -107,6 +128,19 @@ impl InstallCache {
         std::fs::remove_file(&tmp)?;
         write_atomic(&self.index.join(key), packed.sha256.hex().as_bytes(), 0o644)
     }
+}
+
+/// Owned by this user and writable by nobody else.
+fn private(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    owned_by_me(path) && std::fs::symlink_metadata(path).is_ok_and(|m| m.mode() & 0o022 == 0)
+}
+
+fn owned_by_me(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me)
 }
 
 /// The digest of the running binary: a kiln built from other code installs

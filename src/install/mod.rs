@@ -74,6 +74,27 @@ pub fn install(
         }
         None => None,
     };
+    install_afresh(tree, store, packages, merged_usr, options, ui)?;
+    if let Some((cache, key)) = cached {
+        // A cache that cannot be written costs the next build time, not this one.
+        if let Err(e) = cache.save(&key, tree, store, options.work_dir) {
+            ui.warn(format!(
+                "cannot save the installed tree in the cache: {e:#}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Unpacks, configures and normalises: what the cache saves a rebuild.
+fn install_afresh(
+    tree: &mut Tree,
+    store: &Store,
+    packages: &[(LockedPackage, PathBuf)],
+    merged_usr: bool,
+    options: &InstallOptions,
+    ui: &Ui,
+) -> Result<()> {
     if merged_usr {
         merged_usr_skeleton(tree, options.arch)?;
     }
@@ -129,14 +150,6 @@ pub fn install(
             removed.len(),
             normalise::summary(&removed)
         ));
-    }
-    if let Some((cache, key)) = cached {
-        // A cache that cannot be written costs the next build time, not this one.
-        if let Err(e) = cache.save(&key, tree, store, options.work_dir) {
-            ui.warn(format!(
-                "cannot save the installed tree in the cache: {e:#}"
-            ));
-        }
     }
     Ok(())
 }
