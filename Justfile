@@ -4,7 +4,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the build and the test suite use (real tools as oracles).
-debian_packages := "tar zstd gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd openssh-server nftables iproute2 util-linux python3-yaml libxml2-utils time bc"
+debian_packages := "tar zstd gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd openssh-server nftables iproute2 util-linux python3-yaml libxml2-utils time bc uidmap"
 
 default:
     @just --list

@@ -14,6 +14,8 @@ use std::process::ExitCode;
 mod exit {
     pub const SUCCESS: u8 = 0;
     pub const FAILURE: u8 = 1;
+    /// A command line clap refuses (clap exits with 2 itself).
+    pub const USAGE: u8 = 2;
     pub const INVALID_RECIPE: u8 = 3;
     /// Not what was signed: a bad signature, a tampered artifact, drift.
     pub const NOT_VERIFIED: u8 = 4;
@@ -51,8 +53,9 @@ enum Command {
         SOURCE_DATE_EPOCH=1700000000 kiln build recipes/minimal.toml -o out --compression gzip\n\n\
         Writes NAME-VERSION.rootfs.tar.zst (or .tar.gz, .tar), NAME-VERSION.manifest.json and, with --key, \
         NAME-VERSION.manifest.json.minisig into the output directory; they appear only when complete.\n\n\
-        Recipes with [debian] packages need root to configure them (maintainer scripts run in an isolated \
-        chroot), except when the same lock was installed before and is in the install cache.")]
+        Recipes with [debian] packages need root, or a user namespace with subordinate ids (uidmap, \
+        /etc/subuid), to configure them in an isolated chroot; not when the same lock was installed \
+        before and is in the install cache.")]
     Build {
         /// The recipe file (TOML).
         recipe: PathBuf,
@@ -313,6 +316,18 @@ impl SigningArgs {
 }
 
 fn main() -> ExitCode {
+    // kiln's configure helper (a user namespace for maintainer scripts)
+    // must start before any thread does, so before anything else.
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.len() == 3 && args[1] == kiln::install::HELPER_COMMAND {
+        return match kiln::install::helper_work_dir(std::path::Path::new(&args[2])) {
+            Ok(work) => ExitCode::from(kiln::install::helper_main(&work)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(exit::USAGE)
+            }
+        };
+    }
     let cli = Cli::parse();
     if let Err(e) = kiln::cleanup::install_signal_handlers() {
         eprintln!("kiln: warning: cannot install signal handlers: {e}");

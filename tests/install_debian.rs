@@ -258,8 +258,11 @@ fn node_set_rebuilds_bit_for_bit() {
 fn in_image(root: &Path, script: &str) -> (bool, String) {
     let log = root.with_extension("log");
     let env = [
-        ("PATH", "/usr/sbin:/usr/bin:/sbin:/bin".to_owned()),
-        ("LC_ALL", "C.UTF-8".to_owned()),
+        (
+            "PATH".to_owned(),
+            "/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
+        ),
+        ("LC_ALL".to_owned(), "C.UTF-8".to_owned()),
     ];
     let status = kiln::install::run_shell(root, script, &env, &log).unwrap();
     (status.success(), std::fs::read_to_string(&log).unwrap())
@@ -373,4 +376,51 @@ fn maintainer_scripts_run_isolated_from_the_host() {
         }
     }
     std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn node_set_builds_the_same_without_root() {
+    use std::os::unix::fs::PermissionsExt;
+    if !require_root("making an unprivileged user with subordinate ids for the test") {
+        return;
+    }
+    let first = built();
+    // nobody (65534) builds in a directory of its own, with its own copy of
+    // kiln and 65536 subordinate ids granted by /etc/subuid and /etc/subgid
+    // (bind-mounted over the host's in a private mount namespace).
+    // In the temporary directory, which every user can reach (the
+    // repository may sit below a directory only root can enter).
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    write_recipe(&dir);
+    std::fs::copy(first.dir.join("node.lock"), dir.join("node.lock")).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), dir.join("kiln")).unwrap();
+    std::fs::write(dir.join("subids"), "nobody:200000:65536\n").unwrap();
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        if !Path::new(file).exists() {
+            std::fs::write(file, "").unwrap(); // what shadow's tools start from
+        }
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let script = format!(
+        "mount --bind subids /etc/subuid && mount --bind subids /etc/subgid && \
+         exec setpriv --reuid=65534 --regid=65534 --clear-groups env HOME={dir} \
+         ./kiln build node.toml --locked -o out --compression none --cache-dir cache",
+        dir = dir.display()
+    );
+    let out = run_ok(
+        Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+            .current_dir(&dir),
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("in a user namespace"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        sha256_file(&first.tar),
+        sha256_file(&dir.join("out/node-1.rootfs.tar")),
+        "configured without root, the image differs"
+    );
 }

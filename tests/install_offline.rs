@@ -365,7 +365,7 @@ fn host_tools_base(dir: &Path) -> PathBuf {
             r#"b={base}
             mkdir -p $b/usr/bin $b/usr/sbin $b/usr/lib $b/usr/lib64 $b/etc $b/tmp
             for d in bin sbin lib lib64; do ln -s usr/$d $b/$d; done
-            for p in sh rm mv tar diff ldconfig start-stop-daemon dpkg dpkg-deb cat grep sleep; do
+            for p in sh rm mv tar diff ldconfig start-stop-daemon dpkg dpkg-deb cat grep sleep chown; do
                 src=$(command -v $p)
                 cp -L "$src" "$b/usr/bin/$p"
                 for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*'); do
@@ -682,4 +682,75 @@ fn an_install_cache_others_can_write_is_refused() {
     assert_no_output(&s.dir);
     let out = build(&s.dir, &["--no-install-cache"]);
     assert!(out.status.success(), "{}", output_text(&out));
+}
+
+#[test]
+fn without_root_a_user_namespace_with_subordinate_ids_configures() {
+    if !require_root("making an unprivileged user with subordinate ids for the test") {
+        return;
+    }
+    assert!(
+        Command::new("newuidmap").arg("--help").output().is_ok(),
+        "newuidmap is missing: apt-get install uidmap"
+    );
+    // The postinst gives its file to another user: the image's ids must
+    // come back as the image's, not the subordinate ids on the host.
+    let s = setup_on_host_tools(
+        "#!/bin/sh\nset -e\necho \"postinst $*\" >> /etc/kiln-test.log\nchown 101:102 /etc/kiln-test.log\n",
+    );
+    // nobody (65534) builds: it reaches the directories, runs its own
+    // copy of kiln, and /etc/subuid and /etc/subgid grant it 65536 ids
+    // (bind-mounted over the host's in a private mount namespace).
+    std::fs::set_permissions(s.keep[0].path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // The lockfile goes beside the recipe.
+    for dir in [s.dir.clone(), s.dir.join("out"), s.dir.join("cache")] {
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let bin = s.dir.join("kiln");
+    std::fs::copy(env!("CARGO_BIN_EXE_kiln"), &bin).unwrap();
+    std::fs::write(s.dir.join("subids"), "nobody:200000:65536\n").unwrap();
+    for file in ["/etc/subuid", "/etc/subgid"] {
+        if !Path::new(file).exists() {
+            std::fs::write(file, "").unwrap(); // what shadow's tools start from
+        }
+    }
+    let script = format!(
+        "mount --bind subids /etc/subuid && mount --bind subids /etc/subgid && \
+         exec setpriv --reuid=65534 --regid=65534 --clear-groups \
+         env HOME={dir} XDG_CACHE_HOME={dir}/cache {bin} build r.toml -o out --compression none",
+        dir = s.dir.display(),
+        bin = bin.display()
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .current_dir(&s.dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    assert!(
+        output_text(&out)
+            .contains("in a user namespace, image ids 1-65535 as subordinate uids from 200000"),
+        "{}",
+        output_text(&out)
+    );
+    let members = read_tar(&s.dir.join("out/deb-1.rootfs.tar"));
+    let log = &members["/etc/kiln-test.log"];
+    assert_eq!((log.0.uid, log.0.gid), (101, 102), "the image's own ids");
+    assert_eq!(
+        String::from_utf8_lossy(&log.1),
+        "preinst install libdep Package: libdep\npreinst install daemon Package: daemon\npostinst configure \n"
+    );
+    assert!(
+        members
+            .values()
+            .all(|(m, _)| m.uid < 65536 && m.gid < 65536)
+    );
+    // Nothing is left that nobody could not remove.
+    let left: Vec<String> = list_dir(&s.dir.join("out"));
+    assert_eq!(
+        left,
+        ["deb-1.manifest.json", "deb-1.rootfs.tar"],
+        "the work directory is gone"
+    );
 }

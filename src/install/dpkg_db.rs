@@ -320,7 +320,14 @@ fn conffile_md5(tree: &Tree, store: &Store, path: &str) -> Result<String> {
     }
 }
 
-fn put(tree: &mut Tree, store: &Store, path: &ImagePath, bytes: &[u8], mode: u32) -> Result<()> {
+/// Adds a root-owned file with `bytes` to the tree.
+pub(super) fn put(
+    tree: &mut Tree,
+    store: &Store,
+    path: &ImagePath,
+    bytes: &[u8],
+    mode: u32,
+) -> Result<()> {
     let digest = store.put_bytes(bytes)?;
     tree.insert(
         path.clone(),

@@ -1,34 +1,98 @@
-//! Running a program inside an image directory, isolated from the build
-//! host: private mount, PID, network, UTS and IPC namespaces, chroot into
-//! the image, a fresh /proc of its own PID namespace, a minimal /dev on a
-//! tmpfs, a read-only /sys, no network but a loopback that is down, and
-//! hostname "localhost". When the program exits, the kernel kills
-//! whatever it left running (it was PID 1 of its namespace), and the
-//! mounts vanish with the namespace: nothing remains to clean up, even
-//! after SIGKILL.
+//! Running maintainer scripts inside an image directory, isolated from
+//! the build host: private mount, PID, network, UTS and IPC namespaces,
+//! chroot into the image, a fresh /proc of its own PID namespace, a
+//! minimal /dev on a tmpfs, a read-only /sys, a tmpfs on /run, no network
+//! but a loopback that is down, and hostname "localhost". When the program
+//! exits, the kernel kills whatever it left running (it was PID 1 of its
+//! namespace), and the mounts vanish with the namespace: nothing remains to
+//! clean up, even after SIGKILL.
 //!
-//! Needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_MKNOD).
+//! Two ways to get the privileges: root ([`Isolation::Root`]), or a user
+//! namespace in which the building user is root and a range of subordinate
+//! ids from /etc/subuid and /etc/subgid are the image's other users
+//! ([`Isolation::UserNamespace`], see `userns.rs`).
 
+use super::userns::{self, IdRanges};
+use crate::tree::{Store, Tree, load_dir, write_dir};
 use anyhow::{Context, Result, bail};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
 
-/// Why kiln needs root here, for the error when it is missing.
-pub const NEEDS_ROOT: &str = "installing Debian packages runs their maintainer scripts in a chroot \
-     inside private namespaces, which needs root (CAP_SYS_ADMIN, CAP_SYS_CHROOT, CAP_MKNOD): \
-     run kiln build as root (sudo, or a container or CI job running as root); \
-     unprivileged user namespaces are not supported yet, because a rootfs needs files owned by many users";
+/// How this build gets the privileges to configure packages.
+pub enum Isolation {
+    Root,
+    UserNamespace(IdRanges),
+}
 
-/// Whether this process can isolate: root, with the capabilities above.
-pub fn check_privileges() -> Result<()> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        bail!("{NEEDS_ROOT}");
+/// What to run in the image.
+pub struct Job<'a> {
+    /// The build's private directory.
+    pub work_dir: &'a Path,
+    pub script: String,
+    pub env: Vec<(String, String)>,
+    /// Where the scripts' output goes.
+    pub log: PathBuf,
+}
+
+pub enum Outcome {
+    /// The image after the scripts ran.
+    Configured(Tree),
+    /// A script failed; its output is in the job's log.
+    Failed(ExitStatus),
+}
+
+impl std::fmt::Display for Isolation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Isolation::Root => f.write_str("as root"),
+            Isolation::UserNamespace(ids) => write!(f, "in a user namespace, {ids}"),
+        }
     }
-    Ok(())
+}
+
+impl Isolation {
+    /// Root if kiln runs as root, else a user namespace if the host grants
+    /// this user subordinate ids; otherwise an error saying what to do.
+    pub fn detect() -> Result<Isolation> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            return Ok(Isolation::Root);
+        }
+        match IdRanges::of_this_user() {
+            Ok(ids) => Ok(Isolation::UserNamespace(ids)),
+            Err(why) => bail!(
+                "installing Debian packages runs their maintainer scripts in a chroot inside private \
+                 namespaces, which needs root or a user namespace with subordinate ids: run kiln build \
+                 as root (sudo, or a container or CI job running as root), or give this user 65536 \
+                 subordinate ids and install newuidmap ({why})"
+            ),
+        }
+    }
+
+    /// Writes `tree` out, runs the job's script in it and reads it back.
+    pub fn run(&self, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> {
+        match self {
+            Isolation::Root => run_as_root(tree, store, job),
+            Isolation::UserNamespace(ids) => userns::run(ids, tree, store, job),
+        }
+    }
+}
+
+fn run_as_root(tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> {
+    let root = job.work_dir.join("configure-root");
+    std::fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
+    write_dir(tree, store, &root)?;
+    let status = run_shell(&root, &job.script, &job.env, &job.log)?;
+    if !status.success() {
+        return Ok(Outcome::Failed(status));
+    }
+    let configured = load_dir(&root, store, &|_| false)
+        .with_context(|| format!("cannot read back the configured root {}", root.display()))?;
+    std::fs::remove_dir_all(&root).with_context(|| format!("cannot remove {}", root.display()))?;
+    Ok(Outcome::Configured(configured))
 }
 
 const DEVICES: &[(&str, u32, u32)] = &[
@@ -51,10 +115,9 @@ const DEV_LINKS: &[(&str, &str)] = &[
 pub fn run_shell(
     root: &Path,
     script: &str,
-    env: &[(&str, String)],
+    env: &[(String, String)],
     log: &Path,
 ) -> Result<ExitStatus> {
-    check_privileges()?;
     for dir in ["dev", "proc", "sys", "run"] {
         let dir = root.join(dir);
         if !dir.is_dir() {
@@ -98,7 +161,8 @@ struct Prepared {
     dev: CString,
     proc_dir: CString,
     sys: CString,
-    devices: Vec<(CString, u32, u32)>,
+    /// (node in the image's /dev, the host's node, major, minor)
+    devices: Vec<(CString, CString, u32, u32)>,
     links: Vec<(CString, CString)>,
     shm: CString,
     pts: CString,
@@ -119,7 +183,10 @@ impl Prepared {
             sys: c(&root.join("sys"))?,
             devices: DEVICES
                 .iter()
-                .map(|(name, major, minor)| Ok((c(&dev.join(name))?, *major, *minor)))
+                .map(|(name, major, minor)| {
+                    let host = c(&Path::new("/dev").join(name))?;
+                    Ok((c(&dev.join(name))?, host, *major, *minor))
+                })
                 .collect::<Result<_>>()?,
             links: DEV_LINKS
                 .iter()
@@ -168,14 +235,25 @@ impl Prepared {
                 MS_NOSUID,
                 c"mode=0755".as_ptr().cast(),
             ))?;
-            for (path, major, minor) in &self.devices {
-                check(mknod(
-                    path.as_ptr(),
-                    S_IFCHR | 0o666,
-                    makedev(*major, *minor),
-                ))?;
-                // The umask must not narrow the nodes' modes.
-                check(chmod(path.as_ptr(), 0o666))?;
+            for (path, host, major, minor) in &self.devices {
+                if mknod(path.as_ptr(), S_IFCHR | 0o666, makedev(*major, *minor)) == 0 {
+                    // The umask must not narrow the nodes' modes.
+                    check(chmod(path.as_ptr(), 0o666))?;
+                } else {
+                    // A user namespace may not make devices: bind the host's.
+                    let fd = open(path.as_ptr(), O_CREAT | O_WRONLY | O_CLOEXEC, 0o666);
+                    if fd < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    close(fd);
+                    check(mount(
+                        host.as_ptr(),
+                        path.as_ptr(),
+                        std::ptr::null(),
+                        MS_BIND,
+                        std::ptr::null(),
+                    ))?;
+                }
             }
             for (path, target) in &self.links {
                 check(symlink(target.as_ptr(), path.as_ptr()))?;

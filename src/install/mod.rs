@@ -16,11 +16,13 @@ mod dpkg_db;
 mod isolate;
 pub mod normalise;
 mod order;
+mod userns;
 
-pub use isolate::{NEEDS_ROOT, check_privileges, run_shell};
+pub use isolate::run_shell;
+pub use userns::{HELPER_COMMAND, helper_main, helper_work_dir};
 
 use crate::debian::lock::LockedPackage;
-use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree, load_dir, write_dir};
+use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use crate::ui::{Ui, human_bytes};
 use anyhow::{Context, Result, bail};
 use dpkg_db::Package;
@@ -139,7 +141,6 @@ fn install_afresh(
                 to_configure.join(", ")
             );
         }
-        check_privileges()?;
         dpkg_db::write(tree, store, &unpacked, options.arch, "unpacked")?;
         configure(tree, store, &unpacked, options, ui)?;
     }
@@ -194,7 +195,8 @@ fn has_dpkg(tree: &Tree) -> bool {
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
 /// Runs preinst scripts and `dpkg --configure --pending` in the image,
-/// then reads the result back into `tree`.
+/// isolated as root or in a user namespace, and takes the result as the
+/// new `tree`.
 fn configure(
     tree: &mut Tree,
     store: &Store,
@@ -202,50 +204,33 @@ fn configure(
     options: &InstallOptions,
     ui: &Ui,
 ) -> Result<()> {
+    let isolation = isolate::Isolation::detect()?;
     let started = std::time::Instant::now();
-    let root = options.work_dir.join("configure-root");
-    std::fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
     let policy = ImagePath::new(POLICY_RC_D)?;
     let had_policy = tree.contains(&policy);
-    write_dir(tree, store, &root)?;
-    let written = started.elapsed().as_secs_f64();
-    let policy_host = crate::tree::host_path(&root, &policy);
     if !had_policy {
-        std::fs::write(&policy_host, "#!/bin/sh\nexit 101\n")?;
-        std::fs::set_permissions(
-            &policy_host,
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )?;
+        dpkg_db::put(tree, store, &policy, b"#!/bin/sh\nexit 101\n", 0o755)?;
     }
-    stage_preinst_controls(&root, packages)?;
+    stage_preinst_controls(tree, store, packages)?;
     ui.step(format!(
-        "configuring {} packages in an isolated chroot",
+        "configuring {} packages in an isolated chroot ({isolation})",
         packages.iter().filter(|p| p.needs_configure()).count()
     ));
-    let script = configure_script(packages);
-    let env = [
-        (
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_owned(),
-        ),
-        ("LC_ALL", "C.UTF-8".to_owned()),
-        ("LANG", "C.UTF-8".to_owned()),
-        ("HOME", "/root".to_owned()),
-        ("DEBIAN_FRONTEND", "noninteractive".to_owned()),
-        ("DEBCONF_NONINTERACTIVE_SEEN", "true".to_owned()),
-        ("SOURCE_DATE_EPOCH", options.epoch.to_string()),
-        ("KERNEL_INSTALL_BYPASS", "1".to_owned()),
-    ];
-    let log = options.work_dir.join("configure.log");
+    let job = isolate::Job {
+        work_dir: options.work_dir,
+        script: configure_script(packages),
+        env: configure_env(options.epoch),
+        log: options.work_dir.join("configure.log"),
+    };
     let steps = packages.iter().filter(|p| p.has_member("preinst")).count() + packages.len();
     let progress = ui.count(steps as u64, "configuring");
     let done = std::sync::atomic::AtomicBool::new(false);
-    let status = std::thread::scope(|scope| {
+    let outcome = std::thread::scope(|scope| {
         // The scripts' own output tells how far they are: kiln's preinst
         // lines, then dpkg's "Setting up" for each package.
         scope.spawn(|| {
             while !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(text) = std::fs::read_to_string(&log) {
+                if let Ok(text) = std::fs::read_to_string(&job.log) {
                     let n = text
                         .lines()
                         .filter(|l| l.starts_with("kiln: preinst") || l.starts_with("Setting up "))
@@ -255,53 +240,69 @@ fn configure(
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
         });
-        let status = isolate::run_shell(&root, &script, &env, &log);
+        let outcome = isolation.run(tree, store, &job);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
-        status
+        outcome
     })?;
     progress.finish();
-    let ran = started.elapsed().as_secs_f64();
-    if !status.success() {
-        let text = std::fs::read_to_string(&log).unwrap_or_default();
-        let tail: Vec<&str> = text.lines().rev().take(40).collect();
-        let tail: Vec<&str> = tail.into_iter().rev().collect();
-        bail!(
-            "configuring the packages failed ({status}); the end of the output:\n{}",
-            tail.join("\n")
-        );
-    }
+    *tree = match outcome {
+        isolate::Outcome::Configured(tree) => tree,
+        isolate::Outcome::Failed(status) => {
+            let text = std::fs::read_to_string(&job.log).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            bail!(
+                "configuring the packages failed ({status}); the end of the output:\n{}",
+                tail.join("\n")
+            );
+        }
+    };
     if !had_policy {
-        std::fs::remove_file(&policy_host)?;
+        tree.remove(&policy)?;
     }
-    *tree = load_dir(&root, store, &|_| false)
-        .with_context(|| format!("cannot read back the configured root {}", root.display()))?;
-    remove_root(&root)?;
-    let total = started.elapsed().as_secs_f64();
     ui.step(format!(
-        "configured in {total:.1}s (writing the root {written:.1}s, scripts {:.1}s, reading it back {:.1}s)",
-        ran - written,
-        total - ran
+        "configured in {:.1}s",
+        started.elapsed().as_secs_f64()
     ));
     Ok(())
 }
 
+/// The environment maintainer scripts run with: fixed, nothing of the
+/// build host's.
+fn configure_env(epoch: u64) -> Vec<(String, String)> {
+    [
+        (
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ),
+        ("LC_ALL", "C.UTF-8"),
+        ("LANG", "C.UTF-8"),
+        ("HOME", "/root"),
+        ("DEBIAN_FRONTEND", "noninteractive"),
+        ("DEBCONF_NONINTERACTIVE_SEEN", "true"),
+        ("SOURCE_DATE_EPOCH", &epoch.to_string()),
+        ("KERNEL_INSTALL_BYPASS", "1"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect()
+}
+
 /// Where each preinst waits with its package's control members.
-const PREINST_STAGING: &str = "var/lib/dpkg/kiln-preinst";
+const PREINST_STAGING: &str = "/var/lib/dpkg/kiln-preinst";
 
 /// dpkg runs a preinst from `/var/lib/dpkg/tmp.ci/`, beside the package's
 /// control file; debconf reads the package's name there. Each package's
-/// control members are staged so the script can move them into place.
-fn stage_preinst_controls(root: &Path, packages: &[Package]) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
+/// control members are staged in the tree so the script can move them
+/// into place (and removes what is left).
+fn stage_preinst_controls(tree: &mut Tree, store: &Store, packages: &[Package]) -> Result<()> {
     for p in packages.iter().filter(|p| p.has_member("preinst")) {
-        let dir = root.join(PREINST_STAGING).join(&p.info_name);
-        std::fs::create_dir_all(&dir)?;
+        let dir = ImagePath::new(PREINST_STAGING)?.join(&p.info_name)?;
+        tree.create_dir_all(&dir, &Meta::root(0o755))?;
         let control = &p.unpacked.control;
         for (member, bytes) in &control.files {
-            let path = dir.join(member);
-            std::fs::write(&path, bytes)?;
             let mode = control.modes.get(member).copied().unwrap_or(0o644);
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))?;
+            dpkg_db::put(tree, store, &dir.join(member)?, bytes, mode)?;
         }
     }
     Ok(())
@@ -319,7 +320,7 @@ fn configure_script(packages: &[Package]) -> String {
         }
         script.push_str(&format!(
             "echo 'kiln: preinst install {name}'\n\
-             rm -rf $ci && mv /{PREINST_STAGING}/{info} $ci\n\
+             rm -rf $ci && mv {PREINST_STAGING}/{info} $ci\n\
              DPKG_MAINTSCRIPT_PACKAGE={name} DPKG_MAINTSCRIPT_ARCH={arch} DPKG_MAINTSCRIPT_NAME=preinst \
              DPKG_MAINTSCRIPT_PACKAGE_REFCOUNT=1 DPKG_ADMINDIR=/var/lib/dpkg DPKG_ROOT= \
              $ci/preinst install\n",
@@ -329,12 +330,7 @@ fn configure_script(packages: &[Package]) -> String {
         ));
     }
     script.push_str(&format!(
-        "rm -rf $ci /{PREINST_STAGING}\ndpkg --force-unsafe-io --configure --pending\n"
+        "rm -rf $ci {PREINST_STAGING}\ndpkg --force-unsafe-io --configure --pending\n"
     ));
     script
-}
-
-/// Removes the configure root; it may hold read-only directories.
-fn remove_root(root: &Path) -> Result<()> {
-    std::fs::remove_dir_all(root).with_context(|| format!("cannot remove {}", root.display()))
 }
