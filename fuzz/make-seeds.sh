@@ -7,7 +7,7 @@
 # minisign_signature target verifies against seeds/minisign_public_key/
 # minisign.pub, so its seeds always stay consistent.
 #
-# Needs: minisign, python3, zstd; builds kiln (release) first.
+# Needs: minisign, python3, zstd, dpkg-deb; builds kiln (release) first.
 # Run from anywhere: bash fuzz/make-seeds.sh
 set -euo pipefail
 fuzz="$(cd "$(dirname "$0")" && pwd)"
@@ -19,7 +19,7 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 rm -rf "$seeds" "$secret_seeds"
-mkdir -p "$seeds"/{minisign_signature,minisign_public_key,manifest,deb822,relations,version,tar} "$secret_seeds"
+mkdir -p "$seeds"/{minisign_signature,minisign_public_key,manifest,deb822,relations,version,tar,deb} "$secret_seeds"
 
 # --- minisign: key pair, signatures, an encrypted key at a cheap KDF cost ---
 # The data the minisign_signature target verifies signatures against.
@@ -170,5 +170,22 @@ printf 'debhelper-compat (= 13), dh-python <!nodoc>,\n python3-all:native [linux
 printf '1:2.3-4\n2.3-4\n1.0~rc1+dfsg-1ubuntu2\n' >"$seeds/version/epochs"
 printf '1.0\n1.00\n1.0-0\n' >"$seeds/version/equal"
 printf '2.36-9+deb12u4\n2.36-9~bpo11+1\n2.36~~a-1.a.b\n' >"$seeds/version/tilde"
+
+# --- .deb: a small package by dpkg-deb, each member compression it writes ---
+pkg="$work/pkg"
+mkdir -p "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/etc"
+printf 'Package: seed\nVersion: 1:1.0-1\nArchitecture: amd64\nMulti-Arch: same\nMaintainer: kiln <fuzz@kiln.invalid>\nDescription: fuzz seed\n' \
+    >"$pkg/DEBIAN/control"
+printf '/etc/seed.conf\n' >"$pkg/DEBIAN/conffiles"
+printf '#!/bin/sh\nexit 0\n' >"$pkg/DEBIAN/postinst"
+chmod 755 "$pkg/DEBIAN/postinst"
+printf 'setting = 1\n' >"$pkg/etc/seed.conf"
+printf '#!/bin/sh\n' >"$pkg/usr/bin/seed"
+chmod 755 "$pkg/usr/bin/seed"
+ln "$pkg/usr/bin/seed" "$pkg/usr/bin/seed-hard"
+ln -s seed "$pkg/usr/bin/seed-link"
+for z in gzip xz zstd none; do
+    dpkg-deb --root-owner-group -Z"$z" --build "$pkg" "$seeds/deb/seed-$z.deb" >/dev/null
+done
 
 echo "seeds: $(find "$seeds" -type f | wc -l) files, $(find "$seeds" -type f -exec cat {} + | wc -c) bytes"
