@@ -562,9 +562,13 @@ fn an_interrupted_configure_leaves_nothing_behind() {
         return;
     }
     // A postinst that would run for a long time; its marker file says it
-    // has started.
-    let s =
-        setup_on_host_tools("#!/bin/sh\necho started > /etc/postinst-started\nexec sleep 86.5\n");
+    // has started, and a duration of this run's own tells its sleep from
+    // any other.
+    let seconds = format!("86.{}", std::process::id());
+    let s = setup_on_host_tools(Box::leak(
+        format!("#!/bin/sh\necho started > /etc/postinst-started\nexec sleep {seconds}\n")
+            .into_boxed_str(),
+    ));
     for (signal, code) in [(libc::SIGTERM, Some(143)), (libc::SIGKILL, None)] {
         let out = s.dir.join("out");
         let mut child = kiln()
@@ -593,13 +597,17 @@ fn an_interrupted_configure_leaves_nothing_behind() {
             assert!(Instant::now() < deadline, "the postinst never started");
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert_eq!(processes_running(&["sleep", "86.5"]).len(), 1);
+        // The marker is written just before the script becomes the sleep.
+        while processes_running(&["sleep", &seconds]).len() != 1 {
+            assert!(Instant::now() < deadline, "the postinst never slept");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         // SAFETY: kill has no memory-safety preconditions.
         assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
         assert_eq!(child.wait().unwrap().code(), code, "signal {signal}");
         // The script dies with kiln, even when kiln could not clean up.
         let deadline = Instant::now() + Duration::from_secs(5);
-        while !processes_running(&["sleep", "86.5"]).is_empty() {
+        while !processes_running(&["sleep", &seconds]).is_empty() {
             assert!(
                 Instant::now() < deadline,
                 "signal {signal}: the postinst outlived kiln"

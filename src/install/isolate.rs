@@ -38,10 +38,44 @@ pub struct Job<'a> {
 }
 
 pub enum Outcome {
-    /// The image after the scripts ran.
-    Configured(Tree),
+    /// The image after the scripts ran, and where the time went.
+    Configured(Tree, Phases),
     /// A script failed; its output is in the job's log.
     Failed(ExitStatus),
+}
+
+/// Named durations, for the log: "writing the root 0.6s, scripts 5.4s, …".
+pub struct Phases {
+    started: Option<std::time::Instant>,
+    done: Vec<(&'static str, f64)>,
+}
+
+impl Phases {
+    /// Ends the phase called `name` (which began when the last one ended).
+    pub fn end(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        let began = self.started.replace(now);
+        self.done
+            .push((name, began.map_or(0.0, |b| (now - b).as_secs_f64())));
+    }
+
+    pub fn start() -> Phases {
+        Phases {
+            started: Some(std::time::Instant::now()),
+            done: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Display for Phases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .done
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.1}s"))
+            .collect();
+        f.write_str(&parts.join(", "))
+    }
 }
 
 impl std::fmt::Display for Isolation {
@@ -82,17 +116,21 @@ impl Isolation {
 }
 
 fn run_as_root(tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> {
+    let mut phases = Phases::start();
     let root = job.work_dir.join("configure-root");
     std::fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
     write_dir(tree, store, &root)?;
+    phases.end("writing the root");
     let status = run_shell(&root, &job.script, &job.env, &job.log)?;
     if !status.success() {
         return Ok(Outcome::Failed(status));
     }
+    phases.end("scripts");
     let configured = load_dir(&root, store, &|_| false)
         .with_context(|| format!("cannot read back the configured root {}", root.display()))?;
     std::fs::remove_dir_all(&root).with_context(|| format!("cannot remove {}", root.display()))?;
-    Ok(Outcome::Configured(configured))
+    phases.end("reading it back");
+    Ok(Outcome::Configured(configured, phases))
 }
 
 const DEVICES: &[(&str, u32, u32)] = &[

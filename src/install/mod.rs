@@ -245,8 +245,11 @@ fn configure(
         outcome
     })?;
     progress.finish();
-    *tree = match outcome {
-        isolate::Outcome::Configured(tree) => tree,
+    let phases = match outcome {
+        isolate::Outcome::Configured(configured, phases) => {
+            *tree = configured;
+            phases
+        }
         isolate::Outcome::Failed(status) => {
             let text = std::fs::read_to_string(&job.log).unwrap_or_default();
             let tail: Vec<&str> = text.lines().rev().take(40).collect();
@@ -261,7 +264,7 @@ fn configure(
         tree.remove(&policy)?;
     }
     ui.step(format!(
-        "configured in {:.1}s",
+        "configured in {:.1}s ({phases})",
         started.elapsed().as_secs_f64()
     ));
     Ok(())

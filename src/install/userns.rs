@@ -8,7 +8,7 @@
 //! subordinate id ever lands on disk, so nothing is left that the user
 //! could not remove, whatever happens to the build.
 
-use super::isolate::{Job, Outcome, run_shell};
+use super::isolate::{Job, Outcome, Phases, run_shell};
 use crate::pack::{ArchiveCompression, pack_rootfs};
 use crate::tree::{Store, Tree, load_dir, load_tar, write_dir};
 use anyhow::{Context, Result, anyhow, bail};
@@ -102,6 +102,7 @@ fn range_start(file: &str, name: &str, uid: u32) -> Result<u32, String> {
 /// The build's side: hands the tree to the helper and takes back the
 /// configured one.
 pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> {
+    let mut phases = Phases::start();
     let work = job.work_dir;
     let input = work.join("configure-in.tar");
     let file = std::fs::File::create(&input)?;
@@ -118,6 +119,7 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
     let env: String = job.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(work.join("configure.env"), env)?;
 
+    phases.end("handing the tree over");
     let errors = work.join("configure-helper.err");
     let exe = std::env::current_exe().context("cannot find the kiln binary to run its helper")?;
     let mut command = Command::new(exe);
@@ -189,6 +191,7 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
         .write_all(b"go\n")
         .context("the configure helper went away")?;
     let status = child.wait()?;
+    phases.end("writing, scripts and reading back in the namespace");
     match status.code() {
         Some(0) => {
             let output = work.join("configure-out.tar");
@@ -202,7 +205,8 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
             for done in [input, output] {
                 std::fs::remove_file(done)?;
             }
-            Ok(Outcome::Configured(tree))
+            phases.end("taking it back");
+            Ok(Outcome::Configured(tree, phases))
         }
         Some(SCRIPT_FAILED) => {
             let raw: i32 = std::fs::read_to_string(work.join("configure.status"))?
