@@ -241,6 +241,25 @@ impl Cache {
         Ok(Some(path))
     }
 
+    /// Adds what `write` writes as a new blob, hashed as it is written, and
+    /// returns its digest: for content kiln makes itself, whose digest is
+    /// not known beforehand.
+    pub fn insert_new(&self, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<Digest> {
+        let dir = self.dir.join("sha256");
+        let tmp = tempfile::NamedTempFile::new_in(&dir)
+            .with_context(|| format!("cannot write to the cache {}", dir.display()))?;
+        let mut writer = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp));
+        write(&mut writer)?;
+        let (buffered, digest, _) = writer.finish();
+        let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
+        tmp.as_file().sync_all()?;
+        let dest = self.blob_path(&digest);
+        std::fs::create_dir_all(dest.parent().expect("blobs live in a shard"))?;
+        tmp.persist(&dest)
+            .with_context(|| format!("cannot store {}", dest.display()))?;
+        Ok(digest)
+    }
+
     /// Streams `reader` into the cache, hashing as it goes; succeeds only
     /// when the content has `digest` (and `size`, when given). The blob
     /// appears under its name atomically, so concurrent builds never see

@@ -6,7 +6,7 @@
 use crate::tree::{Entry, ImagePath, Kind, Store, Tree};
 use std::cell::RefCell;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// Where the bytes of the image's files are.
 #[derive(Clone, Copy)]
@@ -104,7 +104,7 @@ impl<'a> Image<'a> {
                 Kind::File { digest, .. } => store.read_to_vec(digest),
                 _ => return None,
             },
-            Contents::Host(root) => read_host(&host_path(root, &holder)),
+            Contents::Host(root) => read_host(&crate::tree::host_path(root, &holder)),
         };
         match result {
             Ok(bytes) => Some(bytes),
@@ -190,16 +190,6 @@ fn component_matcher(component: &str) -> Option<globset::GlobMatcher> {
         .build()
         .ok()
         .map(|g| g.compile_matcher())
-}
-
-/// The host path of an image path below `root`.
-pub fn host_path(root: &Path, path: &ImagePath) -> PathBuf {
-    let relative = path.as_str().trim_start_matches('/');
-    if relative.is_empty() {
-        root.to_owned()
-    } else {
-        root.join(relative)
-    }
 }
 
 /// Reads a host file without following a symlink in its last component:

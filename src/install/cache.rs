@@ -19,7 +19,7 @@ use crate::fetch::{Cache, write_atomic};
 use crate::tree::{Digest, Store, Tree, hash_reader, load_tar};
 use anyhow::{Context, Result, bail};
 use sha2::{Digest as _, Sha256};
-use std::io::{BufReader, BufWriter};
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 /// Bump when the install stage changes what it produces.
@@ -109,24 +109,13 @@ impl InstallCache {
         Ok(Some(tree))
     }
 
-    /// Stores `tree` under `key`, packed in `work_dir` first.
-    pub fn save(&self, key: &str, tree: &Tree, store: &Store, work_dir: &Path) -> Result<()> {
-        let tmp = work_dir.join("installed.tar");
-        let file = std::fs::File::create(&tmp)?;
-        let (writer, packed) = crate::pack::pack_rootfs(
-            tree,
-            store,
-            0,
-            crate::pack::ArchiveCompression::None,
-            BufWriter::with_capacity(1 << 20, file),
-            &|_| {},
-        )?;
-        drop(writer.into_inner().map_err(|e| e.into_error())?);
-        let mut file = std::fs::File::open(&tmp)?;
-        self.blobs
-            .insert(&mut file, &packed.sha256, Some(packed.size), &|_| {})?;
-        std::fs::remove_file(&tmp)?;
-        write_atomic(&self.index.join(key), packed.sha256.hex().as_bytes(), 0o644)
+    /// Stores `tree` under `key`, packed straight into the cache.
+    pub fn save(&self, key: &str, tree: &Tree, store: &Store) -> Result<()> {
+        let digest = self.blobs.insert_new(|out| {
+            crate::pack::write_tar(tree, store, 0, out, &|_| {})?;
+            Ok(())
+        })?;
+        write_atomic(&self.index.join(key), digest.hex().as_bytes(), 0o644)
     }
 }
 

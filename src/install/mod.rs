@@ -79,7 +79,7 @@ pub fn install(
     install_afresh(tree, store, packages, merged_usr, options, ui)?;
     if let Some((cache, key)) = cached {
         // A cache that cannot be written costs the next build time, not this one.
-        if let Err(e) = cache.save(&key, tree, store, options.work_dir) {
+        if let Err(e) = cache.save(&key, tree, store) {
             ui.warn(format!(
                 "cannot save the installed tree in the cache: {e:#}"
             ));

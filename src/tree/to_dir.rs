@@ -104,7 +104,13 @@ fn c_path(path: &Path) -> std::io::Result<CString> {
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "NUL in a path"))
 }
 
-/// Where the image path `path` is below the host directory `root`.
+/// Where the image path `path` is below the host directory `root` (the
+/// root itself for `/`).
 pub fn host_path(root: &Path, path: &super::ImagePath) -> PathBuf {
-    root.join(path.as_str().trim_start_matches('/'))
+    let relative = path.as_str().trim_start_matches('/');
+    if relative.is_empty() {
+        root.to_owned()
+    } else {
+        root.join(relative)
+    }
 }
