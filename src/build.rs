@@ -8,7 +8,8 @@
 
 use crate::cleanup;
 use crate::manifest::{
-    ArtifactRecord, BaseInfo, BuilderInfo, ImageInfo, Manifest, RecipeFileRecord, RecipeInfo,
+    ArtifactRecord, BaseInfo, BuilderInfo, ImageInfo, Manifest, PackageRecord, RecipeFileRecord,
+    RecipeInfo,
 };
 use crate::pack::{ArchiveCompression, content_bytes, pack_rootfs};
 use crate::recipe::{self, Plan};
@@ -179,6 +180,15 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         base: plan.base.as_ref().map(|b| BaseInfo {
             sha256: b.sha256.hex(),
         }),
+        packages: packages
+            .iter()
+            .map(|(p, _)| PackageRecord {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                sha256: p.sha256.clone(),
+            })
+            .collect(),
         artifacts: vec![ArtifactRecord {
             name: archive_name.clone(),
             format: options.compression.format().into(),

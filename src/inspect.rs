@@ -22,6 +22,9 @@ pub struct Summary {
     pub builder: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recipe_sha256: Option<String>,
+    /// Debian packages the build installed (manifests only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub packages: Option<usize>,
     pub artifacts: Vec<ArtifactRecord>,
     pub paths: usize,
     /// Path count by type ("file", "dir", "symlink", …).
@@ -87,6 +90,7 @@ fn from_manifest(m: Manifest) -> Summary {
     summary.source_date_epoch = Some(m.source_date_epoch);
     summary.builder = Some(format!("{} {}", m.builder.name, m.builder.version));
     summary.recipe_sha256 = Some(m.recipe.sha256);
+    summary.packages = Some(m.packages.len());
     summary.artifacts = m.artifacts;
     summary
 }
@@ -115,6 +119,7 @@ fn summarise(files: &[FileRecord]) -> Summary {
         source_date_epoch: None,
         builder: None,
         recipe_sha256: None,
+        packages: None,
         artifacts: Vec::new(),
         paths: files.len(),
         types,
@@ -143,6 +148,12 @@ impl Summary {
         }
         if let Some(recipe) = &self.recipe_sha256 {
             line("recipe", format!("sha256 {recipe}"));
+        }
+        if let Some(n) = self.packages.filter(|n| *n > 0) {
+            line(
+                "packages",
+                format!("{n} Debian packages, each .deb's sha256 in the manifest"),
+            );
         }
         for a in &self.artifacts {
             line(

@@ -21,6 +21,10 @@ pub struct Manifest {
     pub recipe: RecipeInfo,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseInfo>,
+    /// The Debian packages the build installed, as locked: what a
+    /// vulnerability scanner or a patch review needs without the image.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<PackageRecord>,
     pub artifacts: Vec<ArtifactRecord>,
     pub files: Vec<FileRecord>,
     /// Globs of paths a running node may change (logs, K3s state, first-boot
@@ -98,6 +102,17 @@ pub struct RecipeFileRecord {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BaseInfo {
+    pub sha256: String,
+}
+
+/// One installed Debian package: name, version, architecture and the
+/// sha256 of the .deb it came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PackageRecord {
+    pub name: String,
+    pub version: String,
+    pub arch: String,
     pub sha256: String,
 }
 

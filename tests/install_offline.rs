@@ -153,6 +153,29 @@ fn scriptless_packages_get_the_database_dpkg_writes() {
     let image = s.dir.join("image");
     extract(&s.dir.join("out/deb-1.rootfs.tar"), &image);
 
+    // The signed manifest lists what was installed, down to each .deb.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(s.dir.join("out/deb-1.manifest.json")).unwrap())
+            .unwrap();
+    let expected: Vec<serde_json::Value> = [("app", "1.0-1", "amd64"), ("libfoo1", "2.0", "amd64"), ("tool", "3:0.1", "all")]
+        .iter()
+        .zip(&s.debs)
+        .map(|((name, version, arch), deb)| {
+            serde_json::json!({"name": name, "version": version, "arch": arch, "sha256": sha256_file(deb)})
+        })
+        .collect();
+    assert_eq!(manifest["packages"], serde_json::Value::Array(expected));
+    let inspect = run_ok(
+        kiln()
+            .arg("inspect")
+            .arg(s.dir.join("out/deb-1.manifest.json")),
+    );
+    assert!(
+        String::from_utf8_lossy(&inspect.stdout).contains("packages     3 Debian packages"),
+        "{}",
+        output_text(&inspect)
+    );
+
     // The oracle: the host's dpkg installing the same .debs into an empty
     // root with the same merged-/usr skeleton.
     let oracle = s.dir.join("oracle");
