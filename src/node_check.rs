@@ -31,13 +31,11 @@ pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<
         let file =
             std::fs::File::open(host).with_context(|| format!("cannot read {}", host.display()))?;
         let (digest, size) = store.put(file)?;
-        put(
-            tree,
-            &format!("{KEYS_ON_NODE}/{name}"),
-            Kind::File { digest, size },
-            0o644,
-        )
-        .map_err(located)?;
+        let key = Entry {
+            kind: Kind::File { digest, size },
+            meta: Meta::root(0o644),
+        };
+        put(tree, &format!("{KEYS_ON_NODE}/{name}"), key).map_err(located)?;
     }
     let service = format!(
         "[Unit]\n\
@@ -66,12 +64,8 @@ pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<
         plan.on_calendar
     );
     for (name, text) in [("kiln-check.service", service), ("kiln-check.timer", timer)] {
-        let digest = store.put_bytes(text.as_bytes())?;
-        let kind = Kind::File {
-            digest,
-            size: text.len() as u64,
-        };
-        put(tree, &format!("{UNIT_DIR}/{name}"), kind, 0o644).map_err(located)?;
+        let file = Entry::file(store, text.as_bytes(), Meta::root(0o644))?;
+        put(tree, &format!("{UNIT_DIR}/{name}"), file).map_err(located)?;
     }
     // Provisioning only adds files to this directory (a mutable path), so
     // the directories above it are part of the image and never drift.
@@ -81,28 +75,24 @@ pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<
     tree.create_dir_all(&manifest_dir, &Meta::root(0o755))
         .map_err(located)?;
     // What `systemctl enable kiln-check.timer` would create.
-    let link = Kind::Symlink {
-        target: format!("{UNIT_DIR}/kiln-check.timer"),
+    let link = Entry {
+        kind: Kind::Symlink {
+            target: format!("{UNIT_DIR}/kiln-check.timer"),
+        },
+        meta: Meta::root(0o777),
     };
     put(
         tree,
         &format!("{UNIT_DIR}/timers.target.wants/kiln-check.timer"),
         link,
-        0o777,
     )
     .map_err(located)?;
     Ok(())
 }
 
-fn put(tree: &mut Tree, path: &str, kind: Kind, mode: u32) -> Result<(), crate::tree::TreeError> {
+fn put(tree: &mut Tree, path: &str, entry: Entry) -> Result<(), crate::tree::TreeError> {
     let path = ImagePath::new(path).expect("fixed paths are valid");
     let parent = tree.create_dir_all(&path.parent(), &Meta::root(0o755))?;
     let path = parent.join(path.file_name()).expect("a plain name");
-    tree.insert(
-        path,
-        Entry {
-            kind,
-            meta: Meta::root(mode),
-        },
-    )
+    tree.insert(path, entry)
 }

@@ -144,14 +144,7 @@ impl Ctx<'_> {
         meta: Meta,
         loc: &Loc,
     ) -> Result<ImagePath> {
-        let digest = self.store.put_bytes(bytes)?;
-        let entry = Entry {
-            kind: Kind::File {
-                digest,
-                size: bytes.len() as u64,
-            },
-            meta: meta.clone(),
-        };
+        let entry = Entry::file(self.store, bytes, meta.clone())?;
         let placed = crate::assemble::place(self.tree, &image_path(path), entry, loc)
             .with_context(|| format!("cannot write {path} into the image"))?;
         self.tree.set_meta(&placed, meta);

@@ -328,17 +328,7 @@ pub(super) fn put(
     bytes: &[u8],
     mode: u32,
 ) -> Result<()> {
-    let digest = store.put_bytes(bytes)?;
-    tree.insert(
-        path.clone(),
-        Entry {
-            kind: Kind::File {
-                digest,
-                size: bytes.len() as u64,
-            },
-            meta: Meta::root(mode),
-        },
-    )?;
+    tree.insert(path.clone(), Entry::file(store, bytes, Meta::root(mode))?)?;
     Ok(())
 }
 

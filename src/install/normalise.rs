@@ -8,8 +8,7 @@
 //! chroot-based tools), so there is nothing of the host to remove; every
 //! mtime becomes SOURCE_DATE_EPOCH when the image is packed.
 
-use crate::tree::Store;
-use crate::tree::{Entry, ImagePath, Kind, Meta, Tree};
+use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use anyhow::Result;
 use globset::{GlobBuilder, GlobMatcher};
 
@@ -101,17 +100,7 @@ pub fn apply(tree: &mut Tree, store: &Store) -> Result<Vec<ImagePath>> {
     }
     let machine_id = ImagePath::new("/etc/machine-id")?;
     if tree.contains(&ImagePath::new("/etc")?) {
-        let empty = store.put_bytes(b"")?;
-        tree.insert(
-            machine_id,
-            Entry {
-                kind: Kind::File {
-                    digest: empty,
-                    size: 0,
-                },
-                meta: Meta::root(0o444),
-            },
-        )?;
+        tree.insert(machine_id, Entry::file(store, b"", Meta::root(0o444))?)?;
     }
     Ok(removed)
 }

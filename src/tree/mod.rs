@@ -95,6 +95,17 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// A regular file holding `bytes`, which go into `store`.
+    pub fn file(store: &Store, bytes: &[u8], meta: Meta) -> anyhow::Result<Entry> {
+        Ok(Entry {
+            kind: Kind::File {
+                digest: store.put_bytes(bytes)?,
+                size: bytes.len() as u64,
+            },
+            meta,
+        })
+    }
+
     pub fn dir(meta: Meta) -> Entry {
         Entry {
             kind: Kind::Dir,
