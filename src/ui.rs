@@ -77,6 +77,11 @@ impl Progress {
         }
     }
 
+    /// Whether a bar is drawn (a terminal, not --quiet): worth feeding.
+    pub fn is_visible(&self) -> bool {
+        self.bar.is_some()
+    }
+
     /// Moves the bar to `n`.
     pub fn set(&self, n: u64) {
         if let Some(bar) = &self.bar {

@@ -88,6 +88,14 @@ impl Package {
         })
     }
 
+    /// The control file's paragraph (checked to parse in [`Package::new`]).
+    pub fn control(&self) -> Paragraph<'_> {
+        deb822::paragraphs(&self.control_text)
+            .next()
+            .and_then(|r| r.ok())
+            .unwrap_or_default()
+    }
+
     pub fn has_member(&self, member: &str) -> bool {
         self.unpacked.control.files.contains_key(member)
     }
@@ -259,10 +267,7 @@ fn generated_md5sums(tree: &Tree, store: &Store, package: &Package) -> Result<St
 /// The package's control paragraph with Status and Conffiles, fields in
 /// dpkg's order.
 fn status_paragraph(tree: &Tree, store: &Store, package: &Package, state: &str) -> Result<String> {
-    let control: Paragraph = deb822::paragraphs(&package.control_text)
-        .next()
-        .expect("checked in Package::new")
-        .map_err(|e| anyhow!("{e}"))?;
+    let control = package.control();
     let mut fields: BTreeMap<String, String> = control
         .fields()
         .iter()

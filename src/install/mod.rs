@@ -229,7 +229,8 @@ fn configure(
         // The scripts' own output tells how far they are: kiln's preinst
         // lines, then dpkg's "Setting up" for each package.
         scope.spawn(|| {
-            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+            // Without a bar (CI logs, pipes) there is nothing to count for.
+            while progress.is_visible() && !done.load(std::sync::atomic::Ordering::Relaxed) {
                 if let Ok(text) = std::fs::read_to_string(&job.log) {
                     let n = text
                         .lines()

@@ -3,7 +3,6 @@
 //! broken by name, so the order never depends on anything but the set.
 
 use super::dpkg_db::Package;
-use crate::debian::deb822;
 use crate::debian::relation::Relations;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,17 +11,10 @@ pub fn dependency_order(packages: &[Package]) -> Vec<usize> {
     // Which packages satisfy a name: the package itself and its providers.
     let mut by_name: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
     let mut deps: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); packages.len()];
-    let paragraphs: Vec<_> = packages
-        .iter()
-        .map(|p| {
-            deb822::paragraphs(&p.control_text)
-                .next()
-                .and_then(|r| r.ok())
-        })
-        .collect();
+    let paragraphs: Vec<_> = packages.iter().map(Package::control).collect();
     for (i, (p, paragraph)) in packages.iter().zip(&paragraphs).enumerate() {
         by_name.entry(p.name.clone()).or_default().insert(i);
-        let provides = paragraph.as_ref().and_then(|c| c.get("Provides"));
+        let provides = paragraph.get("Provides");
         for alternatives in provides
             .and_then(|v| v.parse::<Relations>().ok())
             .map(|r| r.0)
@@ -34,7 +26,6 @@ pub fn dependency_order(packages: &[Package]) -> Vec<usize> {
         }
     }
     for (i, paragraph) in paragraphs.iter().enumerate() {
-        let Some(paragraph) = paragraph else { continue };
         for field in ["Pre-Depends", "Depends"] {
             let Some(value) = paragraph.get(field) else {
                 continue;
