@@ -136,9 +136,13 @@ fn install_afresh(
         dpkg_db::write(tree, store, &unpacked, options.arch, "installed")?;
     } else {
         if !has_dpkg(tree) {
+            // Name a few: an image without dpkg may have a hundred such packages.
+            let named = match to_configure.len() {
+                n if n > 5 => format!("{} and {} more", to_configure[..5].join(", "), n - 5),
+                _ => to_configure.join(", "),
+            };
             bail!(
-                "packages {} have maintainer scripts, which need dpkg in the image to run: add dpkg to [debian] packages (or use variant = \"essential\" or more)",
-                to_configure.join(", ")
+                "packages {named} have maintainer scripts, which need dpkg in the image to run: add dpkg to [debian] packages (or use variant = \"essential\" or more)"
             );
         }
         dpkg_db::write(tree, store, &unpacked, options.arch, "unpacked")?;
