@@ -9,10 +9,11 @@
 //! not followed: writing `/etc/motd` over a symlink replaces the symlink.
 
 use crate::recipe::{FileContent, Loc, OverlayPlan, Owner, OwnerSpec, Plan, RecipeError};
-use crate::tree::{
+use anyhow::{Context, Result, anyhow};
+use kiln_policy::accounts::{Database, ids_by_name};
+use kiln_tree::{
     Entry, HostKind, ImagePath, Kind, Meta, Store, Tree, store_host_files, walk_host_dir,
 };
-use anyhow::{Context, Result, anyhow};
 use std::collections::BTreeMap;
 
 /// Applies `plan`'s removals, overlays, files and symlinks to `tree`.
@@ -76,7 +77,7 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
 /// Puts `entry` at `path`: parents resolved inside the image and created
 /// (root-owned, 0755) when missing.
 pub fn place(tree: &mut Tree, path: &ImagePath, entry: Entry, loc: &Loc) -> Result<ImagePath> {
-    let err = |e: crate::tree::TreeError| loc.error(e.to_string());
+    let err = |e: kiln_tree::TreeError| loc.error(e.to_string());
     let parent = tree
         .create_dir_all(&path.parent(), &Meta::root(0o755))
         .map_err(err)?;
@@ -147,7 +148,7 @@ fn apply_overlay(
     // Phase 1: put every entry in place, root-owned. Names are resolved in
     // phase 2, once the overlay's own /etc/passwd (if it has one) is there.
     let mut placed: Vec<(ImagePath, Placed)> = Vec::new();
-    let at_dest = |e: crate::tree::TreeError| overlay.loc.error(e.to_string());
+    let at_dest = |e: kiln_tree::TreeError| overlay.loc.error(e.to_string());
     let dest_parent = tree
         .create_dir_all(&overlay.dest.parent(), &Meta::root(0o755))
         .map_err(at_dest)?;
@@ -186,8 +187,7 @@ fn apply_overlay(
             continue;
         }
         let shown = host.host_path.display();
-        let err =
-            |e: crate::tree::TreeError| overlay.loc.error(format!("overlay file {shown}: {e}"));
+        let err = |e: kiln_tree::TreeError| overlay.loc.error(format!("overlay file {shown}: {e}"));
         let logical = join_below(&dest, &host.path)?;
         let parent = tree.resolve(&logical.parent(), true).map_err(err)?;
         let path = parent
@@ -320,17 +320,17 @@ struct Accounts {
 #[derive(Default)]
 struct AccountTable {
     /// The digest the names were read from; `None` when the file is missing.
-    source: Option<Option<crate::tree::Digest>>,
+    source: Option<Option<kiln_tree::Digest>>,
     ids: BTreeMap<String, u32>,
 }
 
 impl Accounts {
     fn uid(&mut self, tree: &Tree, store: &Store, spec: Option<&OwnerSpec>) -> Result<u32> {
-        resolve_owner(&mut self.users, tree, store, spec, "user", "/etc/passwd")
+        resolve_owner(&mut self.users, tree, store, spec, Database::Passwd)
     }
 
     fn gid(&mut self, tree: &Tree, store: &Store, spec: Option<&OwnerSpec>) -> Result<u32> {
-        resolve_owner(&mut self.groups, tree, store, spec, "group", "/etc/group")
+        resolve_owner(&mut self.groups, tree, store, spec, Database::Group)
     }
 }
 
@@ -339,9 +339,12 @@ fn resolve_owner(
     tree: &Tree,
     store: &Store,
     spec: Option<&OwnerSpec>,
-    what: &str,
-    file: &str,
+    database: Database,
 ) -> Result<u32> {
+    let (what, file) = match database {
+        Database::Passwd => ("user", "/etc/passwd"),
+        Database::Group => ("group", "/etc/group"),
+    };
     let name = match spec.map(|s| &s.owner) {
         None => return Ok(0),
         Some(Owner::Id(id)) => return Ok(*id),
@@ -351,12 +354,14 @@ fn resolve_owner(
     let spec = spec.expect("matched a name above");
     let digest = account_file_digest(tree, file);
     if table.source != Some(digest) {
-        table.ids = digest.map(|d| read_ids(store, &d)).unwrap_or_default();
+        table.ids = digest
+            .map(|d| read_ids(store, &d, database))
+            .unwrap_or_default();
         table.source = Some(digest);
     }
     table.ids.get(name).copied().ok_or_else(|| {
         let known: Vec<&str> = table.ids.keys().map(String::as_str).collect();
-        let hint = match crate::recipe::did_you_mean(name, known.iter().copied()) {
+        let hint = match kiln_diag::did_you_mean(name, known.iter().copied()) {
             Some(best) => format!("did you mean \"{best}\"?"),
             None if known.is_empty() => format!("the image has no {file}; use a numeric id"),
             None => format!("the image's {file} has: {}", known.join(", ")),
@@ -369,7 +374,7 @@ fn resolve_owner(
 }
 
 /// The digest of a passwd- or group-format file of the image, if present.
-fn account_file_digest(tree: &Tree, file: &str) -> Option<crate::tree::Digest> {
+fn account_file_digest(tree: &Tree, file: &str) -> Option<kiln_tree::Digest> {
     let path = ImagePath::new(file).ok()?;
     let resolved = tree.resolve(&path, true).ok()?;
     match tree.get(&resolved) {
@@ -381,19 +386,14 @@ fn account_file_digest(tree: &Tree, file: &str) -> Option<crate::tree::Digest> {
     }
 }
 
-/// name → id from a passwd- or group-format file; the first entry of a
-/// name wins, as with getpwnam.
-fn read_ids(store: &Store, digest: &crate::tree::Digest) -> BTreeMap<String, u32> {
-    let mut ids = BTreeMap::new();
-    let Ok(bytes) = store.read_to_vec(digest) else {
-        return ids;
-    };
-    for line in String::from_utf8_lossy(&bytes).lines() {
-        let fields: Vec<&str> = line.split(':').collect();
-        if let (Some(name), Some(id)) = (fields.first(), fields.get(2).and_then(|f| f.parse().ok()))
-        {
-            ids.entry((*name).to_owned()).or_insert(id);
-        }
+/// name → id from the image's passwd or group file.
+fn read_ids(
+    store: &Store,
+    digest: &kiln_tree::Digest,
+    database: Database,
+) -> BTreeMap<String, u32> {
+    match store.read_to_vec(digest) {
+        Ok(bytes) => ids_by_name(&String::from_utf8_lossy(&bytes), database),
+        Err(_) => BTreeMap::new(),
     }
-    ids
 }

@@ -11,11 +11,11 @@ use crate::manifest::{
     ArtifactRecord, BaseInfo, BuilderInfo, ImageInfo, Manifest, PackageRecord, RecipeFileRecord,
     RecipeInfo,
 };
-use crate::pack::{ArchiveCompression, content_bytes, pack_rootfs};
 use crate::recipe::{self, Plan};
-use crate::tree::{Store, Tree, decompress, hash_reader, load_tar};
 use crate::ui::{Ui, human_bytes};
 use anyhow::{Context, Result, bail};
+use kiln_tree::pack::{ArchiveCompression, content_bytes, pack_rootfs};
+use kiln_tree::{Store, Tree, decompress, hash_reader, load_tar};
 use std::fs::File;
 use std::io::BufWriter;
 use std::path::{Path, PathBuf};
@@ -114,9 +114,9 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         let file =
             File::open(cached).with_context(|| format!("cannot read {}", cached.display()))?;
         let (digest, size) = store.put(std::io::BufReader::new(file))?;
-        let entry = crate::tree::Entry {
-            kind: crate::tree::Kind::File { digest, size },
-            meta: crate::tree::Meta::root(artifact.mode),
+        let entry = kiln_tree::Entry {
+            kind: kiln_tree::Kind::File { digest, size },
+            meta: kiln_tree::Meta::root(artifact.mode),
         };
         crate::assemble::place(&mut tree, &artifact.dest, entry, &artifact.loc)?;
     }
@@ -253,9 +253,10 @@ fn audit_gate(
     store: &Store,
     epoch: u64,
     ui: &Ui,
-) -> Result<crate::audit::AuditSummary> {
-    let config = crate::audit::AuditConfig::for_build(&plan.audit, epoch);
-    let report = crate::audit::audit_tree(tree, store, &config);
+) -> Result<kiln_policy::audit::AuditSummary> {
+    let config =
+        kiln_policy::audit::AuditConfig::for_build(plan.audit.fail_on, plan.audit.waivers(), epoch);
+    let report = kiln_policy::audit::audit_tree(tree, store, &config);
     for w in &report.expired_waivers {
         let origin = w
             .origin
@@ -286,7 +287,7 @@ fn audit_gate(
         } else {
             blocking.join(", ")
         };
-        return Err(crate::audit::GateFailed(format!(
+        return Err(kiln_policy::audit::GateFailed(format!(
             "the audit gate failed (fail_on = {}): {what}; fix the image, or waive a rule with [[audit.waive]] rule = \"...\" and a reason (kiln audit ARCHIVE prints the full report)",
             report.fail_on
         ))

@@ -9,9 +9,9 @@
 //! below them.
 
 use crate::manifest::{FileRecord, Manifest};
-use crate::tree::{HostEntry, HostKind, ImagePath, hash_reader, read_xattrs, walk_host_dir};
 use anyhow::{Context, Result};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use kiln_tree::{HostEntry, HostKind, ImagePath, hash_reader, read_xattrs, walk_host_dir};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};

@@ -24,11 +24,11 @@
 //! (the tests check thousands of random pairs byte for byte).
 
 use crate::cleanup::Registration;
-use crate::debian::deb822;
-use crate::debian::version::Version;
 use crate::manifest::{FileRecord, Manifest, file_records};
-use crate::tree::{Digest, Store, hash_reader, load_tar, open_decompressed};
 use anyhow::{Context, Result, anyhow, bail};
+use kiln_debian::deb822;
+use kiln_debian::version::Version;
+use kiln_tree::{Digest, Store, hash_reader, load_tar, open_decompressed};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::cmp::Ordering;

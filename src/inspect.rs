@@ -1,9 +1,9 @@
 //! `kiln inspect`: a summary of a manifest or a rootfs archive.
 
 use crate::manifest::{ArtifactRecord, FileRecord, ImageInfo, Manifest};
-use crate::tree::{Store, decompress, hash_reader, load_tar};
 use crate::ui::human_bytes;
 use anyhow::{Context, Result};
+use kiln_tree::{Store, decompress, hash_reader, load_tar};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;

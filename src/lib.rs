@@ -7,23 +7,18 @@
 //! file contents live in a content-addressed [`tree::Store`] on disk.
 
 pub mod assemble;
-pub mod audit;
 pub mod build;
 pub mod check;
 pub mod cleanup;
-pub mod debian;
 pub mod diff;
-pub mod fetch;
 pub mod harden;
 pub mod inspect;
 pub mod install;
 pub mod manifest;
 pub mod minisign;
 pub mod node_check;
-pub mod pack;
 pub mod packages;
 pub mod recipe;
 pub mod signing;
-pub mod tree;
 pub mod ui;
 pub mod verify;

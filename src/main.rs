@@ -3,10 +3,10 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use kiln::build::{BuildOptions, build};
-use kiln::pack::ArchiveCompression;
 use kiln::recipe::RecipeError;
 use kiln::signing::Untrusted;
 use kiln::ui::Ui;
+use kiln_tree::pack::ArchiveCompression;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -139,12 +139,12 @@ enum Command {
         #[arg(required_unless_present = "list_rules")]
         path: Option<PathBuf>,
         /// Report format.
-        #[arg(long, value_enum, default_value_t = kiln::audit::report::Format::Text)]
-        format: kiln::audit::report::Format,
+        #[arg(long, value_enum, default_value_t = kiln_policy::audit::report::Format::Text)]
+        format: kiln_policy::audit::report::Format,
         /// Fail on rules at or above this severity: critical, high, medium, low or none
         /// [default: the recipe's fail_on, else high].
         #[arg(long, value_name = "SEVERITY")]
-        fail_on: Option<kiln::audit::FailOn>,
+        fail_on: Option<kiln_policy::audit::FailOn>,
         /// Take fail_on and the waivers from this recipe's [audit].
         #[arg(long, value_name = "RECIPE")]
         recipe: Option<PathBuf>,
@@ -287,7 +287,7 @@ impl ArchiveArgs {
             etc_apt: self.apt_dir,
             cache_dir: match self.cache_dir {
                 Some(dir) => dir,
-                None => kiln::fetch::Cache::default_dir()?,
+                None => kiln_debian::fetch::Cache::default_dir()?,
             },
             workers: self.jobs.max(1),
             artifact_overrides: overrides,
@@ -346,7 +346,10 @@ fn main() -> ExitCode {
             }
             let code = if error.downcast_ref::<Untrusted>().is_some() {
                 exit::NOT_VERIFIED
-            } else if error.downcast_ref::<kiln::audit::GateFailed>().is_some() {
+            } else if error
+                .downcast_ref::<kiln_policy::audit::GateFailed>()
+                .is_some()
+            {
                 exit::AUDIT_FAILED
             } else {
                 exit::FAILURE
@@ -403,7 +406,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 Some(names) => kiln::packages::LockUpdate::Only(names),
             };
             let (lock, diff) = kiln::packages::lock(&plan, &recipe, &options, update, ui)?;
-            let path = kiln::debian::lock::lock_path(&recipe);
+            let path = kiln_debian::lock::lock_path(&recipe);
             if diff.is_empty() {
                 ui.step(format!(
                     "{} is up to date ({} packages)",
@@ -444,7 +447,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             if list_rules {
                 use std::io::Write as _;
                 let mut out = std::io::stdout().lock();
-                for rule in kiln::audit::catalogue() {
+                for rule in kiln_policy::audit::catalogue() {
                     let _ = writeln!(
                         out,
                         "{:<28} {:<9} {}",
@@ -458,7 +461,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             let Some(path) = path else {
                 anyhow::bail!("give PATH, or --list-rules")
             };
-            let mut config = kiln::audit::AuditConfig::default();
+            let mut config = kiln_policy::audit::AuditConfig::default();
             if let Some(recipe) = &recipe {
                 let plan = kiln::recipe::load(recipe)?;
                 config.fail_on = plan.audit.fail_on;
@@ -467,15 +470,15 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             if let Some(fail_on) = fail_on {
                 config.fail_on = fail_on;
             }
-            let report = kiln::audit::audit_path(&path, &config)?;
+            let report = kiln_policy::audit::audit_path(&path, &config)?;
             let rendered = report.render(format);
             match &output {
                 Some(file) => {
-                    kiln::fetch::write_atomic(file, rendered.as_bytes(), kiln::fetch::PUBLIC_FILE)?
+                    kiln_tree::write_atomic(file, rendered.as_bytes(), kiln_tree::PUBLIC_FILE)?
                 }
                 None => print!("{rendered}"),
             }
-            if output.is_some() || format != kiln::audit::report::Format::Text {
+            if output.is_some() || format != kiln_policy::audit::report::Format::Text {
                 ui.step(report.summary_line());
             }
             return Ok(report.exit_code(exit::AUDIT_FAILED));
@@ -533,10 +536,10 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             let parsed = kiln::manifest::Manifest::parse(text)?;
             let signature = kiln::signing::sign_manifest(&key, &parsed, &bytes)?;
             let path = kiln::signing::signature_path(&manifest);
-            kiln::fetch::write_atomic(
+            kiln_tree::write_atomic(
                 &path,
                 signature.to_file_string().as_bytes(),
-                kiln::fetch::PUBLIC_FILE,
+                kiln_tree::PUBLIC_FILE,
             )?;
             println!("{}", path.display());
         }

@@ -3,8 +3,8 @@
 //! newline), so the same image always gives the same bytes. Signing the
 //! manifest signs everything it lists. Schema: docs/manifest.md.
 
-use crate::tree::{Kind, Tree};
 use anyhow::{Context, Result, bail};
+use kiln_tree::{Kind, Tree};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -32,7 +32,7 @@ pub struct Manifest {
     pub mutable_paths: Vec<String>,
     /// The release gate's outcome (`kiln audit` of the image tree).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub audit: Option<crate::audit::AuditSummary>,
+    pub audit: Option<kiln_policy::audit::AuditSummary>,
 }
 
 /// What every node changes at run time, whatever the recipe: kernel file

@@ -8,17 +8,16 @@
 //! there the service is skipped (ConditionPathExists), not failed.
 
 use crate::recipe::{CheckTimerPlan, RecipeError};
-use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use anyhow::{Context, Result};
+use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 
-pub const MANIFEST_ON_NODE: &str = "/var/lib/kiln/manifest.json";
-pub const KEYS_ON_NODE: &str = "/etc/kiln/keys";
+pub use kiln_policy::node::{KEYS_ON_NODE, MANIFEST_ON_NODE};
 const UNIT_DIR: &str = "/etc/systemd/system";
 
 /// Writes the keys, the service, the timer and the timer's enablement link.
 pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<()> {
     let located =
-        |e: crate::tree::TreeError| -> anyhow::Error { plan.loc.error(e.to_string()).into() };
+        |e: kiln_tree::TreeError| -> anyhow::Error { plan.loc.error(e.to_string()).into() };
     let binary = tree.resolve(&plan.binary, true).map_err(located)?;
     if !matches!(tree.get(&binary).map(|e| &e.kind), Some(Kind::File { .. })) {
         let e: RecipeError = plan.loc.error(format!(
@@ -90,7 +89,7 @@ pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<
     Ok(())
 }
 
-fn put(tree: &mut Tree, path: &str, entry: Entry) -> Result<(), crate::tree::TreeError> {
+fn put(tree: &mut Tree, path: &str, entry: Entry) -> Result<(), kiln_tree::TreeError> {
     let path = ImagePath::new(path).expect("fixed paths are valid");
     let parent = tree.create_dir_all(&path.parent(), &Meta::root(0o755))?;
     let path = parent.join(path.file_name()).expect("a plain name");

@@ -7,19 +7,19 @@
 //! security mirror with `--security-mirror`, `KILN_DEBIAN_SECURITY_MIRROR`
 //! and `security_mirror`).
 
-use crate::debian::archive::{self, SuiteSource};
-use crate::debian::index::PackageIndex;
-use crate::debian::lock::{
-    IndexRecord, LOCK_VERSION, Lock, LockDiff, LockedArtifact, LockedPackage, lock_path,
-};
-use crate::debian::resolve::{Request, resolve};
-use crate::debian::sources::{mirror_for, read_apt_sources};
-use crate::fetch::{Cache, FetchItem, FetchPolicy, Fetcher, fetch_all};
 use crate::recipe::Plan;
 use crate::recipe::debian::{ArtifactPlan, ArtifactSource, DebianSection};
-use crate::tree::Digest;
 use crate::ui::{Ui, human_bytes};
 use anyhow::{Context, Result, anyhow, bail};
+use kiln_debian::archive::{self, SuiteSource};
+use kiln_debian::fetch::{Cache, FetchItem, FetchPolicy, Fetcher, fetch_all};
+use kiln_debian::index::PackageIndex;
+use kiln_debian::lock::{
+    IndexRecord, LOCK_VERSION, Lock, LockDiff, LockedArtifact, LockedPackage, lock_path,
+};
+use kiln_debian::resolve::{Request, resolve};
+use kiln_debian::sources::{mirror_for, read_apt_sources};
+use kiln_tree::Digest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -4,8 +4,8 @@
 
 use crate::manifest::Manifest;
 use crate::minisign::{self, KeyId, PublicKey, SecretKey, Signature};
-use crate::tree::Digest;
 use anyhow::{Context, Result, bail};
+use kiln_tree::Digest;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -73,15 +73,15 @@ pub fn keygen(
     }
     let secret = SecretKey::generate()?;
     let public = secret.public_key();
-    crate::fetch::write_atomic(
+    kiln_tree::write_atomic(
         &secret_path,
         secret.to_file_string(password)?.as_bytes(),
         0o600,
     )?;
-    crate::fetch::write_atomic(
+    kiln_tree::write_atomic(
         &public_path,
         public.to_file_string(None)?.as_bytes(),
-        crate::fetch::PUBLIC_FILE,
+        kiln_tree::PUBLIC_FILE,
     )?;
     Ok((public_path, secret_path, secret.key_id()))
 }

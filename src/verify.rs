@@ -2,13 +2,13 @@
 //! the manifest's signature, every artifact present beside it, optionally
 //! every file inside the rootfs archive, and no rollback.
 
-use crate::debian::version::Version;
 use crate::manifest::{ArtifactRecord, FileRecord, ImageInfo, Manifest, file_records};
 use crate::minisign::PublicKey;
 use crate::signing::{Untrusted, verify_manifest};
-use crate::tree::{Digest, Store, decompress, hash_reader, load_tar};
 use crate::ui::human_bytes;
 use anyhow::{Context, Result, bail};
+use kiln_debian::version::Version;
+use kiln_tree::{Digest, Store, decompress, hash_reader, load_tar};
 use rayon::prelude::*;
 use serde::Serialize;
 use std::fs::File;

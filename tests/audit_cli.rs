@@ -19,7 +19,7 @@ fn list_rules_prints_every_rule() {
         .lines()
         .map(|l| l.split_whitespace().next().unwrap())
         .collect();
-    assert_eq!(ids, kiln::audit::rule_ids());
+    assert_eq!(ids, kiln_policy::audit::rule_ids());
     assert!(text.contains("ssh.root-login") && text.contains("critical"));
 }
 
@@ -131,7 +131,7 @@ fn the_build_gate_refuses_an_unhardened_image_and_records_the_summary() {
     assert_eq!(audit["waivers"][0]["rule"], "fw.kubelet");
     assert_eq!(
         audit["rules_run"].as_u64().unwrap() as usize,
-        kiln::audit::rule_ids().len()
+        kiln_policy::audit::rule_ids().len()
     );
     let out = build("1801440000"); // a second later: 2027-02-01
     assert_eq!(out.status.code(), Some(5));

@@ -10,7 +10,7 @@
 
 mod common;
 
-use kiln::audit::{AuditConfig, Report, Status, audit_path};
+use kiln_policy::audit::{AuditConfig, Report, Status, audit_path};
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -20,7 +20,9 @@ fn today() -> String {
         .unwrap()
         .as_secs()
         / 86_400;
-    kiln::audit::Date(days as i64).to_string().replace('-', "")
+    kiln_policy::audit::Date(days as i64)
+        .to_string()
+        .replace('-', "")
 }
 
 /// The cached rootfs, made if missing.
@@ -59,7 +61,7 @@ fn debian_rootfs() -> PathBuf {
     tarball
 }
 
-fn result<'a>(report: &'a Report, id: &str) -> &'a kiln::audit::RuleResult {
+fn result<'a>(report: &'a Report, id: &str) -> &'a kiln_policy::audit::RuleResult {
     report.results.iter().find(|r| r.rule.id == id).unwrap()
 }
 

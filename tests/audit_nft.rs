@@ -9,7 +9,7 @@
 
 mod common;
 
-use kiln::audit::nft::{Cond, Rule, Ruleset, Selector, Values, Verdict, addr_range, port_ranges};
+use kiln_policy::nft::{Cond, Rule, Ruleset, Selector, Values, Verdict, addr_range, port_ranges};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -377,7 +377,7 @@ fn cross_check(files: &[(&str, &str)]) {
         std::fs::write(p, text).unwrap();
     }
     let json = nft_list(&root.path().join("etc"));
-    let loaded = kiln::audit::load_directory(root.path(), false).unwrap();
+    let loaded = kiln_policy::audit::load_directory(root.path(), false).unwrap();
     let image = loaded.image();
     let ruleset = Ruleset::load(&image).expect("nftables.conf was written");
     assert!(ruleset.problems.is_empty(), "{:?}", ruleset.problems);

@@ -3,9 +3,9 @@
 //! layering through `extends`, and waiver expiry judged against the
 //! build's SOURCE_DATE_EPOCH.
 
-use kiln::audit::{AuditConfig, Date, FailOn, Severity, Status, audit_tree};
 use kiln::recipe::load;
-use kiln::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
+use kiln_policy::audit::{AuditConfig, Date, FailOn, Severity, Status, audit_tree};
+use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use std::path::Path;
 use std::process::Command;
 
@@ -197,7 +197,11 @@ fn build_waivers_expire_by_source_date_epoch() {
     )
     .unwrap();
     let status = |epoch: u64| {
-        let report = audit_tree(&tree, &store, &AuditConfig::for_build(&plan.audit, epoch));
+        let report = audit_tree(
+            &tree,
+            &store,
+            &AuditConfig::for_build(plan.audit.fail_on, plan.audit.waivers(), epoch),
+        );
         report
             .results
             .iter()

@@ -11,7 +11,7 @@
 
 mod common;
 
-use kiln::audit::{AuditConfig, Date, Report, Waiver, load_directory};
+use kiln_policy::audit::{AuditConfig, Date, Report, Waiver, load_directory};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -173,7 +173,7 @@ fn sarif_validates_against_the_official_schema() {
     let doc: serde_json::Value = serde_json::from_str(&sarif).unwrap();
     let run = &doc["runs"][0];
     let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
-    assert_eq!(rules.len(), kiln::audit::rule_ids().len());
+    assert_eq!(rules.len(), kiln_policy::audit::rule_ids().len());
     for rule in rules {
         let severity: f64 = rule["properties"]["security-severity"]
             .as_str()
@@ -261,9 +261,12 @@ fn junit_parses_with_real_xml_parsers() {
         .split(' ')
         .map(|n| n.parse().unwrap())
         .collect();
-    assert_eq!(counts[0], kiln::audit::rule_ids().len());
-    assert_eq!(counts[1], report.count(kiln::audit::Status::Fail));
-    assert_eq!(counts[2], report.count(kiln::audit::Status::NotApplicable));
+    assert_eq!(counts[0], kiln_policy::audit::rule_ids().len());
+    assert_eq!(counts[1], report.count(kiln_policy::audit::Status::Fail));
+    assert_eq!(
+        counts[2],
+        report.count(kiln_policy::audit::Status::NotApplicable)
+    );
     assert!(
         stdout.contains("FAIL ssh.root-login: root cannot log in over SSH critical"),
         "{stdout}"
@@ -303,7 +306,7 @@ fn text_and_json_say_the_same() {
     let json: serde_json::Value = serde_json::from_str(&report.to_json()).unwrap();
     assert_eq!(
         json["summary"]["failed"].as_u64().unwrap() as usize,
-        report.count(kiln::audit::Status::Fail)
+        report.count(kiln_policy::audit::Status::Fail)
     );
     assert_eq!(json["fail_on"], "high");
     let root_login = json["results"]

@@ -4,10 +4,10 @@
 //! or accounts; fw fails without a ruleset; image-only rules on a live
 //! root) and waivers.
 
-use kiln::audit::{
+use kiln_policy::audit::{
     AuditConfig, Date, FailOn, Mode, Report, Severity, Status, Waiver, audit_tree, rule_ids,
 };
-use kiln::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
+use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use std::collections::BTreeSet;
 
 struct Img {
@@ -857,7 +857,7 @@ fn summary_is_canonical_json_material() {
         summary.rules_run
     );
     assert_eq!(summary.result, "fail");
-    let back: kiln::audit::AuditSummary = serde_json::from_value(value).unwrap();
+    let back: kiln_policy::audit::AuditSummary = serde_json::from_value(value).unwrap();
     assert_eq!(back, summary);
 }
 

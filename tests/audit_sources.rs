@@ -5,7 +5,7 @@
 
 mod common;
 
-use kiln::audit::{AuditConfig, Mode, Report, Status, load, load_directory};
+use kiln_policy::audit::{AuditConfig, Mode, Report, Status, load, load_directory};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
@@ -163,10 +163,10 @@ fn directories_are_walked_without_hashing() {
     let dir = tempfile::tempdir().unwrap();
     sample(dir.path());
     let loaded = load_directory(dir.path(), false).unwrap();
-    let zero = kiln::tree::Digest([0; 32]);
+    let zero = kiln_tree::Digest([0; 32]);
     let mut files = 0;
     for (_, entry) in loaded.tree.iter() {
-        if let kiln::tree::Kind::File { digest, .. } = &entry.kind {
+        if let kiln_tree::Kind::File { digest, .. } = &entry.kind {
             assert_eq!(*digest, zero);
             files += 1;
         }

@@ -7,7 +7,7 @@
 
 mod common;
 
-use kiln::audit::sshd::{DEFAULTS, SshdConfig};
+use kiln_policy::sshd::{DEFAULTS, SshdConfig};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -58,7 +58,7 @@ fn compare(files: &[(&str, &str)]) -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), files);
     let daemon = sshd_t(dir.path());
-    let loaded = kiln::audit::load_directory(dir.path(), false).unwrap();
+    let loaded = kiln_policy::audit::load_directory(dir.path(), false).unwrap();
     let image = loaded.image();
     let ours = SshdConfig::load(&image);
     let mut diffs = Vec::new();
@@ -190,9 +190,9 @@ fn the_comparison_can_fail() {
     );
     let daemon = sshd_t(dir.path());
     assert_eq!(daemon["x11forwarding"], ["no"]);
-    let tree = kiln::tree::Tree::new();
-    let store = kiln::tree::Store::discard();
-    let image = kiln::audit::Image::new(&tree, kiln::audit::Contents::Store(&store));
+    let tree = kiln_tree::Tree::new();
+    let store = kiln_tree::Store::discard();
+    let image = kiln_policy::audit::Image::new(&tree, kiln_policy::audit::Contents::Store(&store));
     let last_wins = SshdConfig::parse_text(&image, "/etc/ssh/sshd_config", "X11Forwarding yes\n");
     assert_ne!(
         last_wins.value("x11forwarding").unwrap().text,

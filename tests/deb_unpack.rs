@@ -5,8 +5,8 @@
 mod common;
 
 use common::*;
-use kiln::debian::deb::unpack;
-use kiln::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
+use kiln_debian::deb::unpack;
+use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use std::path::Path;
 use std::process::Command;
 

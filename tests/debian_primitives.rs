@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use kiln::debian::arch;
-use kiln::debian::deb822::{self, Paragraph};
-use kiln::debian::relation::Relations;
-use kiln::debian::version::Version;
+use kiln_debian::arch;
+use kiln_debian::deb822::{self, Paragraph};
+use kiln_debian::relation::Relations;
+use kiln_debian::version::Version;
 
 const DPKG: &str = "/usr/bin/dpkg";
 const DPKG_QUERY: &str = "/usr/bin/dpkg-query";

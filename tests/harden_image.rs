@@ -281,12 +281,15 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
     }
 
     // kiln's own release gate: no high or critical rule fails
-    let report = kiln::audit::audit_path(&archive, &kiln::audit::AuditConfig::default()).unwrap();
+    let report =
+        kiln_policy::audit::audit_path(&archive, &kiln_policy::audit::AuditConfig::default())
+            .unwrap();
     let failed: Vec<String> = report
         .results
         .iter()
         .filter(|r| {
-            r.status == kiln::audit::Status::Fail && r.rule.severity >= kiln::audit::Severity::High
+            r.status == kiln_policy::audit::Status::Fail
+                && r.rule.severity >= kiln_policy::audit::Severity::High
         })
         .map(|r| format!("{} {:?}", r.rule.id, r.findings))
         .collect();

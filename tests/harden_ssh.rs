@@ -330,7 +330,7 @@ fn key_validation_agrees_with_ssh_keygen() {
             .arg(&file)
             .output()
             .unwrap();
-        let kiln = kiln::harden::keys::parse_authorized_key(line);
+        let kiln = kiln_policy::keys::parse_authorized_key(line);
         if keygen.status.success() != kiln.is_ok() {
             disagreements.push(format!(
                 "{line}\n  ssh-keygen: {} {}\n  kiln: {kiln:?}",

@@ -7,11 +7,11 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-use kiln::debian::index::PackageIndex;
-use kiln::debian::resolve::{
+use kiln::recipe::debian::Variant;
+use kiln_debian::index::PackageIndex;
+use kiln_debian::resolve::{
     self, DepKind, MAX_ATTEMPTS, Reason, Request, ResolveError, resolve_explained,
 };
-use kiln::recipe::debian::Variant;
 
 // ---------------------------------------------------------------------------
 // Synthetic indexes

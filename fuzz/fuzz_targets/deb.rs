@@ -3,8 +3,8 @@
 //! unpacks. Every input must give a package or an error.
 #![no_main]
 
-use kiln::debian::deb::read_from;
-use kiln::tree::{Store, Tree};
+use kiln_debian::deb::read_from;
+use kiln_tree::{Store, Tree};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! every paragraph and read every field.
 #![no_main]
 
-use kiln::debian::deb822;
+use kiln_debian::deb822;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! `FromStr`.
 #![no_main]
 
-use kiln::debian::relation::Relations;
+use kiln_debian::relation::Relations;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

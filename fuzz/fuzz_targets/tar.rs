@@ -2,7 +2,7 @@
 //! store that only hashes. Every input must give a tree or an error.
 #![no_main]
 
-use kiln::tree::{Store, load_tar};
+use kiln_tree::{Store, load_tar};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

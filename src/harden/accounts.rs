@@ -22,19 +22,15 @@
 use super::Ctx;
 use crate::recipe::Loc;
 use crate::recipe::hardening::{HardeningPlan, UserPlan};
-use crate::tree::Meta;
 use anyhow::Result;
+use kiln_tree::Meta;
 use std::collections::{BTreeMap, BTreeSet};
 
-pub const NOLOGIN: &str = "/usr/sbin/nologin";
+use kiln_policy::accounts::{NOLOGIN, group_line, is_locked, is_nologin, passwd_line, uid_min};
 const SYSTEM_MIN: u32 = 100;
 const SYSTEM_MAX: u32 = 999;
 const USER_MAX: u32 = 59999;
 const LOGIN_EXEMPT: &[&str] = &["root", "sync", "shutdown", "halt"];
-
-pub fn is_nologin(shell: &str) -> bool {
-    shell.ends_with("/nologin") || shell.ends_with("/false")
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Pw {
@@ -92,38 +88,27 @@ impl Db {
                 .collect()
         };
         for (n, line) in lines("/etc/passwd") {
-            let f: Vec<&str> = line.split(':').collect();
-            let (Some(uid), Some(gid)) = (
-                f.get(2).and_then(|v| v.parse().ok()),
-                f.get(3).and_then(|v| v.parse().ok()),
-            ) else {
+            let Some(e) = passwd_line(&line) else {
                 return Err(malformed("/etc/passwd", n));
             };
-            if f.len() != 7 {
-                return Err(malformed("/etc/passwd", n));
-            }
             db.passwd.push(Pw {
-                name: f[0].into(),
-                password: f[1].into(),
-                uid,
-                gid,
-                gecos: f[4].into(),
-                home: f[5].into(),
-                shell: f[6].into(),
+                name: e.name.into(),
+                password: e.password.into(),
+                uid: e.uid,
+                gid: e.gid,
+                gecos: e.gecos.into(),
+                home: e.home.into(),
+                shell: e.shell.into(),
             });
         }
         for (n, line) in lines("/etc/group") {
-            let f: Vec<&str> = line.split(':').collect();
-            let Some(gid) = f.get(2).and_then(|v| v.parse().ok()) else {
+            let Some(e) = group_line(&line) else {
                 return Err(malformed("/etc/group", n));
             };
-            if f.len() != 4 {
-                return Err(malformed("/etc/group", n));
-            }
             db.group.push(Gr {
-                name: f[0].into(),
-                gid,
-                members: split_members(f[3]),
+                name: e.name.into(),
+                gid: e.gid,
+                members: e.members.iter().map(|m| m.to_string()).collect(),
             });
         }
         for (n, line) in lines("/etc/shadow") {
@@ -141,15 +126,8 @@ impl Db {
             }
             db.gshadow.insert(f[0].into(), (f[1].into(), f[2].into()));
         }
-        if let Some(defs) = cx.read_text("/etc/login.defs") {
-            for line in defs.lines() {
-                let mut w = line.split_whitespace();
-                if w.next() == Some("UID_MIN")
-                    && let Some(n) = w.next().and_then(|n| n.parse().ok())
-                {
-                    db.uid_min = n;
-                }
-            }
+        if let Some(n) = cx.read_text("/etc/login.defs").and_then(|d| uid_min(&d)) {
+            db.uid_min = n;
         }
         Ok(db)
     }
@@ -231,19 +209,6 @@ impl Db {
         }
         [passwd, group, shadow, gshadow]
     }
-}
-
-fn split_members(field: &str) -> Vec<String> {
-    field
-        .split(',')
-        .filter(|m| !m.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A shadow password field that lets no password in: `*`, `!`, `!*`…
-pub fn is_locked(field: &str) -> bool {
-    !field.is_empty() && field.chars().all(|c| c == '!' || c == '*')
 }
 
 /// One sysusers.d line: (type, name, id field, gecos, home, shell).
@@ -492,7 +457,7 @@ pub fn apply(cx: &mut Ctx, plan: &HardeningPlan) -> Result<()> {
         for group in &u.groups {
             if db.group(group).is_none() {
                 let known: Vec<&str> = db.group.iter().map(|g| g.name.as_str()).collect();
-                let hint = crate::recipe::did_you_mean(group, known.iter().copied())
+                let hint = kiln_diag::did_you_mean(group, known.iter().copied())
                     .map(|b| format!("did you mean \"{b}\"?"))
                     .unwrap_or_else(|| format!("add a [[group]] with name = \"{group}\""));
                 return Err(u
@@ -580,7 +545,9 @@ pub fn apply(cx: &mut Ctx, plan: &HardeningPlan) -> Result<()> {
     let required_rsa = plan
         .ssh
         .as_ref()
-        .map_or(super::ssh::REQUIRED_RSA_SIZE, |s| s.required_rsa_size.value);
+        .map_or(kiln_policy::sshd::REQUIRED_RSA_SIZE, |s| {
+            s.required_rsa_size.value
+        });
     for u in &plan.users {
         let pw = db.user(&u.name).expect("added above").clone();
         for (key, key_loc) in &u.authorized_keys {

@@ -18,10 +18,10 @@
 //! accepted both ways. Output: open, or with `egress = "restricted"`
 //! policy drop and only what the agent needs plus `[[firewall.allow_out]]`.
 
-use super::net::{Cidr, normalise};
 use super::{Ctx, units};
 use crate::recipe::hardening::{AllowPlan, FirewallPlan, FlannelBackend, K3sPlan, Proto, SshPlan};
 use anyhow::Result;
+use kiln_policy::net::{Cidr, normalise};
 use std::fmt::Write as _;
 
 pub const CONF: &str = "/etc/nftables.conf";

@@ -5,101 +5,11 @@
 
 use super::{Ctx, ssh, units};
 use crate::recipe::hardening::{KernelPlan, MinimizePlan};
-use crate::tree::{ImagePath, Kind, Meta};
 use anyhow::Result;
+use kiln_policy::modules::PROFILES;
+use kiln_policy::wildcard;
+use kiln_tree::{ImagePath, Kind, Meta};
 use std::collections::{BTreeMap, BTreeSet};
-
-/// Named module lists for `[kernel] profile`: globs over module names
-/// (`-` and `_` are the same).
-pub const PROFILES: &[(&str, &[&str])] = &[(
-    "k3s-vm",
-    &[
-        // containers and their networking
-        "overlay",
-        "br_netfilter",
-        "bridge",
-        "stp",
-        "llc",
-        "veth",
-        "vxlan",
-        "wireguard",
-        "udp_tunnel",
-        "ip6_udp_tunnel",
-        "ip_tunnel",
-        "ipip",
-        "tun",
-        "dummy",
-        "nf_*",
-        "nft_*",
-        "xt_*",
-        "x_tables",
-        "ip_tables",
-        "ip6_tables",
-        "iptable_*",
-        "ip6table_*",
-        "ip_set*",
-        "ip_vs*",
-        "nfnetlink*",
-        "sch_*",
-        "cls_*",
-        "act_*",
-        "libcrc32c",
-        "crc32c*",
-        "curve25519*",
-        "libchacha*",
-        "chacha*",
-        "poly1305*",
-        // virtual machine devices and file systems
-        "virtio*",
-        "vmw_*",
-        "vmxnet3",
-        "hv_*",
-        "hyperv*",
-        "xen*",
-        "ena",
-        "gve",
-        "nvme*",
-        "ext4",
-        "xfs",
-        "btrfs",
-        "vfat",
-        "fat",
-        "nls_*",
-        "squashfs",
-        "isofs",
-        "loop",
-        "dm_*",
-        "scsi_*",
-        "sd_mod",
-        "sr_mod",
-        "cdrom",
-        "ahci",
-        "libahci",
-        "ata_*",
-        "pata_*",
-        "mbcache",
-        "jbd2",
-        "crc16",
-        "crc32*",
-        "zstd*",
-        "lz4*",
-        "xxhash*",
-        "raid6_pq",
-        "xor",
-        "e1000*",
-        "igb",
-        "ixgbe*",
-        "mlx*",
-        "failover",
-        "net_failover",
-        "9p*",
-        "fuse",
-        "efivarfs",
-        "configfs",
-        "autofs4",
-        "binfmt_misc",
-    ],
-)];
 
 /// Files that a documentation purge keeps: licences must ship with the
 /// software they cover.
@@ -313,19 +223,6 @@ fn remove_package_manager(cx: &mut Ctx) -> Result<()> {
     Ok(())
 }
 
-/// `*` and `?` over a whole name.
-fn wildcard(pattern: &str, text: &str) -> bool {
-    fn go(p: &[u8], t: &[u8]) -> bool {
-        match p.split_first() {
-            None => t.is_empty(),
-            Some((b'*', rest)) => (0..=t.len()).any(|i| go(rest, &t[i..])),
-            Some((b'?', rest)) => !t.is_empty() && go(rest, &t[1..]),
-            Some((c, rest)) => t.first() == Some(c) && go(rest, &t[1..]),
-        }
-    }
-    go(pattern.as_bytes(), text.as_bytes())
-}
-
 /// A module file's name: `nf_tables.ko.xz` → `nf_tables`.
 fn module_name(file: &str) -> Option<String> {
     let stem = file
@@ -393,7 +290,7 @@ pub fn trim_modules(cx: &mut Ctx, plan: &KernelPlan) -> Result<()> {
             .iter()
             .filter(|(p, _)| {
                 let name = module_name(p.file_name()).expect("filtered");
-                patterns.iter().any(|pat| wildcard(pat, &name))
+                patterns.iter().any(|pat| wildcard::matches(pat, &name))
             })
             .map(|(_, rel)| rel.clone())
             .collect();

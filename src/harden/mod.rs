@@ -11,17 +11,15 @@
 pub mod accounts;
 pub mod firewall;
 pub mod k3s;
-pub mod keys;
 pub mod minimize;
-pub mod net;
 pub mod ssh;
 pub mod sysctl;
 pub mod units;
 
 use crate::recipe::Loc;
 use crate::recipe::hardening::HardeningPlan;
-use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use anyhow::{Context, Result};
+use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use std::collections::BTreeSet;
 
 /// Applies every hardening section of `plan` to `tree`. Returns warnings

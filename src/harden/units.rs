@@ -4,38 +4,9 @@
 
 use super::Ctx;
 use crate::recipe::Loc;
-use crate::tree::{ImagePath, Kind};
 use anyhow::Result;
-
-/// Where kiln's units and enablement links go.
-pub const ETC: &str = "/etc/systemd/system";
-/// Where systemctl finds unit files, in its order (Debian's /lib first:
-/// links then read /lib/systemd/system/NAME, as systemctl writes them).
-const SEARCH: &[&str] = &[
-    ETC,
-    "/usr/local/lib/systemd/system",
-    "/lib/systemd/system",
-    "/usr/lib/systemd/system",
-];
-const SUFFIXES: &[&str] = &[
-    ".service",
-    ".socket",
-    ".timer",
-    ".target",
-    ".path",
-    ".mount",
-    ".automount",
-    ".swap",
-];
-
-pub fn is_unit_name(name: &str) -> bool {
-    SUFFIXES
-        .iter()
-        .any(|s| name.ends_with(s) && name.len() > s.len())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ":_.@-\\".contains(c))
-}
+pub use kiln_policy::units::{ETC, SEARCH, install_section, is_unit_name};
+use kiln_tree::{ImagePath, Kind};
 
 /// The unit file `name` (a template for an instance) as systemctl would
 /// find it: (path as it would be linked, its text).
@@ -59,37 +30,6 @@ pub fn find(cx: &Ctx, name: &str) -> Option<(String, String)> {
         }
     }
     None
-}
-
-/// (WantedBy, RequiredBy, Alias) of a unit file's [Install] section.
-pub fn install_section(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let (mut wanted, mut required, mut alias) = (Vec::new(), Vec::new(), Vec::new());
-    let mut in_install = false;
-    for line in text.lines() {
-        let line = line.trim();
-        if line.starts_with('[') {
-            in_install = line == "[Install]";
-            continue;
-        }
-        if !in_install || line.starts_with(['#', ';']) {
-            continue;
-        }
-        let Some((key, value)) = line.split_once('=') else {
-            continue;
-        };
-        let target = match key.trim() {
-            "WantedBy" => &mut wanted,
-            "RequiredBy" => &mut required,
-            "Alias" => &mut alias,
-            _ => continue,
-        };
-        let words: Vec<String> = value.split_whitespace().map(str::to_owned).collect();
-        if words.is_empty() {
-            target.clear();
-        }
-        target.extend(words);
-    }
-    (wanted, required, alias)
 }
 
 /// Enables `name` as `systemctl enable` would. A unit the image does not

@@ -14,10 +14,11 @@
 //! is trusted only when this user owns it and nobody else can write it
 //! (as ccache trusts its directory); `--no-install-cache` trusts nothing.
 
-use crate::debian::lock::LockedPackage;
-use crate::fetch::{Cache, write_atomic};
-use crate::tree::{Digest, Store, Tree, hash_reader, load_tar};
 use anyhow::{Context, Result, bail};
+use kiln_debian::fetch::Cache;
+use kiln_debian::lock::LockedPackage;
+use kiln_tree::write_atomic;
+use kiln_tree::{Digest, Store, Tree, hash_reader, load_tar};
 use sha2::{Digest as _, Sha256};
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -112,7 +113,7 @@ impl InstallCache {
     /// Stores `tree` under `key`, packed straight into the cache.
     pub fn save(&self, key: &str, tree: &Tree, store: &Store) -> Result<()> {
         let digest = self.blobs.insert_new(|out| {
-            crate::pack::write_tar(tree, store, 0, out, &|_| {})?;
+            kiln_tree::pack::write_tar(tree, store, 0, out, &|_| {})?;
             Ok(())
         })?;
         write_atomic(&self.index.join(key), digest.hex().as_bytes(), 0o644)

@@ -4,10 +4,10 @@
 //! image then takes the packages from "unpacked" to "installed" and
 //! rewrites `status` itself.
 
-use crate::debian::deb::Unpacked;
-use crate::debian::deb822::{self, Paragraph};
-use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use anyhow::{Context, Result, anyhow};
+use kiln_debian::deb::Unpacked;
+use kiln_debian::deb822::{self, Paragraph};
+use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 

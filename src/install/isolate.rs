@@ -13,8 +13,8 @@
 //! ([`Isolation::UserNamespace`], see `userns.rs`).
 
 use super::userns::{self, IdRanges};
-use crate::tree::{Store, Tree, load_dir, write_dir};
 use anyhow::{Context, Result, bail};
+use kiln_tree::{Store, Tree, load_dir, write_dir};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;

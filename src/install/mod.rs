@@ -21,11 +21,11 @@ mod userns;
 pub use isolate::run_shell;
 pub use userns::{HELPER_COMMAND, helper_main, helper_work_dir};
 
-use crate::debian::lock::LockedPackage;
-use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use crate::ui::{Ui, human_bytes};
 use anyhow::{Context, Result, bail};
 use dpkg_db::Package;
+use kiln_debian::lock::LockedPackage;
+use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,7 @@ pub struct InstallOptions<'a> {
     /// Where installed trees are cached (`None`: always install afresh).
     pub cache_dir: Option<&'a Path>,
     /// The `[base]` tarball's digest, when packages go onto a base.
-    pub base: Option<crate::tree::Digest>,
+    pub base: Option<kiln_tree::Digest>,
 }
 
 /// Suites from before merged /usr was the default.
@@ -105,11 +105,8 @@ fn install_afresh(
     let debs = packages
         .par_iter()
         .map(|(locked, path)| {
-            let deb = crate::debian::deb::read(
-                path,
-                &format!("{} {}", locked.name, locked.version),
-                store,
-            );
+            let deb =
+                kiln_debian::deb::read(path, &format!("{} {}", locked.name, locked.version), store);
             progress.inc(locked.size);
             deb
         })

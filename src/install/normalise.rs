@@ -8,9 +8,9 @@
 //! chroot-based tools), so there is nothing of the host to remove; every
 //! mtime becomes SOURCE_DATE_EPOCH when the image is packed.
 
-use crate::tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use anyhow::Result;
 use globset::{GlobBuilder, GlobMatcher};
+use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 
 /// What a rule removes.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -207,7 +207,7 @@ mod tests {
             (&id.kind, id.meta.mode),
             (
                 &Kind::File {
-                    digest: crate::tree::Digest::of(b""),
+                    digest: kiln_tree::Digest::of(b""),
                     size: 0
                 },
                 0o444

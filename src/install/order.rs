@@ -3,7 +3,7 @@
 //! broken by name, so the order never depends on anything but the set.
 
 use super::dpkg_db::Package;
-use crate::debian::relation::Relations;
+use kiln_debian::relation::Relations;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Indexes into `packages`, dependencies first.
@@ -70,7 +70,7 @@ pub fn dependency_order(packages: &[Package]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::debian::deb::{ControlFiles, Unpacked};
+    use kiln_debian::deb::{ControlFiles, Unpacked};
 
     fn package(control: &str) -> Package {
         let mut files = ControlFiles::default();

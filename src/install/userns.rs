@@ -9,9 +9,9 @@
 //! could not remove, whatever happens to the build.
 
 use super::isolate::{Job, Outcome, Phases, run_shell};
-use crate::pack::{ArchiveCompression, pack_rootfs};
-use crate::tree::{Store, Tree, load_dir, load_tar, write_dir};
 use anyhow::{Context, Result, anyhow, bail};
+use kiln_tree::pack::{ArchiveCompression, pack_rootfs};
+use kiln_tree::{Store, Tree, load_dir, load_tar, write_dir};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};

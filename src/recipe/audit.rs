@@ -16,7 +16,7 @@
 //! waivers.
 
 use super::{Loc, RecipeError, SourceFile, did_you_mean};
-use crate::audit::{Date, FailOn, Waiver, rule_ids};
+use kiln_policy::audit::{Date, FailOn, Waiver, rule_ids};
 use serde::Deserialize;
 use std::path::Path;
 use std::sync::Arc;

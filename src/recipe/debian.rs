@@ -3,7 +3,7 @@
 //! [`DebianPlan`].
 
 use super::{Loc, RecipeError, SourceFile, did_you_mean, image_path, mode};
-use crate::tree::{Digest, ImagePath};
+use kiln_tree::{Digest, ImagePath};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,17 +38,7 @@ pub struct RawArtifact {
     pub mode: Option<super::schema::RawValue>,
 }
 
-/// Which packages form the base set before the recipe's own, as
-/// mmdebstrap's variants do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Variant {
-    /// Essential: yes packages only.
-    Essential,
-    /// Essential plus Priority: required (mmdebstrap's minbase).
-    Minbase,
-    /// Minbase plus Priority: important.
-    Important,
-}
+pub use kiln_debian::resolve::Variant;
 
 const VARIANTS: &[&str] = &["essential", "minbase", "required", "important"];
 

@@ -18,9 +18,9 @@
 //! file:line:column errors.
 
 use super::{Loc, RecipeError, SourceFile, did_you_mean, image_path};
-use crate::harden::keys::{PublicKey, parse_authorized_key};
-use crate::harden::net::{Cidr, parse_port_range};
-use crate::harden::{k3s as hk3s, ssh as hssh, sysctl as hsysctl};
+use kiln_policy::keys::{PublicKey, parse_authorized_key};
+use kiln_policy::net::{Cidr, parse_port_range};
+use kiln_policy::{k3s as hk3s, sshd as hssh, sysctl as hsysctl};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -589,7 +589,7 @@ impl Cx<'_> {
                         "shell \"{shell}\" must be an absolute path, like \"/bin/bash\""
                     )));
                 }
-                if system && !crate::harden::accounts::is_nologin(shell) {
+                if system && !kiln_policy::accounts::is_nologin(shell) {
                     return Err(self.loc(s.span()).error(format!(
                         "system accounts cannot log in: use shell = \"/usr/sbin/nologin\" (not {shell}), or remove system = true"
                     )));
@@ -1388,7 +1388,7 @@ impl Cx<'_> {
             }
             plan.setuid_allow = Some(paths);
         }
-        let unit = |u: &str| crate::harden::units::is_unit_name(u);
+        let unit = |u: &str| kiln_policy::units::is_unit_name(u);
         if let Some(list) = &raw.keep_services {
             plan.keep_services = Some(self.names(
                 list,
@@ -1421,8 +1421,8 @@ impl Cx<'_> {
             )?);
         }
         if let Some(p) = &raw.profile {
-            let names = crate::harden::minimize::PROFILES.iter().map(|(n, _)| *n);
-            if !crate::harden::minimize::PROFILES
+            let names = kiln_policy::modules::PROFILES.iter().map(|(n, _)| *n);
+            if !kiln_policy::modules::PROFILES
                 .iter()
                 .any(|(n, _)| n == p.get_ref())
             {

@@ -6,14 +6,13 @@
 
 pub mod audit;
 pub mod debian;
-mod error;
 pub mod hardening;
 pub(crate) mod schema;
 
-pub use error::{Loc, RecipeError, SourceFile, did_you_mean};
+pub use kiln_diag::{Loc, RecipeError, SourceFile, did_you_mean};
 
-use crate::tree::{Digest, ImagePath};
 use globset::{Glob, GlobBuilder, GlobMatcher};
+use kiln_tree::{Digest, ImagePath};
 use schema::{RawRecipe, RawValue};
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;

@@ -1,0 +1,373 @@
+//! Fetching bytes from mirrors: HTTP(S) and file:// URLs, retries with
+//! backoff, bounded timeouts, and a content-addressed cache keyed by
+//! sha256 that several builds may share at once.
+//!
+//! Nothing fetched is trusted until its digest matches what a verified
+//! source (a signed Release file, a lockfile, a recipe) says; a cached blob
+//! is re-hashed before every use.
+
+use anyhow::{Context, Result, anyhow, bail};
+use kiln_tree::{Digest, HashingWriter, copy, hash_reader};
+use std::io::{BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How patient network requests are.
+#[derive(Clone, Debug)]
+pub struct FetchPolicy {
+    /// Attempts per URL (network errors and 5xx responses are retried).
+    pub attempts: u32,
+    /// Wait before the second attempt; doubled for each further one.
+    pub backoff: Duration,
+    /// Bound on connecting and on waiting for response headers.
+    pub timeout: Duration,
+    /// Bound on receiving one whole body.
+    pub body_timeout: Duration,
+}
+
+impl Default for FetchPolicy {
+    fn default() -> Self {
+        // KILN_HTTP_TIMEOUT (seconds) shortens every wait, for tests and
+        // impatient pipelines.
+        let timeout = std::env::var("KILN_HTTP_TIMEOUT")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(30));
+        FetchPolicy {
+            attempts: 4,
+            backoff: Duration::from_millis(500).min(timeout),
+            timeout,
+            body_timeout: timeout.max(Duration::from_secs(1)) * 20,
+        }
+    }
+}
+
+/// Fetches URLs.
+pub struct Fetcher {
+    agent: ureq::Agent,
+    policy: FetchPolicy,
+}
+
+/// Resolves each host once per run. ureq resolves before every request,
+/// even on a kept-alive connection, and a resolver that drops AAAA queries
+/// then costs glibc a 5 s timeout each time (seen on real networks).
+#[derive(Debug, Default)]
+struct CachingResolver {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+    resolved: std::sync::Mutex<
+        std::collections::HashMap<String, ureq::unversioned::resolver::ResolvedSocketAddrs>,
+    >,
+}
+
+impl ureq::unversioned::resolver::Resolver for CachingResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let key = format!(
+            "{}://{}",
+            uri.scheme_str().unwrap_or(""),
+            uri.authority().map_or("", |a| a.as_str())
+        );
+        if let Some(addrs) = self.resolved.lock().ok().and_then(|c| c.get(&key).cloned()) {
+            return Ok(addrs);
+        }
+        let addrs = self.inner.resolve(uri, config, timeout)?;
+        if let Ok(mut cache) = self.resolved.lock() {
+            cache.insert(key, addrs.clone());
+        }
+        Ok(addrs)
+    }
+}
+
+/// An error that retrying will not fix (404, 403, a bad URL).
+#[derive(Debug)]
+struct Permanent(String);
+
+impl std::fmt::Display for Permanent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Permanent {}
+
+impl Fetcher {
+    pub fn new(policy: FetchPolicy) -> Fetcher {
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+            .build();
+        let config = ureq::config::Config::builder()
+            .tls_config(tls)
+            .timeout_connect(Some(policy.timeout))
+            .timeout_recv_response(Some(policy.timeout))
+            .timeout_recv_body(Some(policy.body_timeout))
+            .http_status_as_error(false)
+            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::new(),
+            CachingResolver::default(),
+        );
+        Fetcher { agent, policy }
+    }
+
+    /// Calls `consume` with a reader of the resource at `url`, retrying the
+    /// whole request on transient failures. `consume` must be safe to
+    /// repeat (it is given a fresh reader each time).
+    pub fn with_reader<T>(
+        &self,
+        url: &str,
+        mut consume: impl FnMut(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        let mut wait = self.policy.backoff;
+        let mut last = None;
+        for attempt in 1..=self.policy.attempts.max(1) {
+            match self.try_once(url, &mut consume) {
+                Ok(value) => return Ok(value),
+                Err(e) if e.downcast_ref::<Permanent>().is_some() => return Err(e),
+                Err(e) => last = Some(e),
+            }
+            if attempt < self.policy.attempts {
+                std::thread::sleep(wait);
+                wait *= 2;
+            }
+        }
+        let e = last.expect("at least one attempt");
+        Err(e.context(format!(
+            "giving up on {url} after {} attempts",
+            self.policy.attempts
+        )))
+    }
+
+    fn try_once<T>(
+        &self,
+        url: &str,
+        consume: &mut impl FnMut(&mut dyn Read) -> Result<T>,
+    ) -> Result<T> {
+        if let Some(path) = url.strip_prefix("file://") {
+            let file = std::fs::File::open(path).map_err(|e| match e.kind() {
+                std::io::ErrorKind::NotFound => anyhow!(Permanent(format!("{url}: not found"))),
+                _ => anyhow!(e).context(format!("cannot read {url}")),
+            })?;
+            return consume(&mut BufReader::with_capacity(1 << 20, file));
+        }
+        if !url.starts_with("http://") && !url.starts_with("https://") {
+            return Err(Permanent(format!(
+                "{url}: only http://, https:// and file:// URLs are supported"
+            ))
+            .into());
+        }
+        let response = self
+            .agent
+            .get(url)
+            .call()
+            .with_context(|| format!("GET {url}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let message = format!("GET {url}: the server answered {status}");
+            // 5xx and 429 may pass; anything else will not.
+            return if status.is_server_error() || status.as_u16() == 429 {
+                Err(anyhow!(message))
+            } else {
+                Err(Permanent(message).into())
+            };
+        }
+        let mut reader = response.into_body().into_reader();
+        consume(&mut reader).with_context(|| format!("GET {url}"))
+    }
+
+    /// The whole resource, at most `limit` bytes (indexes, not packages).
+    pub fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
+        self.with_reader(url, |reader| {
+            let mut out = Vec::new();
+            reader.take(limit + 1).read_to_end(&mut out)?;
+            if out.len() as u64 > limit {
+                return Err(Permanent(format!("{url} is larger than {limit} bytes")).into());
+            }
+            Ok(out)
+        })
+    }
+}
+
+/// Blobs by sha256 under a directory: `DIR/sha256/ab/abcdef…`.
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    pub fn open(dir: &Path) -> Result<Cache> {
+        std::fs::create_dir_all(dir.join("sha256"))
+            .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
+        Ok(Cache {
+            dir: dir.to_owned(),
+        })
+    }
+
+    /// The default: `$XDG_CACHE_HOME/kiln`, else `~/.cache/kiln`.
+    pub fn default_dir() -> Result<PathBuf> {
+        if let Some(dir) = std::env::var_os("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+            return Ok(PathBuf::from(dir).join("kiln"));
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .context("no cache directory: set --cache-dir, XDG_CACHE_HOME or HOME")?;
+        Ok(PathBuf::from(home).join(".cache").join("kiln"))
+    }
+
+    fn blob_path(&self, digest: &Digest) -> PathBuf {
+        let hex = digest.hex();
+        self.dir.join("sha256").join(&hex[..2]).join(hex)
+    }
+
+    /// The cached blob with `digest`, re-hashed to prove it is intact; a
+    /// corrupt one is deleted and reported missing.
+    pub fn get(&self, digest: &Digest) -> Result<Option<PathBuf>> {
+        let path = self.blob_path(digest);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        let (actual, _) = hash_reader(BufReader::with_capacity(1 << 20, file))?;
+        if actual != *digest {
+            let _ = std::fs::remove_file(&path);
+            return Ok(None);
+        }
+        Ok(Some(path))
+    }
+
+    /// Adds what `write` writes as a new blob, hashed as it is written, and
+    /// returns its digest: for content kiln makes itself, whose digest is
+    /// not known beforehand.
+    pub fn insert_new(&self, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<Digest> {
+        let dir = self.dir.join("sha256");
+        let tmp = tempfile::NamedTempFile::new_in(&dir)
+            .with_context(|| format!("cannot write to the cache {}", dir.display()))?;
+        let mut writer = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp));
+        write(&mut writer)?;
+        let (buffered, digest, _) = writer.finish();
+        let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
+        tmp.as_file().sync_all()?;
+        let dest = self.blob_path(&digest);
+        std::fs::create_dir_all(dest.parent().expect("blobs live in a shard"))?;
+        tmp.persist(&dest)
+            .with_context(|| format!("cannot store {}", dest.display()))?;
+        Ok(digest)
+    }
+
+    /// Streams `reader` into the cache, hashing as it goes; succeeds only
+    /// when the content has `digest` (and `size`, when given). The blob
+    /// appears under its name atomically, so concurrent builds never see
+    /// half a file.
+    pub fn insert(
+        &self,
+        reader: &mut dyn Read,
+        digest: &Digest,
+        size: Option<u64>,
+        on_bytes: &dyn Fn(u64),
+    ) -> Result<PathBuf> {
+        let dest = self.blob_path(digest);
+        let shard = dest.parent().expect("blobs live in a shard");
+        std::fs::create_dir_all(shard)?;
+        let tmp = tempfile::NamedTempFile::new_in(shard)
+            .with_context(|| format!("cannot write to the cache {}", shard.display()))?;
+        let mut writer = HashingWriter::new(std::io::BufWriter::new(tmp));
+        let mut counted = CountingReader {
+            inner: reader,
+            on_bytes,
+            limit: size.map(|s| s + 1),
+        };
+        copy(&mut counted, &mut writer)?;
+        let (buffered, actual, len) = writer.finish();
+        if let Some(expected) = size
+            && len != expected
+        {
+            bail!("size is {len} bytes, expected {expected}: truncated or wrong file");
+        }
+        if actual != *digest {
+            bail!("sha256 is {actual}, expected {digest}: the file was modified or corrupted");
+        }
+        let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&dest)
+            .with_context(|| format!("cannot store {}", dest.display()))?;
+        Ok(dest)
+    }
+}
+
+struct CountingReader<'a> {
+    inner: &'a mut dyn Read,
+    on_bytes: &'a dyn Fn(u64),
+    /// Stop reading past this many bytes: a server sending more than the
+    /// expected size is wrong, and need not fill the disk to prove it.
+    limit: Option<u64>,
+}
+
+impl Read for CountingReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let want = match self.limit {
+            Some(0) => return Ok(0),
+            Some(left) => buf.len().min(left as usize),
+            None => buf.len(),
+        };
+        let n = self.inner.read(&mut buf[..want])?;
+        if let Some(left) = &mut self.limit {
+            *left -= n as u64;
+        }
+        (self.on_bytes)(n as u64);
+        Ok(n)
+    }
+}
+
+/// One file to fetch into the cache.
+#[derive(Clone, Debug)]
+pub struct FetchItem {
+    /// For messages: a package name and version, or an artifact name.
+    pub label: String,
+    pub url: String,
+    pub sha256: Digest,
+    pub size: Option<u64>,
+}
+
+/// Fetches every item into the cache with `workers` parallel downloads,
+/// skipping those already cached intact. Returns their cache paths in the
+/// order given. `on_bytes` and `on_done` report progress.
+pub fn fetch_all(
+    fetcher: &Fetcher,
+    cache: &Cache,
+    items: &[FetchItem],
+    workers: usize,
+    on_bytes: &(dyn Fn(u64) + Sync),
+    on_done: &(dyn Fn(&FetchItem) + Sync),
+) -> Result<Vec<PathBuf>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(workers.max(1))
+        .build()
+        .context("cannot start download workers")?;
+    use rayon::prelude::*;
+    pool.install(|| {
+        items
+            .par_iter()
+            .map(|item| {
+                let path = match cache.get(&item.sha256)? {
+                    Some(path) => {
+                        on_bytes(item.size.unwrap_or(0));
+                        path
+                    }
+                    None => fetcher
+                        .with_reader(&item.url, |reader| {
+                            cache.insert(reader, &item.sha256, item.size, on_bytes)
+                        })
+                        .with_context(|| format!("cannot fetch {}", item.label))?,
+                };
+                on_done(item);
+                Ok(path)
+            })
+            .collect()
+    })
+}
