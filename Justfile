@@ -50,11 +50,11 @@ image: deps build
 # Formatting and lints, warnings denied.
 lint:
     cargo fmt --all -- --check
-    cargo clippy --locked --all-targets -- -D warnings
+    cargo clippy --workspace --locked --all-targets -- -D warnings
 
 # The whole test suite: lints, unit and integration tests.
 test: deps lint
-    cargo test --locked --all-targets -- --test-threads 2
+    cargo test --workspace --locked --all-targets -- --test-threads 2
 
 # Benchmarks: kiln against the tools a user would otherwise pick; prints ratios.
 bench: deps build

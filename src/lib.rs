@@ -8,11 +8,10 @@
 
 pub mod assemble;
 pub mod build;
-pub mod check;
 pub mod cleanup;
+pub mod cmd;
 pub mod diff;
 pub mod harden;
-pub mod inspect;
 pub mod install;
 pub mod manifest;
 pub mod minisign;
@@ -21,4 +20,3 @@ pub mod packages;
 pub mod recipe;
 pub mod signing;
 pub mod ui;
-pub mod verify;

@@ -492,7 +492,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             }
         }
         Command::Inspect { path, json } => {
-            let summary = kiln::inspect::inspect(&path)?;
+            let summary = kiln::cmd::inspect::inspect(&path)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&summary)?);
             } else {
@@ -551,12 +551,12 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             json,
         } => {
             let keys = kiln::signing::load_public_keys(&keys)?;
-            let options = kiln::verify::VerifyOptions {
+            let options = kiln::cmd::verify::VerifyOptions {
                 keys: &keys,
                 contents,
                 min_version: min_version.as_deref(),
             };
-            let report = kiln::verify::verify(&path, &options)?;
+            let report = kiln::cmd::verify::verify(&path, &options)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -584,9 +584,9 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 verified.key_id,
                 root.display()
             ));
-            let drift = kiln::check::check(
+            let drift = kiln::cmd::check::check(
                 &verified.manifest,
-                &kiln::check::CheckOptions { root: &root, fast },
+                &kiln::cmd::check::CheckOptions { root: &root, fast },
             )?;
             for event in &drift {
                 if json_lines {

@@ -16,6 +16,7 @@ mod dpkg_db;
 mod isolate;
 pub mod normalise;
 mod order;
+mod sandbox;
 mod userns;
 
 pub use isolate::run_shell;
@@ -205,7 +206,7 @@ fn configure(
     options: &InstallOptions,
     ui: &Ui,
 ) -> Result<()> {
-    let isolation = isolate::Isolation::detect()?;
+    let isolation = sandbox::Isolation::detect()?;
     let started = std::time::Instant::now();
     let policy = ImagePath::new(POLICY_RC_D)?;
     let had_policy = tree.contains(&policy);

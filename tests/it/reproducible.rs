@@ -3,7 +3,7 @@
 //! clocks (via libfaketime), and overlay files created in another order
 //! with other host mtimes, owners and permission bits.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

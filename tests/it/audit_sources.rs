@@ -3,7 +3,7 @@
 //! live root skips run-time and container state and the image-only rules;
 //! directories are read without hashing.
 
-mod common;
+use crate::common;
 
 use kiln_policy::audit::{AuditConfig, Mode, Report, Status, load, load_directory};
 use std::os::unix::fs::PermissionsExt;

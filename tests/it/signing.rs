@@ -2,7 +2,7 @@
 //! real `minisign`, and a tamper matrix where every case must be refused
 //! with a message that says what failed.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

@@ -1,7 +1,7 @@
 //! The example recipe builds from the base tarball the tests create, and
 //! `kiln inspect` reports what was built.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

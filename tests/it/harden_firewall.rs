@@ -4,7 +4,7 @@
 //! the kubelet only from the sources the recipe allows. Reloading keeps
 //! other tables (no `flush ruleset`). The host's ruleset is never touched.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::io::{BufRead, BufReader};

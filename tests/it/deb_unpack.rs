@@ -2,7 +2,7 @@
 //! members, modes, owners, links and contents, whatever the compression;
 //! merged-/usr placement; hostile packages refused naming the package.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln_debian::deb::unpack;

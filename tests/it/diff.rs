@@ -4,7 +4,7 @@
 //! extracts from the archives; packages from dpkg status files, both in
 //! built images and in hand-made tarballs.
 
-mod common;
+use crate::common;
 
 use common::*;
 use kiln::diff::{

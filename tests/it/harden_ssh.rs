@@ -4,7 +4,7 @@
 //! file:line unless the recipe says why; public keys are checked exactly
 //! as `ssh-keygen -l` accepts them.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeMap;

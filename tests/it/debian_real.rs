@@ -3,7 +3,7 @@
 //! mmdebstrap (the oracle, simulating the same install with apt), and
 //! `kiln fetch` downloads and verifies all of them.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::collections::BTreeMap;

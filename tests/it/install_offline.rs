@@ -4,7 +4,7 @@
 //! own dpkg writes for the same packages (the oracle), and the cases kiln
 //! must refuse are refused with a clear message and no artifact.
 
-mod common;
+use crate::common;
 
 use common::debrepo::{Deb, TestRepo};
 use common::oracle::{compare_with_oracle, read_tar};

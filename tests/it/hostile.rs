@@ -1,7 +1,7 @@
 //! Hostile and damaged inputs get a clear error and write nothing: not
 //! outside the output directory, and no artifact inside it.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

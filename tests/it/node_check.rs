@@ -2,7 +2,7 @@
 //! systemd accepts, and the command they run finds no drift on a freshly
 //! provisioned node.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! `kiln check` on a root extracted by GNU tar: zero drift, then exactly
 //! the planted changes; mutable paths are never reported.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

@@ -8,7 +8,7 @@
 //! build host's apt sources) and later runs reuse it. Needs root (mmdebstrap
 //! root mode) and `apt-get install mmdebstrap`.
 
-mod common;
+use crate::common;
 
 use kiln_policy::audit::{AuditConfig, Report, Status, audit_path};
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Overlay and file semantics that recipes rely on, checked through the
 //! manifest of real builds.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! unless waived; the unit refuses to start without a provisioned token;
 //! sysctl overrides cannot break the kubelet or K3s networking.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

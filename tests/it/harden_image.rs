@@ -5,7 +5,7 @@
 //! high and critical rule of kiln's own audit. Needs root (the install
 //! stage configures packages in a chroot).
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! updates with a patch report, downloads and the cache, and every staged
 //! failure refused with a message that names what failed.
 
-mod common;
+use crate::common;
 
 use common::debrepo::{Deb, TestRepo};
 use common::http::{Fault, Server};

@@ -5,7 +5,7 @@
 //! `SshdConfig::value` for every keyword the rules check. Needs root and
 //! openssh-server (`apt-get install openssh-server`).
 
-mod common;
+use crate::common;
 
 use kiln_policy::sshd::{DEFAULTS, SshdConfig};
 use std::collections::BTreeMap;

@@ -1,6 +1,6 @@
 //! `kiln audit` and the build's audit gate, through the real binary.
 
-mod common;
+use crate::common;
 
 use common::kiln;
 use std::path::Path;

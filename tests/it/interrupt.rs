@@ -1,6 +1,6 @@
 //! A build killed midway leaves no file in the output directory.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::{Path, PathBuf};

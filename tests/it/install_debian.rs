@@ -5,7 +5,7 @@
 //! and it is a working Debian system by its own tools (dpkg, sshd, getent)
 //! run inside it. Needs root (chroots) and mmdebstrap.
 
-mod common;
+use crate::common;
 
 use common::oracle::{compare_with_oracle, read_tar};
 use common::*;

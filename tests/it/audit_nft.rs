@@ -7,7 +7,7 @@
 //! interface and ct state matches and its verdict. Needs root and nftables
 //! (`apt-get install nftables`).
 
-mod common;
+use crate::common;
 
 use kiln_policy::nft::{Cond, Rule, Ruleset, Selector, Values, Verdict, addr_range, port_ranges};
 use serde_json::Value;

@@ -2,7 +2,7 @@
 //! device and capability survives tar → kiln → tar, and kiln's own output
 //! round-trips byte for byte.
 
-mod common;
+use crate::common;
 
 use common::*;
 use std::path::Path;

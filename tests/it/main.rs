@@ -1,0 +1,37 @@
+//! kiln's integration tests: one binary, one module per area. They run the
+//! real `kiln` binary against real tools (dpkg, apt, gpg, sshd, nft,
+//! minisign, mmdebstrap); `common` has the shared helpers.
+
+mod archive;
+mod audit_cli;
+mod audit_debian;
+mod audit_nft;
+mod audit_recipe;
+mod audit_reports;
+mod audit_rules;
+mod audit_sources;
+mod audit_sshd;
+mod check;
+mod common;
+mod deb_unpack;
+mod debian_archive;
+mod debian_primitives;
+mod debian_real;
+mod diff;
+mod harden_firewall;
+mod harden_image;
+mod harden_k3s;
+mod harden_ssh;
+mod hostile;
+mod install_debian;
+mod install_offline;
+mod interrupt;
+mod layering;
+mod minimal_recipe;
+mod minisign_interop;
+mod node_check;
+mod overlay;
+mod recipe_errors;
+mod reproducible;
+mod resolve;
+mod signing;
