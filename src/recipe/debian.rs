@@ -2,6 +2,7 @@
 //! not Debian packages, such as the K3s binary), validated into a
 //! [`DebianPlan`].
 
+use super::value::RawValue;
 use super::{Loc, RecipeError, SourceFile, did_you_mean, image_path, mode};
 use kiln_tree::{Digest, ImagePath};
 use serde::Deserialize;
@@ -35,7 +36,7 @@ pub struct RawArtifact {
     pub path: Option<Spanned<String>>,
     pub sha256: Spanned<String>,
     pub dest: Spanned<String>,
-    pub mode: Option<super::schema::RawValue>,
+    pub mode: Option<RawValue>,
 }
 
 pub use kiln_debian::resolve::Variant;

@@ -8,15 +8,17 @@ pub mod audit;
 pub mod debian;
 pub mod hardening;
 pub(crate) mod schema;
+mod value;
 
 pub use kiln_diag::{Loc, RecipeError, SourceFile, did_you_mean};
 
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use kiln_tree::{Digest, ImagePath};
-use schema::{RawRecipe, RawValue};
+use schema::RawRecipe;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
+use value::RawValue;
 
 /// Debian architectures an image can be built for.
 pub const ARCHES: &[&str] = &[

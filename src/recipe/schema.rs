@@ -2,6 +2,7 @@
 //! unknown keys, and values that need checking keep their span so errors
 //! can point at them. Validation into a [`super::Plan`] happens in mod.rs.
 
+use super::value::RawValue;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -66,10 +67,6 @@ pub struct RawBase {
     pub path: Spanned<String>,
     pub sha256: Spanned<String>,
 }
-
-/// Modes and owners are read as any TOML value so that the validator, not
-/// serde, explains what to write (a bare `mode = 644` is decimal).
-pub type RawValue = Spanned<toml::Value>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
