@@ -6,19 +6,21 @@
 
 pub mod audit;
 pub mod debian;
+mod fields;
 pub mod hardening;
 pub(crate) mod schema;
 mod value;
 
 pub use kiln_diag::{Loc, RecipeError, SourceFile, did_you_mean};
 
+use fields::{check_arch, check_name, check_timer, check_version, image_dir, image_glob, owner};
+pub(crate) use fields::{image_path, mode};
 use globset::{Glob, GlobBuilder, GlobMatcher};
 use kiln_tree::{Digest, ImagePath};
 use schema::RawRecipe;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
-use value::RawValue;
 
 /// Debian architectures an image can be built for.
 pub const ARCHES: &[&str] = &[
@@ -588,226 +590,6 @@ impl PlanBuilder {
             sources,
         })
     }
-}
-
-fn check_name(loc: &Loc, what: &str, name: &str) -> Result<String, RecipeError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
-    if !ok {
-        return Err(loc.error(format!(
-            "{what} \"{name}\" is not valid: use 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit (it becomes part of file names)"
-        )));
-    }
-    Ok(name.to_owned())
-}
-
-fn check_version(loc: &Loc, version: &str) -> Result<String, RecipeError> {
-    let ok = !version.is_empty()
-        && version.len() <= 64
-        && version.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && version
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || ".+~_-".contains(c));
-    if !ok {
-        return Err(loc.error(format!(
-            "version \"{version}\" is not valid: use letters, digits and . + ~ _ -, starting with a letter or digit, like \"1.2.0\""
-        )));
-    }
-    Ok(version.to_owned())
-}
-
-fn check_arch(loc: &Loc, arch: &str) -> Result<String, RecipeError> {
-    if ARCHES.contains(&arch) {
-        return Ok(arch.to_owned());
-    }
-    Err(loc.error(match did_you_mean(arch, ARCHES.iter().copied()) {
-        Some(best) => format!("unknown arch \"{arch}\", did you mean \"{best}\"?"),
-        None => format!("unknown arch \"{arch}\"; known: {}", ARCHES.join(", ")),
-    }))
-}
-
-/// An absolute image path: `dest = "/etc/motd"`.
-pub(crate) fn image_path(loc: &Loc, field: &str, raw: &str) -> Result<ImagePath, RecipeError> {
-    if !raw.starts_with('/') {
-        return Err(loc.error(format!(
-            "{field} \"{raw}\" must be an absolute path in the image, like \"/{}\"",
-            raw.trim_start_matches("./")
-        )));
-    }
-    let path = ImagePath::new(raw).map_err(|e| loc.error(format!("{field} \"{raw}\": {e}")))?;
-    if path.is_root() {
-        return Err(loc.error(format!(
-            "{field} \"{raw}\" is the image root; name a path below it"
-        )));
-    }
-    if raw.len() > 1 && raw.ends_with('/') {
-        return Err(loc.error(format!(
-            "{field} \"{raw}\" ends with '/'; name the file itself, like \"{}\"",
-            raw.trim_end_matches('/')
-        )));
-    }
-    Ok(path)
-}
-
-fn check_timer(
-    file: &Arc<SourceFile>,
-    dir: &Path,
-    timer: Spanned<String>,
-    keys: Vec<Spanned<String>>,
-    binary: Option<Spanned<String>>,
-) -> Result<CheckTimerPlan, RecipeError> {
-    let timer_loc = Loc::new(file, timer.span());
-    let on_calendar = timer.into_inner();
-    if on_calendar.trim().is_empty() || on_calendar.chars().any(char::is_control) {
-        return Err(timer_loc.error(
-            "timer must be a systemd calendar expression, like \"daily\" or \"*-*-* 03:00\"",
-        ));
-    }
-    if keys.is_empty() {
-        return Err(timer_loc.error(
-            "a check timer needs the public keys to trust: add keys = [\"../signing/release.pub\"] to [check]",
-        ));
-    }
-    let mut baked = Vec::new();
-    for key in keys {
-        let key_loc = Loc::new(file, key.span());
-        let path = dir.join(key.get_ref());
-        let text = std::fs::read(&path).map_err(|e| {
-            key_loc.error(format!(
-                "cannot read public key \"{}\": {e} (paths are relative to the recipe's folder)",
-                key.get_ref()
-            ))
-        })?;
-        crate::minisign::PublicKey::parse(&text).map_err(|e| {
-            key_loc.error(format!(
-                "\"{}\" is not a minisign public key: {e}",
-                key.get_ref()
-            ))
-        })?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let name = if name.ends_with(".pub") {
-            name
-        } else {
-            format!("{name}.pub")
-        };
-        if baked.iter().any(|(n, _): &(String, PathBuf)| *n == name) {
-            return Err(key_loc.error(format!(
-                "two keys would both be /etc/kiln/keys/{name}; rename one"
-            )));
-        }
-        baked.push((name, path));
-    }
-    let binary = match binary {
-        Some(b) => image_path(&Loc::new(file, b.span()), "binary", b.get_ref())?,
-        None => ImagePath::new("/usr/local/bin/kiln").expect("a valid path"),
-    };
-    Ok(CheckTimerPlan {
-        on_calendar,
-        keys: baked,
-        binary,
-        loc: timer_loc,
-    })
-}
-
-/// An absolute image directory, the root included: an overlay's `dest`.
-fn image_dir(loc: &Loc, raw: &str) -> Result<ImagePath, RecipeError> {
-    if !raw.starts_with('/') {
-        return Err(loc.error(format!(
-            "dest \"{raw}\" must be an absolute directory in the image, like \"/{}\"",
-            raw.trim_start_matches("./")
-        )));
-    }
-    ImagePath::new(raw).map_err(|e| loc.error(format!("dest \"{raw}\": {e}")))
-}
-
-/// A glob over absolute image paths: `*` stays within one component,
-/// `**` crosses them.
-fn image_glob(loc: &Loc, pattern: &str) -> Result<GlobMatcher, RecipeError> {
-    if !pattern.starts_with('/') {
-        return Err(loc.error(format!(
-            "\"{pattern}\" must be an absolute image path or glob, like \"/{}\"",
-            pattern.trim_start_matches("./")
-        )));
-    }
-    if pattern.split('/').any(|c| c == "..") {
-        return Err(loc.error(format!(
-            "\"{pattern}\" contains '..'; name the path directly"
-        )));
-    }
-    let trimmed = if pattern.len() > 1 {
-        pattern.trim_end_matches('/')
-    } else {
-        pattern
-    };
-    GlobBuilder::new(trimmed)
-        .literal_separator(true)
-        .backslash_escape(true)
-        .build()
-        .map(|g: Glob| g.compile_matcher())
-        .map_err(|e| loc.error(format!("invalid glob \"{pattern}\": {}", e.kind())))
-}
-
-/// `mode = "0644"`: up to four octal digits, as a string.
-pub(crate) fn mode(file: &Arc<SourceFile>, value: &RawValue) -> Result<u32, RecipeError> {
-    let loc = Loc::new(file, value.span());
-    match value.get_ref() {
-        toml::Value::String(s) => {
-            let digits = s.strip_prefix("0o").unwrap_or(s);
-            if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| ('0'..='7').contains(&c)) {
-                return Err(loc.error(format!(
-                    "invalid mode \"{s}\": expected up to four octal digits, like \"0644\" or \"4755\""
-                )));
-            }
-            Ok(u32::from_str_radix(digits, 8).expect("checked octal digits"))
-        }
-        toml::Value::Integer(_) => Err(loc.error(
-            "write the mode as a quoted octal string, like \"0644\" or \"4755\" (TOML reads a bare number as decimal)",
-        )),
-        other => Err(loc.error(format!(
-            "invalid mode {other}: expected a quoted octal string, like \"0644\""
-        ))),
-    }
-}
-
-/// `owner = "root"` or `owner = 0`.
-fn owner(file: &Arc<SourceFile>, value: &RawValue, field: &str) -> Result<OwnerSpec, RecipeError> {
-    let loc = Loc::new(file, value.span());
-    let owner = match value.get_ref() {
-        toml::Value::String(name) if is_account_name(name) => Owner::Name(name.clone()),
-        toml::Value::String(name) => {
-            return Err(loc.error(format!(
-                "{field} \"{name}\" is not a valid user or group name"
-            )));
-        }
-        toml::Value::Integer(id) => Owner::Id(u32::try_from(*id).map_err(|_| {
-            loc.error(format!(
-                "{field} id {id} is out of range: ids are 0 to 4294967295"
-            ))
-        })?),
-        other => {
-            return Err(loc.error(format!(
-                "invalid {field} {other}: expected a name like \"root\" or a number like 0"
-            )));
-        }
-    };
-    Ok(OwnerSpec { owner, loc })
-}
-
-/// Names as useradd accepts them (Debian's relaxed rules, minus spaces).
-fn is_account_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 32
-        && !name.starts_with('-')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-$".contains(c))
 }
 
 #[cfg(test)]
