@@ -10,7 +10,6 @@ pub mod assemble;
 pub mod build;
 pub mod cleanup;
 pub mod cmd;
-pub mod diff;
 pub mod harden;
 pub mod install;
 pub mod manifest;

@@ -484,7 +484,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             return Ok(report.exit_code(exit::AUDIT_FAILED));
         }
         Command::Diff { old, new, json } => {
-            let report = kiln::diff::diff(&old, &new)?;
+            let report = kiln::cmd::diff::diff(&old, &new)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {

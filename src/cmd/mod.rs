@@ -3,5 +3,6 @@
 //! root), `inspect` (summaries) and `diff` (two images compared).
 
 pub mod check;
+pub mod diff;
 pub mod inspect;
 pub mod verify;

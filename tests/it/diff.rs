@@ -1,4 +1,4 @@
-//! `kiln::diff` on real builds: two images that differ in every way a
+//! `kiln::cmd::diff` on real builds: two images that differ in every way a
 //! recipe can make them differ, compared as manifests, as archives and
 //! mixed; the /etc text diffs checked against GNU diff on the files GNU tar
 //! extracts from the archives; packages from dpkg status files, both in
@@ -7,7 +7,7 @@
 use crate::common;
 
 use common::*;
-use kiln::diff::{
+use kiln::cmd::diff::{
     AttributeChange, ChangedPath, ConfigChange, ConfigChangeKind, ConfigDiff, DiffReport, Package,
     PackageUpdate, diff,
 };
