@@ -278,7 +278,7 @@ const SOURCES: &[(&str, &str)] = &[
     ),
     (
         "seed",
-        "kiln's own requirement from its founding specification (the kubelet port limited to the control plane)",
+        "the product's security requirements for K3s agent nodes: the kubelet port reachable from the control plane only, the agent API not exposed",
     ),
     (
         "inference",
