@@ -25,7 +25,7 @@ pub struct BuildOptions {
     pub out_dir: PathBuf,
     pub compression: ArchiveCompression,
     /// Signs the manifest when given (`NAME-VERSION.manifest.json.minisig`).
-    pub key: Option<crate::minisign::SecretKey>,
+    pub key: Option<kiln_minisign::SecretKey>,
     /// Mirrors, cache and offline artifacts for `[debian]` and `[[artifact]]`.
     pub archive: crate::packages::ArchiveOptions,
     /// Refuse a lockfile that does not match the recipe instead of updating it.

@@ -13,7 +13,6 @@ pub mod cmd;
 pub mod harden;
 pub mod install;
 pub mod manifest;
-pub mod minisign;
 pub mod node_check;
 pub mod packages;
 pub mod recipe;

@@ -307,7 +307,7 @@ struct SigningArgs {
 }
 
 impl SigningArgs {
-    fn load(&self) -> Result<Option<kiln::minisign::SecretKey>> {
+    fn load(&self) -> Result<Option<kiln_minisign::SecretKey>> {
         self.key
             .as_deref()
             .map(|k| kiln::signing::load_secret_key(k, self.password_file.as_deref()))

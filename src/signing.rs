@@ -1,10 +1,10 @@
 //! Keys and manifest signatures as the command line uses them: key files,
 //! passwords, the trusted comment, and verifying a signed manifest.
-//! The minisign formats themselves are in [`crate::minisign`].
+//! The minisign formats themselves are in [`kiln_minisign`].
 
 use crate::manifest::Manifest;
-use crate::minisign::{self, KeyId, PublicKey, SecretKey, Signature};
 use anyhow::{Context, Result, bail};
+use kiln_minisign::{KeyId, PublicKey, SecretKey, Signature};
 use kiln_tree::Digest;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -92,7 +92,7 @@ pub fn load_secret_key(path: &Path, password_file: Option<&Path>) -> Result<Secr
         .with_context(|| format!("cannot read secret key {}", path.display()))?;
     match SecretKey::parse(&text, None) {
         Ok(key) => Ok(key),
-        Err(minisign::Error::PasswordRequired) => {
+        Err(kiln_minisign::Error::PasswordRequired) => {
             let prompt = format!("Password for {}: ", path.display());
             let Some(password) = password(password_file, &prompt, false)? else {
                 bail!(
@@ -172,7 +172,12 @@ pub fn sign_manifest(
         "kiln signature of {}-{} manifest",
         manifest.image.name, manifest.image.version
     );
-    Ok(minisign::sign(key, manifest_bytes, &comment, &untrusted)?)
+    Ok(kiln_minisign::sign(
+        key,
+        manifest_bytes,
+        &comment,
+        &untrusted,
+    )?)
 }
 
 /// A manifest whose signature checked out.
@@ -215,7 +220,7 @@ pub fn verify_manifest(path: &Path, keys: &[PublicKey]) -> Result<VerifiedManife
     };
     let signature = Signature::parse(&sig_text)
         .map_err(|e| Untrusted(format!("signature file {}: {e}", sig_path.display())))?;
-    let key = minisign::verify(keys, &signature, bytes.as_slice())
+    let key = kiln_minisign::verify(keys, &signature, bytes.as_slice())
         .map_err(|e| Untrusted(format!("signature of {}: {e}", path.display())))?;
     let text =
         std::str::from_utf8(&bytes).map_err(|_| Untrusted("the manifest is not UTF-8".into()))?;

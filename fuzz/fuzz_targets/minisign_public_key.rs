@@ -4,7 +4,7 @@
 //! parses to the same key.
 #![no_main]
 
-use kiln::minisign::PublicKey;
+use kiln_minisign::PublicKey;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

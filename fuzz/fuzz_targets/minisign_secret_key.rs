@@ -11,7 +11,7 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use kiln::minisign::SecretKey;
+use kiln_minisign::SecretKey;
 use libfuzzer_sys::fuzz_target;
 
 /// Most scrypt memory (N·r·p·128 bytes) an input may cost: N=2^10, r=8, p=1,
@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
 });
 
 /// Whether any line decodes to an `Sc` secret key whose scrypt cost (as
-/// kiln computes it, `scrypt_params` in src/minisign.rs) exceeds CAP.
+/// kiln computes it, `scrypt_params` in crates/minisign/src) exceeds CAP.
 /// Checking every line, not just the second, errs on the side of skipping.
 fn too_costly(data: &[u8]) -> bool {
     data.split(|&b| b == b'\n').any(|line| {

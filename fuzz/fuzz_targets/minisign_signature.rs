@@ -7,7 +7,7 @@
 
 use std::sync::LazyLock;
 
-use kiln::minisign::{self, PublicKey, Signature};
+use kiln_minisign::{PublicKey, Signature};
 use libfuzzer_sys::fuzz_target;
 
 /// The seeds' key pair and data (fuzz/make-seeds.sh).
@@ -34,8 +34,8 @@ fuzz_target!(|data: &[u8]| {
     let _ = (sig.algorithm(), sig.key_id(), sig.trusted_comment());
     let _ = sig.untrusted_comment();
     let _ = sig.to_file_string();
-    let strict = minisign::verify(&KEYS[..], &sig, DATA);
-    let legacy = minisign::verify_allow_legacy(&KEYS[..], &sig, DATA);
+    let strict = kiln_minisign::verify(&KEYS[..], &sig, DATA);
+    let legacy = kiln_minisign::verify_allow_legacy(&KEYS[..], &sig, DATA);
     if let Err(e) = &strict {
         let _ = e.to_string();
     }

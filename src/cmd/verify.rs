@@ -3,11 +3,11 @@
 //! every file inside the rootfs archive, and no rollback.
 
 use crate::manifest::{ArtifactRecord, FileRecord, ImageInfo, Manifest, file_records};
-use crate::minisign::PublicKey;
 use crate::signing::{Untrusted, verify_manifest};
 use crate::ui::human_bytes;
 use anyhow::{Context, Result, bail};
 use kiln_debian::version::Version;
+use kiln_minisign::PublicKey;
 use kiln_tree::{Digest, Store, decompress, hash_reader, load_tar};
 use rayon::prelude::*;
 use serde::Serialize;

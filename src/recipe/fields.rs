@@ -96,7 +96,7 @@ pub(super) fn check_timer(
                 key.get_ref()
             ))
         })?;
-        crate::minisign::PublicKey::parse(&text).map_err(|e| {
+        kiln_minisign::PublicKey::parse(&text).map_err(|e| {
             key_loc.error(format!(
                 "\"{}\" is not a minisign public key: {e}",
                 key.get_ref()

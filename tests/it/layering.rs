@@ -12,11 +12,18 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[(&str, &[&str])] = &[
     ("kiln-diag", &[]),
     ("kiln-tree", &[]),
+    ("kiln-minisign", &[]),
     ("kiln-debian", &["kiln-diag", "kiln-tree"]),
     ("kiln-policy", &["kiln-diag", "kiln-tree"]),
     (
         "kiln",
-        &["kiln-diag", "kiln-tree", "kiln-debian", "kiln-policy"],
+        &[
+            "kiln-diag",
+            "kiln-tree",
+            "kiln-debian",
+            "kiln-policy",
+            "kiln-minisign",
+        ],
     ),
 ];
 
@@ -74,6 +81,7 @@ fn no_import_cycles_between_modules() {
         root().join("crates/tree/src"),
         root().join("crates/debian/src"),
         root().join("crates/policy/src"),
+        root().join("crates/minisign/src"),
     ] {
         cycles.extend(module_cycles(&src));
     }

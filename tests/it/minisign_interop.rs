@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use kiln::minisign::{
+use kiln_minisign::{
     Algorithm, DEFAULT_SIGNATURE_COMMENT, KdfLimits, MAX_TRUSTED_COMMENT_LEN,
     MAX_UNTRUSTED_COMMENT_LEN, PublicKey, SecretKey, Signature, sign, verify, verify_allow_legacy,
 };

@@ -159,8 +159,8 @@ pub(super) fn blake2b512(mut data: impl Read) -> io::Result<[u8; 64]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::minisign::test_support::*;
-    use crate::minisign::{PublicKey, verify};
+    use crate::test_support::*;
+    use crate::{PublicKey, verify};
 
     #[test]
     fn minisign_files_parse_verify_and_reproduce() {

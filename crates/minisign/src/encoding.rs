@@ -114,8 +114,8 @@ pub(super) fn array<const N: usize>(bytes: &[u8]) -> [u8; N] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::minisign::test_support::*;
-    use crate::minisign::{PublicKey, SecretKey, sign};
+    use crate::test_support::*;
+    use crate::{PublicKey, SecretKey, sign};
 
     #[test]
     fn crlf_missing_final_newline_and_trailing_blank_lines_are_tolerated() {

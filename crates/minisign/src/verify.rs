@@ -86,8 +86,8 @@ mod tests {
     use std::io;
 
     use super::*;
-    use crate::minisign::test_support::*;
-    use crate::minisign::{SecretKey, sign};
+    use crate::test_support::*;
+    use crate::{SecretKey, sign};
 
     #[test]
     fn legacy_signatures_need_the_explicit_function() {

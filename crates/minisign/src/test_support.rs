@@ -19,7 +19,7 @@ RWQV6WISz+wRHniMy5rfz8GEGeQ3Q3MKWb5Xz9yiQCinu4y/4/QjgVGT
 ";
 // Kept under tests/: a private key, even a throwaway one, lives nowhere else.
 pub(super) const MINISIGN_KEY: &str =
-    include_str!("../../tests/data/minisign/throwaway-test-vector.key");
+    include_str!("../../../tests/data/minisign/throwaway-test-vector.key");
 pub(super) const MINISIGN_SIG: &str = "untrusted comment: signature from minisign secret key
 RUQV6WISz+wRHk+us+5U+6zwt0la7P3KveDPJQ0cw9gBlDOc+sbm5kmQCYc3clG6dr2Rtjluh9b/E/GrYE0Iudd+x28yspfE0A0=
 trusted comment: timestamp:1795734152\tfile:f\thashed

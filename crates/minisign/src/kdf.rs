@@ -64,8 +64,8 @@ pub(super) fn scrypt_stream(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::minisign::SecretKey;
-    use crate::minisign::test_support::*;
+    use crate::SecretKey;
+    use crate::test_support::*;
 
     #[test]
     fn scrypt_params_match_libsodium() {

@@ -322,8 +322,8 @@ fn checksum(key_id: KeyId, keypair: &[u8; 64]) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::minisign::test_support::*;
-    use crate::minisign::{Signature, verify};
+    use crate::test_support::*;
+    use crate::{Signature, verify};
 
     #[test]
     fn key_id_displays_as_minisign_prints_it() {
