@@ -1,7 +1,7 @@
 //! k3s.*: the agent's configuration (CIS Kubernetes benchmark section 4
 //! as applied to K3s), its files, and what it needs from the kernel.
 
-use super::{Rule, findings, int, not_applicable, owner_mode, rule, unit_files};
+use super::{Rule, findings, int, not_applicable, owner_mode, rule, sysctl_findings, unit_files};
 use crate::audit::{Check, Ctx, Finding, Mode};
 use crate::k3s::{CONFIG, DROPIN_DIR, Item, K3sConfig, REGISTRIES, go_duration_seconds};
 
@@ -554,38 +554,11 @@ fn no_node_identity(ctx: &Ctx) -> Check {
     findings(out)
 }
 
-/// Findings for sysctl keys whose effective value fails `ok`.
-/// A sysctl key, what it should be (for messages), and the test.
-type Want = (&'static str, &'static str, fn(i64) -> bool);
-
-fn sysctl_expect(ctx: &Ctx, wanted: &[Want], file: &str) -> Vec<Finding> {
-    let sysctl = ctx.sysctl();
-    wanted
-        .iter()
-        .filter_map(|(key, expected, ok)| match sysctl.get(key) {
-            None => Some(Finding::new(
-                file,
-                format!("{key} unset"),
-                format!("{key} is not set; expected {expected}"),
-            )),
-            Some(a) if int(&a.value).is_some_and(ok) => None,
-            Some(a) => Some(
-                Finding::new(
-                    a.path.clone(),
-                    format!("{key} = {}", a.value),
-                    format!("expected {key} = {expected}"),
-                )
-                .at_line(a.line),
-            ),
-        })
-        .collect()
-}
-
 fn sysctl_file(ctx: &Ctx) -> Check {
     if !present(ctx) {
         return not_applicable(ABSENT);
     }
-    findings(sysctl_expect(
+    findings(sysctl_findings(
         ctx,
         &[
             ("vm.panic_on_oom", "0", |v| v == 0),
@@ -594,6 +567,7 @@ fn sysctl_file(ctx: &Ctx) -> Check {
             ("kernel.panic_on_oops", "1", |v| v == 1),
         ],
         "/etc/sysctl.d/90-kubelet.conf",
+        "is not set",
     ))
 }
 
@@ -601,7 +575,7 @@ fn sysctl_keys(ctx: &Ctx) -> Check {
     if !present(ctx) {
         return not_applicable(ABSENT);
     }
-    findings(sysctl_expect(
+    findings(sysctl_findings(
         ctx,
         &[
             ("kernel.keys.root_maxkeys", "1000000 or more", |v| {
@@ -612,6 +586,7 @@ fn sysctl_keys(ctx: &Ctx) -> Check {
             }),
         ],
         "/etc/sysctl.d/90-kubelet.conf",
+        "is not set",
     ))
 }
 

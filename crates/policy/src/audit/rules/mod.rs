@@ -143,6 +143,39 @@ fn int(value: &str) -> Option<i64> {
     value.trim().parse().ok()
 }
 
+/// A sysctl key, what it should be (for messages), and the test.
+type SysctlWant = (&'static str, &'static str, fn(i64) -> bool);
+
+/// Findings for sysctl keys whose effective value fails its test. An unset
+/// key is reported at `unset_path`, "KEY {unset_note}; expected …".
+fn sysctl_findings(
+    ctx: &Ctx,
+    wanted: &[SysctlWant],
+    unset_path: &str,
+    unset_note: &str,
+) -> Vec<Finding> {
+    let sysctl = ctx.sysctl();
+    wanted
+        .iter()
+        .filter_map(|(key, expected, ok)| match sysctl.get(key) {
+            None => Some(Finding::new(
+                unset_path,
+                format!("{key} unset"),
+                format!("{key} {unset_note}; expected {expected}"),
+            )),
+            Some(a) if int(&a.value).is_some_and(ok) => None,
+            Some(a) => Some(
+                Finding::new(
+                    a.path.clone(),
+                    format!("{key} = {}", a.value),
+                    format!("expected {key} = {expected}"),
+                )
+                .at_line(a.line),
+            ),
+        })
+        .collect()
+}
+
 /// A group of rules as the reference presents it: the id prefix, what
 /// the rules look at, and when they are not applicable.
 struct Group {

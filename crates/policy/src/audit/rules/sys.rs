@@ -2,8 +2,8 @@
 //! file sets fails: the kernel's default depends on its build and version,
 //! and an image states its own posture.
 
-use super::{Rule, findings, int, rule};
-use crate::audit::{Check, Ctx, Finding};
+use super::{Rule, SysctlWant, findings, rule, sysctl_findings};
+use crate::audit::{Check, Ctx};
 
 pub const RULES: &[Rule] = &[
     rule!("sys.rp-filter", Medium, rp_filter,
@@ -53,30 +53,13 @@ pub const RULES: &[Rule] = &[
         remediation: "Set kernel.unprivileged_bpf_disabled=1, net.core.bpf_jit_harden=2, kernel.perf_event_paranoid=2 (or 3), kernel.kexec_load_disabled=1."),
 ];
 
-type Want = (&'static str, &'static str, fn(i64) -> bool);
-
-fn expect(ctx: &Ctx, wanted: &[Want]) -> Check {
-    let sysctl = ctx.sysctl();
-    let out = wanted
-        .iter()
-        .filter_map(|(key, expected, ok)| match sysctl.get(key) {
-            None => Some(Finding::new(
-                "/etc/sysctl.d",
-                format!("{key} unset"),
-                format!("{key} is not set by any sysctl file; expected {expected}"),
-            )),
-            Some(a) if int(&a.value).is_some_and(ok) => None,
-            Some(a) => Some(
-                Finding::new(
-                    a.path.clone(),
-                    format!("{key} = {}", a.value),
-                    format!("expected {key} = {expected}"),
-                )
-                .at_line(a.line),
-            ),
-        })
-        .collect();
-    findings(out)
+fn expect(ctx: &Ctx, wanted: &[SysctlWant]) -> Check {
+    findings(sysctl_findings(
+        ctx,
+        wanted,
+        "/etc/sysctl.d",
+        "is not set by any sysctl file",
+    ))
 }
 
 fn rp_filter(ctx: &Ctx) -> Check {
