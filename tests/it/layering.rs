@@ -131,16 +131,41 @@ fn modules(src: &Path) -> BTreeMap<Vec<String>, PathBuf> {
 /// `super::`, including those inside `use a::{b, c::d}` trees, as
 /// absolute module segments.
 fn referenced_paths(text: &str, here: &[String]) -> Vec<Vec<String>> {
-    // Code under #[cfg(test)] may reach anywhere.
+    // Code under #[cfg(test)] may reach anywhere; comments (doc links
+    // included) import nothing.
     let text = text.split("#[cfg(test)]").next().unwrap_or(text);
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("//"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let text = text.as_str();
     let mut out = Vec::new();
     let mut flat = String::new();
-    // Expand use trees into plain paths first.
-    for statement in text.split(';') {
-        let Some(start) = statement.find("use ") else {
+    // Expand use trees into plain paths first: statements that start a
+    // line with `use` (or `pub use`, `pub(crate) use`), up to their `;`.
+    let mut lines = text.lines();
+    while let Some(line) = lines.next() {
+        let line = line.trim_start();
+        let Some(rest) = ["use ", "pub use ", "pub(crate) use ", "pub(super) use "]
+            .iter()
+            .find_map(|p| line.strip_prefix(p))
+        else {
             continue;
         };
-        let tree: String = statement[start + 4..].split_whitespace().collect();
+        let mut statement = rest.to_owned();
+        while !statement.contains(';') {
+            match lines.next() {
+                Some(more) => statement.push_str(more),
+                None => break,
+            }
+        }
+        let tree: String = statement
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .split_whitespace()
+            .collect();
         expand_use(&tree, "", &mut flat);
     }
     flat.push_str(text);
@@ -184,7 +209,8 @@ fn expand_use(tree: &str, prefix: &str, out: &mut String) {
         return;
     };
     let head = &tree[..open];
-    let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
+    let close = tree.rfind('}').filter(|c| *c > open).unwrap_or(tree.len());
+    let inner = &tree[open + 1..close];
     let mut depth = 0;
     let mut part = String::new();
     for c in inner.chars().chain(std::iter::once(',')) {

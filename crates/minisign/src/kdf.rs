@@ -2,7 +2,10 @@
 //! the opslimit and memlimit a key file stores, capped at minisign's cost.
 
 use super::Error;
-use super::keys::SECRET_PAYLOAD_LEN;
+
+/// key id (8) ‖ seed and public key (64) ‖ checksum (32): the part of a
+/// secret key file the scrypt stream encrypts.
+pub(super) const SECRET_PAYLOAD_LEN: usize = 8 + 64 + 32;
 
 /// scrypt cost of an encrypted secret key, in the libsodium units the key
 /// file stores (`crypto_pwhash_scryptsalsa208sha256` opslimit and memlimit).

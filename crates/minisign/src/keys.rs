@@ -12,7 +12,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 use super::encoding::{
     ALG_LEGACY, UNTRUSTED_PREFIX, array, check_algorithm, check_comment, comment, decode, lines,
 };
-use super::kdf::scrypt_stream;
+use super::kdf::{SECRET_PAYLOAD_LEN, scrypt_stream};
 use super::{CommentKind, Error, KdfLimits};
 
 // The comments minisign writes on secret key files, spelled in two parts so
@@ -26,8 +26,6 @@ const CHECKSUM_BLAKE2B: [u8; 2] = *b"B2";
 
 const PUBLIC_KEY_LEN: usize = 2 + 8 + 32;
 const SECRET_KEY_LEN: usize = 2 + 2 + 2 + 32 + 8 + 8 + SECRET_PAYLOAD_LEN;
-/// key id (8) ‖ seed and public key (64) ‖ checksum (32): the encrypted part.
-pub(super) const SECRET_PAYLOAD_LEN: usize = 8 + 64 + 32;
 
 /// An 8-byte key identifier, stored in every key and signature.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

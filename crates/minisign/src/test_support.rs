@@ -6,7 +6,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use ed25519_dalek::SigningKey;
 
-use super::keys::SECRET_PAYLOAD_LEN;
+use super::kdf::SECRET_PAYLOAD_LEN;
 use super::{
     DEFAULT_SIGNATURE_COMMENT, KdfLimits, KeyId, PublicKey, SecretKey, Signature, sign, verify,
 };
