@@ -20,6 +20,7 @@ use kiln_tree::pack::{ArchiveCompression, pack_rootfs};
 use kiln_tree::{Kind, Store, Tree, load_dir, load_tar, write_dir};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -49,6 +50,10 @@ const SCRIPT: &str = "script.sh";
 const ENV: &str = "env";
 const STATUS: &str = "status";
 const LOG: &str = "configure.log";
+
+/// Where the helper shows the exchange directory in its own mount
+/// namespace: the first of these that anyone may enter.
+const VISIBLE_AT: &[&str] = &["/tmp", "/var/tmp", "/mnt", "/run"];
 
 /// The helper's exit code when a script failed (its wait status is in
 /// `STATUS`); any other failure exits 1 with a message.
@@ -207,7 +212,6 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
                 .with_context(|| format!("cannot hand {} to the sandbox", dir.display()))?;
         }
     }
-    use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     phases.end("handing the tree over");
 
@@ -455,10 +459,6 @@ fn helper(work: &Path) -> Result<i32> {
             "cannot make the helper undumpable",
         )?;
     }
-    // The image goes into a tmpfs that disappears with this process's
-    // mount namespace.
-    let root = Path::new("root");
-    std::fs::create_dir(root)?;
     // SAFETY: system calls on NUL-terminated strings that outlive them.
     unsafe {
         check(
@@ -475,6 +475,39 @@ fn helper(work: &Path) -> Result<i32> {
             ),
             "cannot make the mounts private",
         )?;
+    }
+    // Some code turns "." into the absolute path of the exchange directory,
+    // whose parents the namespace's ids may not enter (a umask of 077, a
+    // build below /root): in this mount namespace the directory also
+    // appears on a directory anyone may enter.
+    let shown = VISIBLE_AT
+        .iter()
+        .find(|d| {
+            std::fs::symlink_metadata(d)
+                .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+        })
+        .ok_or_else(|| anyhow!("none of {VISIBLE_AT:?} is a directory anyone may enter"))?;
+    let shown_c = std::ffi::CString::new(*shown)?;
+    // SAFETY: as above.
+    unsafe {
+        check(
+            libc::mount(
+                c".".as_ptr(),
+                shown_c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ),
+            "cannot show the exchange directory",
+        )?;
+    }
+    std::env::set_current_dir(shown)?;
+    // The image goes into a tmpfs that disappears with this mount
+    // namespace.
+    let root = Path::new("root");
+    std::fs::create_dir(root)?;
+    // SAFETY: as above.
+    unsafe {
         check(
             libc::mount(
                 c"tmpfs".as_ptr(),
