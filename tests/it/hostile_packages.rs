@@ -8,13 +8,14 @@
 //!
 //! What must hold after each build: nothing of the host changed — a canary
 //! tree (files and directories with known content, some writable by
-//! anyone) keeps every byte, owner, mode, mtime and ctime, and no file
-//! below the host's usual targets (/, /etc, /root, /usr/local, /boot,
-//! /var/spool) changed after the build began, whatever its name; a TCP
-//! listener on the host saw no connection; a host process the scripts
-//! look for is alive; nothing the scripts started is left running; and the
-//! build either succeeded with an image free of device nodes and of the
-//! scripts' marks of success, or failed naming the package.
+//! anyone) keeps every byte, owner, mode, mtime and ctime, and nothing in
+//! the host's usual targets (the entries of / and /root, everything below
+//! /etc, /root/.ssh, /usr/local, /boot, /var/spool) changed after the
+//! build began, whatever its name; a TCP listener on the host saw no
+//! connection; a host process the scripts look for is alive; nothing the
+//! scripts started is left running; and the build either succeeded with an
+//! image free of device nodes and of the scripts' marks of success, or
+//! failed naming the package.
 //!
 //! The scripts write what they tried into the image
 //! (/var/lib/hostile/evidence), for the assertions and for a reader of a
