@@ -9,7 +9,7 @@
 //! What must hold after each build: nothing of the host changed — a canary
 //! tree (files and directories with known content, some writable by
 //! anyone) keeps every byte, owner, mode, mtime and ctime, and nothing in
-//! the host's usual targets (the entries of / and /root, everything below
+//! the host's usual targets (/ and /root themselves, everything below
 //! /etc, /root/.ssh, /usr/local, /boot, /var/spool) changed after the
 //! build began, whatever its name; a TCP listener on the host saw no
 //! connection; a host process the scripts look for is alive; nothing the
@@ -178,51 +178,39 @@ fn snapshot(root: &Path) -> BTreeMap<String, Stat> {
     out
 }
 
-/// Where an escaped script would write on a host, and how deep to look.
+/// Where an escaped script would write on a host, and how deep to look
+/// below each (0: only the directory itself, whose ctime changes when an
+/// entry is added, removed or renamed in it). The contents of the top
+/// directories are not all watched: other processes on the host change
+/// them all the time.
 const WATCHED: &[(&str, usize)] = &[
-    ("/", 1),
+    ("/", 0),
+    ("/root", 0),
     ("/etc", usize::MAX),
-    ("/root", 1),
     ("/root/.ssh", usize::MAX),
     ("/usr/local", usize::MAX),
     ("/boot", usize::MAX),
     ("/var/spool", usize::MAX),
 ];
 
-/// Busy places other processes on the host change all the time.
-const BUSY: &[&str] = &[
-    "/tmp",
-    "/var/tmp",
-    "/run",
-    "/dev",
-    "/proc",
-    "/sys",
-    "/work",
-    "/root/.cargo",
-    "/root/.rustup",
-    "/root/.cache",
-    "/root/.claude",
-    "/root/.npm",
-];
-
 /// Paths below `root` (to `depth` levels) whose inode changed after
-/// `since` (a ctime), busy places aside.
+/// `since` (a ctime).
 fn changed_since(root: &Path, depth: usize, since: (i64, i64), out: &mut Vec<String>) {
+    if depth == 0 {
+        return;
+    }
     let Ok(entries) = std::fs::read_dir(root) else {
         return;
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if BUSY.iter().any(|b| path == Path::new(b)) {
-            continue;
-        }
         let Ok(m) = std::fs::symlink_metadata(&path) else {
             continue;
         };
         if (m.ctime(), m.ctime_nsec()) > since {
             out.push(path.display().to_string());
         }
-        if m.is_dir() && depth > 1 {
+        if m.is_dir() {
             changed_since(&path, depth - 1, since, out);
         }
     }
