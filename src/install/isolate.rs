@@ -1,22 +1,25 @@
-//! Running maintainer scripts inside an image directory, isolated from
-//! the build host: private mount, PID, network, UTS and IPC namespaces,
-//! chroot into the image, a fresh /proc of its own PID namespace, a
-//! minimal /dev on a tmpfs, a read-only /sys, a tmpfs on /run, no network
-//! but a loopback that is down, and hostname "localhost". When the program
-//! exits, the kernel kills whatever it left running (it was PID 1 of its
-//! namespace), and the mounts vanish with the namespace: nothing remains to
-//! clean up, even after SIGKILL.
-//!
-//! This is the way as root; `userns.rs` wraps the same job in a user
-//! namespace, and `sandbox.rs` chooses between them.
+//! The sandbox maintainer scripts run in, one level inside the user
+//! namespace `userns.rs` makes: new mount, PID, network, UTS, IPC and
+//! cgroup namespaces; the image as the root of the mount namespace through
+//! `pivot_root`, with the old root unmounted, so no path leads back to the
+//! build host's file system; a fresh /proc of the sandbox's own PID
+//! namespace; a read-only /sys of its own network namespace; /dev a tmpfs
+//! with only null, zero, full, random, urandom and tty bound from the host,
+//! the usual symlinks, a private /dev/pts and /dev/shm; a tmpfs on /run; a
+//! loopback that is down; hostname "localhost"; a session of its own (no
+//! controlling terminal); limits on processes and core dumps. The program
+//! is PID 1 of its namespace: when it exits the kernel kills whatever it
+//! left running, and the mounts vanish with the namespace, even after
+//! SIGKILL.
 
 use anyhow::{Context, Result};
-use kiln_tree::{Store, Tree, load_dir, write_dir};
 use std::ffi::CString;
+use std::io::{Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
 
 /// What to run in the image.
 pub struct Job<'a> {
@@ -24,15 +27,19 @@ pub struct Job<'a> {
     pub work_dir: &'a Path,
     pub script: String,
     pub env: Vec<(String, String)>,
-    /// Where the scripts' output goes.
-    pub log: PathBuf,
+    /// Wall-clock limit for handing the image over, the scripts and
+    /// reading it back.
+    pub timeout: Duration,
 }
 
 pub enum Outcome {
     /// The image after the scripts ran, and where the time went.
-    Configured(Tree, Phases),
+    Configured(kiln_tree::Tree, Phases),
     /// A script failed; its output is in the job's log.
     Failed(ExitStatus),
+    /// The scripts were still running when the timeout expired; all of
+    /// them were killed.
+    TimedOut,
 }
 
 /// Named durations, for the log: "writing the root 0.6s, scripts 5.4s, …".
@@ -69,41 +76,46 @@ impl std::fmt::Display for Phases {
     }
 }
 
-pub fn run_as_root(tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> {
-    let mut phases = Phases::start();
-    let root = job.work_dir.join("configure-root");
-    std::fs::create_dir(&root).with_context(|| format!("cannot create {}", root.display()))?;
-    write_dir(tree, store, &root)?;
-    phases.end("writing the root");
-    let status = run_shell(&root, &job.script, &job.env, &job.log)?;
-    if !status.success() {
-        return Ok(Outcome::Failed(status));
-    }
-    phases.end("scripts");
-    let configured = load_dir(&root, store, &|_| false)
-        .with_context(|| format!("cannot read back the configured root {}", root.display()))?;
-    std::fs::remove_dir_all(&root).with_context(|| format!("cannot remove {}", root.display()))?;
-    phases.end("reading it back");
-    Ok(Outcome::Configured(configured, phases))
-}
-
-const DEVICES: &[(&str, u32, u32)] = &[
-    ("null", 1, 3),
-    ("zero", 1, 5),
-    ("full", 1, 7),
-    ("random", 1, 8),
-    ("urandom", 1, 9),
-    ("tty", 5, 0),
-];
+/// The only device nodes in the sandbox's /dev, bound from the host's: a
+/// user namespace may not make device nodes, and scripts need no others.
+const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
 const DEV_LINKS: &[(&str, &str)] = &[
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
     ("stdout", "/proc/self/fd/1"),
     ("stderr", "/proc/self/fd/2"),
+    ("ptmx", "pts/ptmx"),
 ];
 
-/// Runs `/bin/sh -c script` inside `root` with exactly `env`, writing its
-/// output to `log`.
+/// RLIMIT_NPROC of the scripts: processes and threads per user of the
+/// image at once. dpkg and its scripts need a handful; a fork bomb stops
+/// here. (Not enforced on the host's real root, which the build never runs
+/// scripts as: see `userns.rs`.)
+pub const MAX_PROCESSES: u64 = 1024;
+
+/// The log keeps the scripts' first 16 MiB of output; after that only the
+/// lines that say which package runs, so a script cannot fill the build
+/// host's disk through its standard output.
+const LOG_CAP: u64 = 16 << 20;
+
+/// Whether a line of the scripts' output says which package runs: kiln's
+/// own line before each preinst, and dpkg's.
+fn is_progress_line(line: &str) -> bool {
+    [
+        "kiln: preinst install ",
+        "Setting up ",
+        "Processing triggers for ",
+        "dpkg: error processing package ",
+    ]
+    .iter()
+    .any(|p| line.starts_with(p))
+}
+
+/// Runs `/bin/sh -c script` inside the image directory `root` with exactly
+/// `env`, in the sandbox described above, writing its output to `log`.
+/// It adds no user namespace of its own: the build always calls it as
+/// root of the one `userns.rs` makes (the tests also call it as root, to
+/// look into finished images).
 pub fn run_shell(
     root: &Path,
     script: &str,
@@ -113,13 +125,19 @@ pub fn run_shell(
     for dir in ["dev", "proc", "sys", "run"] {
         let dir = root.join(dir);
         if !dir.is_dir() {
+            // 0755 whatever the umask: these stay in the image.
             std::fs::create_dir(&dir)
+                .and_then(|()| {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+                })
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
     }
     let prepared = Prepared::new(root)?;
     let log_file =
         std::fs::File::create(log).with_context(|| format!("cannot create {}", log.display()))?;
+    let (reader, writer) = std::io::pipe().context("cannot make a pipe for the scripts' output")?;
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
@@ -127,24 +145,89 @@ pub fn run_shell(
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file);
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
     // SAFETY: the closure only makes system calls on memory prepared
     // before the fork (no allocation, no locks), as pre_exec requires.
     unsafe {
         command.pre_exec(move || prepared.enter());
     }
-    // The spawn returns when the namespace's PID 1 has finished (see
-    // `enter`): output goes to a file, so nothing can block on a pipe.
-    let mut child = command.spawn().map_err(|e| match e.raw_os_error() {
-        // Root without CAP_SYS_ADMIN: an unprivileged container.
-        Some(libc::EPERM) => anyhow::anyhow!(
-            "cannot create the namespaces for maintainer scripts ({e}): kiln runs as root but lacks \
-             CAP_SYS_ADMIN; in a container, give it the capability (e.g. docker run --privileged)"
-        ),
-        _ => anyhow::Error::new(e).context(format!("cannot run /bin/sh in {}", root.display())),
+    // Copying starts first: the spawn returns only when the namespace's
+    // PID 1 has finished (see `enter`). The copy ends when every process
+    // that held the pipe is gone, which is when the namespace is.
+    let copier = std::thread::spawn(move || copy_capped(reader, log_file, LOG_CAP));
+    let spawned = command.spawn();
+    // Our copies of the pipe's write end go with `command`.
+    drop(command);
+    let mut child = spawned.map_err(|e| {
+        anyhow::Error::new(e).context(format!(
+            "cannot run /bin/sh in the sandbox for maintainer scripts ({})",
+            root.display()
+        ))
     })?;
-    Ok(child.wait()?)
+    let status = child.wait()?;
+    copier
+        .join()
+        .map_err(|_| anyhow::anyhow!("the log copier panicked"))?
+        .with_context(|| format!("cannot write {}", log.display()))?;
+    Ok(status)
+}
+
+/// Copies the scripts' output to the log, up to `cap` bytes; past it,
+/// only progress lines.
+fn copy_capped(mut from: impl Read, mut to: impl Write, cap: u64) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 16];
+    let (mut written, mut dropped) = (0u64, 0u64);
+    let (mut capped, mut ends_line) = (false, true);
+    let mut line: Vec<u8> = Vec::new();
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if !capped && written + n as u64 > cap {
+            capped = true;
+            // What follows starts a line of its own.
+            if written > 0 && !ends_line {
+                to.write_all(b"\n")?;
+            }
+        }
+        if !capped {
+            to.write_all(&buf[..n])?;
+            written += n as u64;
+            ends_line = buf[n - 1] == b'\n';
+            continue;
+        }
+        for &byte in &buf[..n] {
+            if byte != b'\n' {
+                // A line longer than any progress line is cut short.
+                if line.len() < 4096 {
+                    line.push(byte);
+                } else {
+                    dropped += 1;
+                }
+                continue;
+            }
+            if is_progress_line(&String::from_utf8_lossy(&line)) {
+                to.write_all(&line)?;
+                to.write_all(b"\n")?;
+            } else {
+                dropped += line.len() as u64 + 1;
+            }
+            line.clear();
+        }
+    }
+    dropped += line.len() as u64;
+    if dropped > 0 {
+        writeln!(
+            to,
+            "kiln: {dropped} bytes of the scripts' output left out of this log (it keeps {} MiB)",
+            cap >> 20
+        )?;
+    }
+    Ok(())
 }
 
 /// Every path and string the child needs, allocated before the fork.
@@ -153,8 +236,8 @@ struct Prepared {
     dev: CString,
     proc_dir: CString,
     sys: CString,
-    /// (node in the image's /dev, the host's node, major, minor)
-    devices: Vec<(CString, CString, u32, u32)>,
+    /// (node in the image's /dev, the host's node)
+    devices: Vec<(CString, CString)>,
     links: Vec<(CString, CString)>,
     shm: CString,
     pts: CString,
@@ -175,10 +258,7 @@ impl Prepared {
             sys: c(&root.join("sys"))?,
             devices: DEVICES
                 .iter()
-                .map(|(name, major, minor)| {
-                    let host = c(&Path::new("/dev").join(name))?;
-                    Ok((c(&dev.join(name))?, host, *major, *minor))
-                })
+                .map(|name| Ok((c(&dev.join(name))?, c(&Path::new("/dev").join(name))?)))
                 .collect::<Result<_>>()?,
             links: DEV_LINKS
                 .iter()
@@ -192,8 +272,8 @@ impl Prepared {
 
     /// In the forked child, before exec. The child unshares, then forks
     /// once more: the grandchild is PID 1 of the new PID namespace, mounts
-    /// its /proc, chroots and goes on to exec; the child waits for it and
-    /// exits with its status.
+    /// its /proc, moves into the image with pivot_root and goes on to
+    /// exec; the child waits for it and exits with its status.
     fn enter(&self) -> std::io::Result<()> {
         use libc::*;
         let check = |r: c_int| {
@@ -203,19 +283,34 @@ impl Prepared {
                 Err(std::io::Error::last_os_error())
             }
         };
+        let null = std::ptr::null::<c_char>();
         // SAFETY: plain system calls on NUL-terminated strings owned by
         // `self`, which outlives the call.
         unsafe {
             // Die with kiln: a killed build must not leave scripts running.
             check(prctl(PR_SET_PDEATHSIG, SIGKILL as c_ulong, 0, 0, 0))?;
             check(unshare(
-                CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWIPC,
+                CLONE_NEWNS
+                    | CLONE_NEWPID
+                    | CLONE_NEWNET
+                    | CLONE_NEWUTS
+                    | CLONE_NEWIPC
+                    | CLONE_NEWCGROUP,
             ))?;
+            // Nothing mounted here propagates back to the helper or host.
             check(mount(
                 c"none".as_ptr(),
                 c"/".as_ptr(),
-                std::ptr::null(),
+                null,
                 MS_REC | MS_PRIVATE,
+                std::ptr::null(),
+            ))?;
+            // pivot_root needs the new root to be a mount point.
+            check(mount(
+                self.root.as_ptr(),
+                self.root.as_ptr(),
+                null,
+                MS_BIND,
                 std::ptr::null(),
             ))?;
             let host = b"localhost";
@@ -224,35 +319,43 @@ impl Prepared {
                 c"tmpfs".as_ptr(),
                 self.dev.as_ptr(),
                 c"tmpfs".as_ptr(),
-                MS_NOSUID,
+                MS_NOSUID | MS_NOEXEC,
                 c"mode=0755".as_ptr().cast(),
             ))?;
-            for (path, host, major, minor) in &self.devices {
-                if mknod(path.as_ptr(), S_IFCHR | 0o666, makedev(*major, *minor)) == 0 {
-                    // The umask must not narrow the nodes' modes.
-                    check(chmod(path.as_ptr(), 0o666))?;
-                } else {
-                    // A user namespace may not make devices: bind the host's.
-                    let fd = open(path.as_ptr(), O_CREAT | O_WRONLY | O_CLOEXEC, 0o666);
-                    if fd < 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    close(fd);
-                    check(mount(
-                        host.as_ptr(),
-                        path.as_ptr(),
-                        std::ptr::null(),
-                        MS_BIND,
-                        std::ptr::null(),
-                    ))?;
+            for (path, host) in &self.devices {
+                let fd = open(path.as_ptr(), O_CREAT | O_WRONLY | O_CLOEXEC, 0o666);
+                if fd < 0 {
+                    return Err(std::io::Error::last_os_error());
                 }
+                close(fd);
+                check(mount(
+                    host.as_ptr(),
+                    path.as_ptr(),
+                    null,
+                    MS_BIND,
+                    std::ptr::null(),
+                ))?;
             }
             for (path, target) in &self.links {
                 check(symlink(target.as_ptr(), path.as_ptr()))?;
             }
             check(mkdir(self.shm.as_ptr(), 0o1777))?;
-            check(chmod(self.shm.as_ptr(), 0o1777))?;
+            check(mount(
+                c"tmpfs".as_ptr(),
+                self.shm.as_ptr(),
+                c"tmpfs".as_ptr(),
+                MS_NOSUID | MS_NODEV,
+                c"mode=1777".as_ptr().cast(),
+            ))?;
             check(mkdir(self.pts.as_ptr(), 0o755))?;
+            // A devpts of its own: no pseudo-terminal of the host's.
+            check(mount(
+                c"devpts".as_ptr(),
+                self.pts.as_ptr(),
+                c"devpts".as_ptr(),
+                MS_NOSUID | MS_NOEXEC,
+                c"newinstance,ptmxmode=0666,mode=0620".as_ptr().cast(),
+            ))?;
             // /run is a tmpfs at boot: what scripts leave there is not
             // part of the image.
             check(mount(
@@ -262,7 +365,8 @@ impl Prepared {
                 MS_NOSUID | MS_NODEV,
                 c"mode=0755".as_ptr().cast(),
             ))?;
-            // A read-only /sys; some hosts refuse it, and scripts cope.
+            // A read-only /sys showing the sandbox's network namespace;
+            // some hosts refuse it, and scripts cope.
             let _ = mount(
                 c"sysfs".as_ptr(),
                 self.sys.as_ptr(),
@@ -276,6 +380,13 @@ impl Prepared {
                     // PID 1 of the namespace dies with its parent, and
                     // takes every process in the namespace with it.
                     check(prctl(PR_SET_PDEATHSIG, SIGKILL as c_ulong, 0, 0, 0))?;
+                    // No controlling terminal: /dev/tty reaches nothing of
+                    // the host's.
+                    if setsid() < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    // A proc of this PID namespace; it must be mounted
+                    // while the host's /proc is still visible.
                     check(mount(
                         c"proc".as_ptr(),
                         self.proc_dir.as_ptr(),
@@ -283,8 +394,26 @@ impl Prepared {
                         MS_NOSUID | MS_NODEV | MS_NOEXEC,
                         std::ptr::null(),
                     ))?;
-                    check(chroot(self.root.as_ptr()))?;
+                    // The image becomes the root; the old root, stacked on
+                    // top of it by pivot_root(".", "."), is detached, so
+                    // nothing of the host's file system stays reachable
+                    // (a chroot would leave it one `cd ..` away).
+                    check(chdir(self.root.as_ptr()))?;
+                    check(syscall(SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as c_int)?;
+                    check(umount2(c".".as_ptr(), MNT_DETACH))?;
                     check(chdir(c"/".as_ptr()))?;
+                    let limit = rlimit {
+                        rlim_cur: MAX_PROCESSES,
+                        rlim_max: MAX_PROCESSES,
+                    };
+                    check(setrlimit(RLIMIT_NPROC, &limit))?;
+                    // A crash leaves no core dump on the host (the host's
+                    // core_pattern handler honours a limit of 0).
+                    let none = rlimit {
+                        rlim_cur: 0,
+                        rlim_max: 0,
+                    };
+                    check(setrlimit(RLIMIT_CORE, &none))?;
                     Ok(())
                 }
                 child => {
@@ -301,5 +430,42 @@ impl Prepared {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn past_the_cap_the_log_keeps_only_progress_lines() {
+        let mut output = b"Setting up a (1) ...\nchatter\n".to_vec();
+        output.extend(std::iter::repeat_n(b'x', 5 << 20));
+        output.extend(
+            b"\nSetting up b (1) ...\nmore chatter\nProcessing triggers for c (1) ...\ntail",
+        );
+        let mut log = Vec::new();
+        copy_capped(&output[..], &mut log, 1 << 20).unwrap();
+        let log = String::from_utf8(log).unwrap();
+        assert!(
+            log.starts_with("Setting up a (1) ...\nchatter\nxxx"),
+            "{}",
+            &log[..40]
+        );
+        assert!(log.len() < (1 << 20) + 200, "{}", log.len());
+        let tail: Vec<&str> = log.lines().rev().take(3).collect();
+        assert_eq!(tail[2], "Setting up b (1) ...");
+        assert_eq!(tail[1], "Processing triggers for c (1) ...");
+        assert!(
+            tail[0].starts_with("kiln: ")
+                && tail[0].ends_with(
+                    " bytes of the scripts' output left out of this log (it keeps 1 MiB)"
+                ),
+            "{}",
+            tail[0]
+        );
+        let mut log = Vec::new();
+        copy_capped(&b"short\n"[..], &mut log, 1 << 20).unwrap();
+        assert_eq!(log, b"short\n");
     }
 }

@@ -5,9 +5,11 @@
 //! 2. Every `.deb` read in parallel (decompression and hashing), then its
 //!    members placed in lock order as dpkg unpacks them (`debian::deb`).
 //! 3. The dpkg database for the unpacked state (`dpkg_db`).
-//! 4. Configuration: the tree written to a directory, the preinst scripts
-//!    and `dpkg --configure --pending` run there in isolation
-//!    (`isolate`), the directory read back.
+//! 4. Configuration: the preinst scripts and `dpkg --configure --pending`
+//!    run on the image in a sandbox (`sandbox`, `userns`, `isolate`): a
+//!    user namespace whose root is not the host's, the image in a tmpfs
+//!    as the root of its own mount namespace, handed over and back as a
+//!    tar.
 //! 5. Normalisation for reproducibility and golden-image hygiene
 //!    (`normalise`).
 
@@ -34,7 +36,7 @@ pub struct InstallOptions<'a> {
     pub suite: &'a str,
     pub arch: &'a str,
     pub epoch: u64,
-    /// A private directory for the configure root and its log.
+    /// A private directory, for the exchange with the sandbox.
     pub work_dir: &'a Path,
     /// Where installed trees are cached (`None`: always install afresh).
     pub cache_dir: Option<&'a Path>,
@@ -196,8 +198,8 @@ fn has_dpkg(tree: &Tree) -> bool {
 /// (invoke-rc.d asks it; 101 means "action forbidden").
 const POLICY_RC_D: &str = "/usr/sbin/policy-rc.d";
 
-/// Runs preinst scripts and `dpkg --configure --pending` in the image,
-/// isolated as root or in a user namespace, and takes the result as the
+/// Runs preinst scripts and `dpkg --configure --pending` in the image, in
+/// the sandbox (a user namespace, `sandbox`), and takes the result as the
 /// new `tree`.
 fn configure(
     tree: &mut Tree,
@@ -206,7 +208,8 @@ fn configure(
     options: &InstallOptions,
     ui: &Ui,
 ) -> Result<()> {
-    let isolation = sandbox::Isolation::detect()?;
+    let ids = sandbox::Ids::detect()?;
+    let timeout = configure_timeout()?;
     let started = std::time::Instant::now();
     let policy = ImagePath::new(POLICY_RC_D)?;
     let had_policy = tree.contains(&policy);
@@ -214,53 +217,78 @@ fn configure(
         dpkg_db::put(tree, store, &policy, b"#!/bin/sh\nexit 101\n", 0o755)?;
     }
     stage_preinst_controls(tree, store, packages)?;
+    // dpkg sets up every unpacked package, scripts or not: that is the
+    // count the bar shows.
+    let with_scripts = packages.iter().filter(|p| p.needs_configure()).count();
     ui.step(format!(
-        "configuring {} packages in an isolated chroot ({isolation})",
-        packages.iter().filter(|p| p.needs_configure()).count()
+        "configuring {} packages ({with_scripts} with maintainer scripts) in a sandbox ({ids})",
+        packages.len()
     ));
     let job = isolate::Job {
         work_dir: options.work_dir,
         script: configure_script(packages),
         env: configure_env(options.epoch),
-        log: options.work_dir.join("configure.log"),
+        timeout,
     };
-    let steps = packages.iter().filter(|p| p.has_member("preinst")).count() + packages.len();
-    let progress = ui.count(steps as u64, "configuring");
+    let log = userns::log_path(options.work_dir);
+    let progress = ui.count(packages.len() as u64, "configuring");
     let done = std::sync::atomic::AtomicBool::new(false);
     let outcome = std::thread::scope(|scope| {
-        // The scripts' own output tells how far they are: kiln's preinst
-        // lines, then dpkg's "Setting up" for each package.
+        // dpkg's "Setting up" lines tell how far it is.
         scope.spawn(|| {
             // Without a bar (CI logs, pipes) there is nothing to count for.
             while progress.is_visible() && !done.load(std::sync::atomic::Ordering::Relaxed) {
-                if let Ok(text) = std::fs::read_to_string(&job.log) {
+                if let Ok(text) = std::fs::read_to_string(&log) {
                     let n = text
                         .lines()
-                        .filter(|l| l.starts_with("kiln: preinst") || l.starts_with("Setting up "))
+                        .filter(|l| l.starts_with("Setting up "))
                         .count();
                     progress.set(n as u64);
                 }
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
         });
-        let outcome = isolation.run(tree, store, &job);
+        let outcome = ids.run(tree, store, &job);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         outcome
     })?;
     progress.finish();
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
     let phases = match outcome {
         isolate::Outcome::Configured(configured, phases) => {
             *tree = configured;
             phases
         }
         isolate::Outcome::Failed(status) => {
-            let text = std::fs::read_to_string(&job.log).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            let text = text();
+            // The last lines, each cut short: one line may be megabytes.
+            let tail: Vec<String> = text
+                .lines()
+                .rev()
+                .take(40)
+                .map(|l| match l.char_indices().nth(500) {
+                    Some((cut, _)) => format!("{}…", &l[..cut]),
+                    None => l.to_owned(),
+                })
+                .collect();
+            let tail: Vec<String> = tail.into_iter().rev().collect();
             bail!(
-                "configuring the packages failed ({status}); the end of the output:\n{}",
+                "configuring the packages failed ({status}){}; the end of the output:\n{}",
+                culprit(&text),
                 tail.join("\n")
             );
+        }
+        isolate::Outcome::TimedOut => {
+            let culprit = match culprit(&text()) {
+                none if none.is_empty() => " (before any package's script started)".to_owned(),
+                some => some,
+            };
+            bail!(
+                "configuring the packages did not finish within {}{culprit}, and everything the \
+                 scripts started was killed; set {TIMEOUT_VAR} (seconds, or a number with s, m or h) \
+                 to allow more",
+                human_duration(timeout),
+            )
         }
     };
     if !had_policy {
@@ -271,6 +299,75 @@ fn configure(
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// The variable that sets the wall-clock limit of configuring.
+const TIMEOUT_VAR: &str = "KILN_CONFIGURE_TIMEOUT";
+
+/// Generous: the NODE set takes seconds, a kernel's initramfs a minute.
+const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+fn configure_timeout() -> Result<std::time::Duration> {
+    match std::env::var(TIMEOUT_VAR) {
+        Err(std::env::VarError::NotPresent) => Ok(DEFAULT_TIMEOUT),
+        Ok(value) => parse_duration(&value).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{TIMEOUT_VAR}={value:?} is not a duration: give seconds (1800) or a number with s, m or h (30m)"
+            )
+        }),
+        Err(e) => bail!("{TIMEOUT_VAR}: {e}"),
+    }
+}
+
+/// "90", "90s", "30m", "2h"; more than zero.
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let (number, unit) = match text.char_indices().last()? {
+        (i, 's') => (&text[..i], 1),
+        (i, 'm') => (&text[..i], 60),
+        (i, 'h') => (&text[..i], 3600),
+        _ => (text, 1),
+    };
+    let seconds = number.parse::<u64>().ok()?.checked_mul(unit)?;
+    (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+}
+
+fn human_duration(d: std::time::Duration) -> String {
+    match d.as_secs() {
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+/// Which package the scripts' output blames: those dpkg reports as failed,
+/// else what ran last (kiln's line before each preinst, dpkg's before each
+/// package and trigger). Empty when the output names none.
+fn culprit(log: &str) -> String {
+    let mut failed: Vec<&str> = log
+        .lines()
+        .filter_map(|l| l.strip_prefix("dpkg: error processing package "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .collect();
+    failed.dedup();
+    if !failed.is_empty() {
+        return format!(": the maintainer scripts of {} failed", failed.join(", "));
+    }
+    let last = log.lines().rev().find_map(|l| {
+        let word = |rest: &str| rest.split_whitespace().next().map(str::to_owned);
+        if let Some(rest) = l.strip_prefix("kiln: preinst install ") {
+            Some(format!("the preinst of {}", word(rest)?))
+        } else if let Some(rest) = l.strip_prefix("Setting up ") {
+            Some(format!("the postinst of {}", word(rest)?))
+        } else {
+            l.strip_prefix("Processing triggers for ")
+                .and_then(|rest| Some(format!("the triggers of {}", word(rest)?)))
+        }
+    });
+    match last {
+        Some(what) => format!(" while {what} ran"),
+        None => String::new(),
+    }
 }
 
 /// The environment maintainer scripts run with: fixed, nothing of the
@@ -339,4 +436,38 @@ fn configure_script(packages: &[Package]) -> String {
         "rm -rf $ci {PREINST_STAGING}\ndpkg --force-unsafe-io --configure --pending\n"
     ));
     script
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn timeouts_are_seconds_or_have_a_unit() {
+        assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration(" 30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2h"), Some(Duration::from_secs(7200)));
+        for bad in ["", "0", "m", "-5", "1.5m", "5d", "30 m"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+        assert_eq!(human_duration(DEFAULT_TIMEOUT), "30m");
+        assert_eq!(human_duration(Duration::from_secs(5)), "5s");
+    }
+
+    #[test]
+    fn the_log_names_the_package_to_blame() {
+        let preinst = "kiln: preinst install base-files\nkiln: preinst install evil\nboom\n";
+        assert_eq!(culprit(preinst), " while the preinst of evil ran");
+        let setting_up = "Setting up libc6 (2.36) ...\nSetting up evil (1) ...\nspinning\n";
+        assert_eq!(culprit(setting_up), " while the postinst of evil ran");
+        let triggers = "Setting up a (1) ...\nProcessing triggers for man-db (2) ...\n";
+        assert_eq!(culprit(triggers), " while the triggers of man-db ran");
+        let failed = "Setting up evil (1) ...\ndpkg: error processing package evil (--configure):\n \
+                      installed evil package post-installation script subprocess returned error exit status 1\n\
+                      Setting up other (1) ...\nErrors were encountered while processing:\n evil\n";
+        assert_eq!(culprit(failed), ": the maintainer scripts of evil failed");
+        assert_eq!(culprit("nothing to see\n"), "");
+    }
 }

@@ -1,48 +1,76 @@
-//! Configuring without root. A helper process (kiln itself, re-executed)
-//! enters a new user namespace in which the building user is root and
-//! 65535 subordinate ids from /etc/subuid and /etc/subgid (mapped by the
-//! setuid newuidmap and newgidmap, package uidmap) are the image's other
-//! users. The helper writes the tree into a tmpfs of its own, runs the
-//! scripts there (isolated as in `isolate.rs`, one level down), and packs
-//! the result into a tar the build reads back. Nothing owned by a
-//! subordinate id ever lands on disk, so nothing is left that the user
-//! could not remove, whatever happens to the build.
+//! The way every build configures packages, as root or not. A helper
+//! process (kiln itself, re-executed) enters a new user namespace whose ids
+//! 0–65535 are the image's: as root, kiln maps them itself onto a fixed
+//! range of host ids no one else uses (`HOST_ID_BASE`); without root,
+//! newuidmap and newgidmap (setuid, package uidmap) map 0 onto the
+//! building user and 1–65535 onto its subordinate ids from /etc/subuid and
+//! /etc/subgid. Either way the scripts are root only of that namespace,
+//! never of the host. The helper writes the tree into a tmpfs of its own,
+//! runs the scripts in the sandbox of `isolate.rs`, and packs the result
+//! into a tar the build reads back.
+//!
+//! The helper reaches the build's files only through the exchange
+//! directory, which the build passes as an open descriptor: the host ids
+//! of the namespace need no access to the work directory around it.
 
 use super::isolate::{Job, Outcome, Phases, run_shell};
+use super::sandbox::Ids;
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_tree::pack::{ArchiveCompression, pack_rootfs};
-use kiln_tree::{Store, Tree, load_dir, load_tar, write_dir};
+use kiln_tree::{Kind, Store, Tree, load_dir, load_tar, write_dir};
 use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-/// The hidden command line of the helper: `kiln __configure-helper WORK`.
+/// The hidden command line of the helper: `kiln __configure-helper DIR`.
 pub const HELPER_COMMAND: &str = "__configure-helper";
 
-/// Ids of the image besides root: 1..=65535 (65534 is nobody).
-const SUBORDINATE_IDS: u32 = 65535;
+/// How many ids the image has: 0–65535 (65534 is nobody).
+pub const IMAGE_IDS: u32 = 65536;
+
+/// As root, the image's ids 0–65535 are host ids 2130706432–2130771967
+/// (0x7F000000 + id). The range is unused by convention: above systemd's
+/// container ranges (524288–1879048191) and below its foreign range
+/// (from 2147352576) and 2^31 (which some tools treat as signed), far
+/// above what useradd hands out as subordinate ids (from 100000), aligned
+/// to 65536 as systemd-nspawn aligns its ranges. No host file or process
+/// has these ids, so a script has only the "other" permissions on
+/// anything of the host's it could name (and it can name nothing).
+pub const HOST_ID_BASE: u32 = 0x7F00_0000;
+
+/// The directory in the build's work directory the helper works in.
+const EXCHANGE: &str = "configure";
+const INPUT: &str = "in.tar";
+const OUTPUT: &str = "out.tar";
+const SCRIPT: &str = "script.sh";
+const ENV: &str = "env";
+const STATUS: &str = "status";
+const LOG: &str = "configure.log";
+
+/// Where the helper shows the exchange directory in its own mount
+/// namespace: the first of these that anyone may enter.
+const VISIBLE_AT: &[&str] = &["/tmp", "/var/tmp", "/mnt", "/run"];
 
 /// The helper's exit code when a script failed (its wait status is in
-/// `configure.status`); any other failure exits 1 with a message.
+/// `STATUS`); any other failure exits 1 with a message.
 const SCRIPT_FAILED: i32 = 3;
+
+/// Where the scripts' output goes while they run (the build reads it for
+/// the progress bar and error messages).
+pub fn log_path(work_dir: &Path) -> PathBuf {
+    work_dir.join(EXCHANGE).join(LOG)
+}
 
 /// The building user and the subordinate ids the host grants it.
 pub struct IdRanges {
     uid: u32,
     gid: u32,
-    sub_uid: u32,
-    sub_gid: u32,
-}
-
-impl std::fmt::Display for IdRanges {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "image ids 1-{SUBORDINATE_IDS} as subordinate uids from {} and gids from {}",
-            self.sub_uid, self.sub_gid
-        )
-    }
+    pub sub_uid: u32,
+    pub sub_gid: u32,
 }
 
 impl IdRanges {
@@ -86,6 +114,9 @@ fn on_path(tool: &str) -> bool {
         .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
 }
 
+/// The image's ids besides root come from the subordinate range.
+const SUBORDINATE_IDS: u32 = IMAGE_IDS - 1;
+
 /// The start of the first range in `file` (`name:start:count` lines, by
 /// user name or uid) large enough for an image.
 fn range_start(file: &str, name: &str, uid: u32) -> Result<u32, String> {
@@ -107,15 +138,63 @@ fn range_start(file: &str, name: &str, uid: u32) -> Result<u32, String> {
         })
 }
 
+/// Whether this process may map `HOST_ID_BASE`… in a child namespace: they
+/// must be ids of its own user namespace (not so in a rootless container,
+/// whose root is itself a mapped user).
+pub fn host_ids_available() -> Result<(), String> {
+    for file in ["/proc/self/uid_map", "/proc/self/gid_map"] {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let covered = text.lines().any(|line| {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            matches!(fields[..], [inside, _, count]
+                if inside <= u64::from(HOST_ID_BASE)
+                    && u64::from(HOST_ID_BASE) + u64::from(IMAGE_IDS) <= inside + count)
+        });
+        if !covered {
+            return Err(format!(
+                "the ids {HOST_ID_BASE}-{} that kiln gives the image are not mapped in this user \
+                 namespace ({file}), as in a rootless container",
+                HOST_ID_BASE + (IMAGE_IDS - 1)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The tree minus its device nodes, and those nodes. The helper cannot
+/// make device nodes (a user namespace may not), and the scripts cannot
+/// see them (their /dev is a tmpfs of the sandbox's), so a base's nodes
+/// wait outside and go back where they were.
+fn without_devices(tree: &Tree) -> Result<(Tree, Vec<(kiln_tree::ImagePath, kiln_tree::Entry)>)> {
+    let devices: Vec<_> = tree
+        .iter()
+        .filter(|(_, e)| matches!(e.kind, Kind::CharDevice { .. } | Kind::BlockDevice { .. }))
+        .map(|(p, e)| (p.clone(), e.clone()))
+        .collect();
+    if devices.is_empty() {
+        return Ok((tree.clone(), devices));
+    }
+    let mut handed = tree.clone();
+    for (path, _) in &devices {
+        handed.remove(path)?;
+    }
+    Ok((handed, devices))
+}
+
 /// The build's side: hands the tree to the helper and takes back the
 /// configured one.
-pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> {
+pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> {
     let mut phases = Phases::start();
-    let work = job.work_dir;
-    let input = work.join("configure-in.tar");
-    let file = std::fs::File::create(&input)?;
+    let started = Instant::now();
+    let dir = job.work_dir.join(EXCHANGE);
+    std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (handed, devices) = without_devices(tree)?;
+    let file = std::fs::File::create(dir.join(INPUT))?;
     let (writer, _) = pack_rootfs(
-        tree,
+        &handed,
         store,
         0,
         ArchiveCompression::None,
@@ -123,24 +202,36 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
         &|_| {},
     )?;
     drop(writer.into_inner().map_err(|e| e.into_error())?);
-    std::fs::write(work.join("configure.sh"), &job.script)?;
+    std::fs::write(dir.join(SCRIPT), &job.script)?;
     let env: String = job.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-    std::fs::write(work.join("configure.env"), env)?;
-
+    std::fs::write(dir.join(ENV), env)?;
+    if let Ids::Root = ids {
+        // The namespace's root owns the exchange directory, and only it.
+        for name in [INPUT, SCRIPT, ENV, "."] {
+            std::os::unix::fs::lchown(dir.join(name), Some(HOST_ID_BASE), Some(HOST_ID_BASE))
+                .with_context(|| format!("cannot hand {} to the sandbox", dir.display()))?;
+        }
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
     phases.end("handing the tree over");
-    let errors = work.join("configure-helper.err");
+
+    let errors = job.work_dir.join("configure-helper.err");
     let exe = std::env::current_exe().context("cannot find the kiln binary to run its helper")?;
+    let dir_fd = std::fs::File::open(&dir)?;
+    let fd = dir_fd.as_raw_fd();
     let mut command = Command::new(exe);
     command
         .arg(HELPER_COMMAND)
-        .arg(work)
+        .arg(format!("/proc/self/fd/{fd}"))
+        .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&errors)?);
-    // SAFETY: prctl is a plain system call, allowed between fork and exec.
+    // SAFETY: prctl and fcntl are plain system calls, allowed between fork
+    // and exec.
     unsafe {
-        command.pre_exec(|| {
-            // The helper dies with kiln.
+        command.pre_exec(move || {
+            // The helper dies with kiln, and keeps the exchange directory.
             if libc::prctl(
                 libc::PR_SET_PDEATHSIG,
                 libc::SIGKILL as libc::c_ulong,
@@ -148,6 +239,7 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
                 0,
                 0,
             ) != 0
+                || libc::fcntl(fd, libc::F_SETFD, 0) != 0
             {
                 return Err(std::io::Error::last_os_error());
             }
@@ -157,6 +249,7 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
     let mut child = command
         .spawn()
         .context("cannot start kiln's configure helper")?;
+    drop(dir_fd);
     let helper_error = || std::fs::read_to_string(&errors).unwrap_or_default();
     let mut ready = String::new();
     BufReader::new(child.stdout.take().expect("piped"))
@@ -167,30 +260,17 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
         let _ = child.wait();
         bail!(
             "the configure helper could not enter a user namespace ({}): this kernel or container \
-             forbids unprivileged user namespaces (see sysctl user.max_user_namespaces and, on Debian, \
-             kernel.unprivileged_userns_clone); run kiln build as root instead",
+             forbids them (see sysctl user.max_user_namespaces, kernel.unprivileged_userns_clone \
+             on Debian, kernel.apparmor_restrict_unprivileged_userns on Ubuntu; in a container, \
+             its seccomp profile)",
             helper_error().trim()
         );
     }
-    let pid = child.id().to_string();
-    for (tool, own, sub) in [
-        ("newuidmap", ids.uid, ids.sub_uid),
-        ("newgidmap", ids.gid, ids.sub_gid),
-    ] {
-        let out = Command::new(tool)
-            .args([&pid, "0", &own.to_string(), "1", "1", &sub.to_string()])
-            .arg(SUBORDINATE_IDS.to_string())
-            .output()
-            .with_context(|| format!("cannot run {tool}"))?;
-        if !out.status.success() {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!(
-                "{tool} refused to map the ids ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+    let pid = child.id();
+    if let Err(e) = map_ids(ids, pid) {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(e);
     }
     child
         .stdin
@@ -198,28 +278,46 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
         .expect("piped")
         .write_all(b"go\n")
         .context("the configure helper went away")?;
-    let status = child.wait()?;
-    phases.end("writing, scripts and reading back in the namespace");
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() >= job.timeout {
+            // The helper's death takes the sandbox with it (PDEATHSIG
+            // down to the namespace's PID 1).
+            let _ = child.kill();
+            let _ = child.wait();
+            return Ok(Outcome::TimedOut);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    phases.end("writing, scripts and reading back in the sandbox");
     match status.code() {
         Some(0) => {
-            let output = work.join("configure-out.tar");
+            let output = dir.join(OUTPUT);
             let file = std::fs::File::open(&output)
                 .with_context(|| format!("cannot read {}", output.display()))?;
-            let tree = load_tar(
+            let mut tree = load_tar(
                 BufReader::with_capacity(1 << 20, file),
                 "the configured image",
                 store,
             )?;
-            for done in [input, output] {
-                std::fs::remove_file(done)?;
+            for (path, entry) in devices {
+                let parent_is_dir = tree
+                    .get(&path.parent())
+                    .is_some_and(|e| e.kind == Kind::Dir);
+                if parent_is_dir && !tree.contains(&path) {
+                    tree.insert(path, entry)?;
+                }
+            }
+            for done in [INPUT, OUTPUT] {
+                std::fs::remove_file(dir.join(done))?;
             }
             phases.end("taking it back");
             Ok(Outcome::Configured(tree, phases))
         }
         Some(SCRIPT_FAILED) => {
-            let raw: i32 = std::fs::read_to_string(work.join("configure.status"))?
-                .trim()
-                .parse()?;
+            let raw: i32 = std::fs::read_to_string(dir.join(STATUS))?.trim().parse()?;
             Ok(Outcome::Failed(std::process::ExitStatus::from_raw(raw)))
         }
         _ => bail!(
@@ -229,7 +327,47 @@ pub fn run(ids: &IdRanges, tree: &Tree, store: &Store, job: &Job) -> Result<Outc
     }
 }
 
-/// The helper's side (`kiln __configure-helper WORK`); must run before the
+/// Writes the helper's uid and gid maps: as root, directly; without root,
+/// through the setuid newuidmap and newgidmap.
+fn map_ids(ids: &Ids, pid: u32) -> Result<()> {
+    match ids {
+        Ids::Root => {
+            for file in ["uid_map", "gid_map"] {
+                let path = format!("/proc/{pid}/{file}");
+                std::fs::write(&path, format!("0 {HOST_ID_BASE} {IMAGE_IDS}\n")).map_err(|e| {
+                    anyhow!(
+                        "cannot map the image's ids onto host ids {HOST_ID_BASE}-{} ({path}: {e}): \
+                         kiln runs as root but lacks CAP_SETUID or CAP_SETGID",
+                        HOST_ID_BASE + (IMAGE_IDS - 1)
+                    )
+                })?;
+            }
+        }
+        Ids::Subordinate(ranges) => {
+            let pid = pid.to_string();
+            for (tool, own, sub) in [
+                ("newuidmap", ranges.uid, ranges.sub_uid),
+                ("newgidmap", ranges.gid, ranges.sub_gid),
+            ] {
+                let out = Command::new(tool)
+                    .args([&pid, "0", &own.to_string(), "1", "1", &sub.to_string()])
+                    .arg(SUBORDINATE_IDS.to_string())
+                    .output()
+                    .with_context(|| format!("cannot run {tool}"))?;
+                if !out.status.success() {
+                    bail!(
+                        "{tool} refused to map the ids ({}): {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The helper's side (`kiln __configure-helper DIR`); must run before the
 /// process starts any thread. Returns the exit code.
 pub fn helper_main(work: &Path) -> u8 {
     match helper(work) {
@@ -249,6 +387,20 @@ fn helper(work: &Path) -> Result<i32> {
             Err(anyhow!("{what}: {}", std::io::Error::last_os_error()))
         }
     };
+    // SAFETY: getppid has no preconditions.
+    let build = unsafe { libc::getppid() };
+    // From here on the exchange directory is ".", and the descriptor that
+    // led to it is closed: nothing the scripts inherit leads out.
+    std::env::set_current_dir(work).with_context(|| format!("cannot enter {}", work.display()))?;
+    if let Some(fd) = work
+        .to_str()
+        .and_then(|w| w.strip_prefix("/proc/self/fd/"))
+        .and_then(|n| n.parse::<libc::c_int>().ok())
+    {
+        // SAFETY: closing a descriptor this process owns and no Rust
+        // object wraps.
+        unsafe { libc::close(fd) };
+    }
     // SAFETY: plain system calls; the process has a single thread here.
     unsafe {
         check(
@@ -264,11 +416,49 @@ fn helper(work: &Path) -> Result<i32> {
     if go.trim() != "go" {
         bail!("the build did not map the ids");
     }
-    // Root of the user namespace now: the image goes into a tmpfs that
-    // disappears with this process's mount namespace.
-    let root = work.join("configure-root");
-    std::fs::create_dir(&root)?;
-    let root_c = std::ffi::CString::new(root.as_os_str().as_encoded_bytes())?;
+    // SAFETY: plain system calls with valid arguments.
+    unsafe {
+        // Become the namespace's root in every id: as root, kiln started
+        // this process as the host's uid 0, which must not stay its owner
+        // (nor the host's groups its groups). setgroups is refused when
+        // newgidmap denied it; the groups then are the user's own.
+        if libc::setgroups(0, std::ptr::null()) != 0
+            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EPERM)
+        {
+            bail!(
+                "cannot drop the groups: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        check(
+            libc::setresgid(0, 0, 0),
+            "cannot become gid 0 of the namespace",
+        )?;
+        check(
+            libc::setresuid(0, 0, 0),
+            "cannot become uid 0 of the namespace",
+        )?;
+        // A new uid cleared the parent-death signal: set it again, and
+        // stop if the build died in between.
+        check(
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ),
+            "cannot follow the build's death",
+        )?;
+        if libc::getppid() != build {
+            bail!("the build went away");
+        }
+        // Not dumpable: nothing of the same ids may ptrace this process.
+        check(
+            libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0),
+            "cannot make the helper undumpable",
+        )?;
+    }
     // SAFETY: system calls on NUL-terminated strings that outlive them.
     unsafe {
         check(
@@ -285,10 +475,43 @@ fn helper(work: &Path) -> Result<i32> {
             ),
             "cannot make the mounts private",
         )?;
+    }
+    // Some code turns "." into the absolute path of the exchange directory,
+    // whose parents the namespace's ids may not enter (a umask of 077, a
+    // build below /root): in this mount namespace the directory also
+    // appears on a directory anyone may enter.
+    let shown = VISIBLE_AT
+        .iter()
+        .find(|d| {
+            std::fs::symlink_metadata(d)
+                .is_ok_and(|m| m.is_dir() && m.permissions().mode() & 0o001 != 0)
+        })
+        .ok_or_else(|| anyhow!("none of {VISIBLE_AT:?} is a directory anyone may enter"))?;
+    let shown_c = std::ffi::CString::new(*shown)?;
+    // SAFETY: as above.
+    unsafe {
+        check(
+            libc::mount(
+                c".".as_ptr(),
+                shown_c.as_ptr(),
+                std::ptr::null(),
+                libc::MS_BIND,
+                std::ptr::null(),
+            ),
+            "cannot show the exchange directory",
+        )?;
+    }
+    std::env::set_current_dir(shown)?;
+    // The image goes into a tmpfs that disappears with this mount
+    // namespace.
+    let root = Path::new("root");
+    std::fs::create_dir(root)?;
+    // SAFETY: as above.
+    unsafe {
         check(
             libc::mount(
                 c"tmpfs".as_ptr(),
-                root_c.as_ptr(),
+                c"root".as_ptr(),
                 c"tmpfs".as_ptr(),
                 0,
                 c"mode=0755".as_ptr().cast(),
@@ -296,27 +519,27 @@ fn helper(work: &Path) -> Result<i32> {
             "cannot mount a tmpfs for the image",
         )?;
     }
-    let store = Store::open(&work.join("configure-store"))?;
-    let input = std::fs::File::open(work.join("configure-in.tar"))?;
+    let store = Store::open(Path::new("store"))?;
+    let input = std::fs::File::open(INPUT)?;
     let tree = load_tar(
         BufReader::with_capacity(1 << 20, input),
         "the image",
         &store,
     )?;
-    write_dir(&tree, &store, &root)?;
-    let script = std::fs::read_to_string(work.join("configure.sh"))?;
-    let env: Vec<(String, String)> = std::fs::read_to_string(work.join("configure.env"))?
+    write_dir(&tree, &store, root)?;
+    let script = std::fs::read_to_string(SCRIPT)?;
+    let env: Vec<(String, String)> = std::fs::read_to_string(ENV)?
         .lines()
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
-    let status = run_shell(&root, &script, &env, &work.join("configure.log"))?;
+    let status = run_shell(root, &script, &env, Path::new(LOG))?;
     if !status.success() {
-        std::fs::write(work.join("configure.status"), status.into_raw().to_string())?;
+        std::fs::write(STATUS, status.into_raw().to_string())?;
         return Ok(SCRIPT_FAILED);
     }
-    let configured = load_dir(&root, &store, &|_| false)?;
-    let out = std::fs::File::create(work.join("configure-out.tar"))?;
+    let configured = load_dir(root, &store, &|_| false)?;
+    let out = std::fs::File::create(OUTPUT)?;
     let (writer, _) = pack_rootfs(
         &configured,
         &store,
@@ -329,13 +552,13 @@ fn helper(work: &Path) -> Result<i32> {
         .into_inner()
         .map_err(|e| e.into_error())?
         .sync_all()?;
-    std::fs::remove_dir_all(work.join("configure-store"))?;
+    std::fs::remove_dir_all("store")?;
     Ok(0)
 }
 
-/// The work directory argument of the helper, checked.
+/// The directory argument of the helper, checked.
 pub fn helper_work_dir(arg: &Path) -> Result<PathBuf> {
-    if !arg.join("configure-in.tar").is_file() {
+    if !arg.join(INPUT).is_file() {
         bail!("{HELPER_COMMAND} is kiln's own helper, not a command to run by hand");
     }
     Ok(arg.to_owned())

@@ -23,6 +23,7 @@ mod harden_image;
 mod harden_k3s;
 mod harden_ssh;
 mod hostile;
+mod hostile_packages;
 mod install_debian;
 mod install_offline;
 mod interrupt;
