@@ -3,25 +3,31 @@
 //! Removal comes first so that what a recipe adds is never removed by a
 //! glob meant for the base.
 //!
-//! Paths the recipe writes to are resolved inside the image the way a
-//! chroot would (so `/bin/x` lands in `/usr/bin/x` on a merged-/usr
-//! base), which can never leave the image. The final component is replaced,
-//! not followed: writing `/etc/motd` over a symlink replaces the symlink.
+//! Everything is placed by kiln_tree's [`Placement`] policy, the one every
+//! input follows: paths the recipe writes to are resolved inside the image
+//! the way a chroot would (so `/bin/x` lands in `/usr/bin/x` on a
+//! merged-/usr base), which can never leave the image, and an overlay
+//! never follows a symlink out of its `dest`. The final component is
+//! replaced, not followed: writing `/etc/motd` over a symlink replaces the
+//! symlink. Host sources are found without following a symlink out of
+//! the recipe's folder ([`host_source`]).
 
 use crate::recipe::{FileContent, Loc, OverlayPlan, Owner, OwnerSpec, Plan, RecipeError};
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use kiln_policy::accounts::{Database, ids_by_name};
 use kiln_tree::{
-    Entry, HostKind, ImagePath, Kind, Meta, Store, Tree, store_host_files, walk_host_dir,
+    Entry, HostKind, ImagePath, Kind, Meta, PlaceError, Placement, Store, Tree, host_source,
+    store_host_files, walk_host_dir,
 };
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// Applies `plan`'s removals, overlays, files and symlinks to `tree`.
 /// Returns warnings worth showing (a removal that matched nothing).
 pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>> {
     let mut warnings = Vec::new();
     for remove in &plan.removes {
-        let doomed = paths_to_remove(tree, &remove.pattern, &remove.matcher)?;
+        let doomed = paths_to_remove(tree, &remove.pattern, &remove.matcher, &remove.loc)?;
         if doomed.is_empty() {
             warnings.push(format!(
                 "{}: [[remove]] \"{}\" matched nothing",
@@ -41,11 +47,7 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
     for file in &plan.files {
         let (digest, size) = match &file.content {
             FileContent::Inline(text) => store.put(text.as_bytes())?,
-            FileContent::Host(path) => {
-                let f = std::fs::File::open(path)
-                    .with_context(|| format!("cannot read {}", path.display()))?;
-                store.put(f)?
-            }
+            FileContent::Host(path) => store.put(open_source(path, &file.loc)?)?,
         };
         let entry = Entry {
             kind: Kind::File { digest, size },
@@ -74,26 +76,47 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
     Ok(warnings)
 }
 
-/// Puts `entry` at `path`: parents resolved inside the image and created
-/// (root-owned, 0755) when missing.
+/// Puts `entry` at `path` under the recipe's placement policy: parents
+/// resolved inside the image and created (root-owned, 0755) when missing;
+/// a directory is never replaced.
 pub fn place(tree: &mut Tree, path: &ImagePath, entry: Entry, loc: &Loc) -> Result<ImagePath> {
-    let err = |e: kiln_tree::TreeError| loc.error(e.to_string());
-    let parent = tree
-        .create_dir_all(&path.parent(), &Meta::root(0o755))
-        .map_err(err)?;
-    let target = parent
-        .join(path.file_name())
-        .map_err(|e| loc.error(e.to_string()))?;
-    if tree.get(&target).is_some_and(|e| e.kind == Kind::Dir) && entry.kind != Kind::Dir {
+    let mut placement = Placement::recipe(loc.position(), ImagePath::root());
+    let placed = placement
+        .place(tree, path, entry)
+        .map_err(|e| loc.error(format!("{}: {}", e.path, e.reason)))?;
+    Ok(placed.path)
+}
+
+/// The folder of the recipe file `loc` points into: relative host paths
+/// in it were joined to this.
+fn recipe_dir(loc: &Loc) -> &Path {
+    Path::new(&loc.file.name).parent().unwrap_or(Path::new(""))
+}
+
+/// Opens a `[[file]] source` without following a host symlink out of the
+/// recipe's folder: a link to the host's /etc/shadow must not put the
+/// host's shadow file into the image.
+fn open_source(path: &Path, loc: &Loc) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = path.display();
+    let real = host_source(recipe_dir(loc), path).map_err(|e| {
+        loc.error(format!(
+            "[[file]] source {shown}: {e}; copy the file into the recipe's folder, or use [[symlink]] for a link in the image"
+        ))
+    })?;
+    // `real` has no symlink left; O_NOFOLLOW keeps it so, and a fifo
+    // must not block the build
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&real)
+        .with_context(|| format!("cannot read {shown}"))?;
+    if !file.metadata()?.is_file() {
         return Err(loc
-            .error(format!(
-                "{target} is a directory in the image; refusing to replace it with a {}",
-                entry.kind.name()
-            ))
+            .error(format!("[[file]] source {shown} is not a regular file"))
             .into());
     }
-    tree.insert(target.clone(), entry).map_err(err)?;
-    Ok(target)
+    Ok(file)
 }
 
 /// Paths matching a `[[remove]]` pattern. A pattern without glob
@@ -103,9 +126,10 @@ fn paths_to_remove(
     tree: &Tree,
     pattern: &str,
     matcher: &globset::GlobMatcher,
+    loc: &Loc,
 ) -> Result<Vec<ImagePath>> {
     if !pattern.contains(['*', '?', '[', '{', '\\']) {
-        let path = ImagePath::new(pattern)?;
+        let path = ImagePath::new(pattern).map_err(|e| loc.error(format!("[[remove]]: {e}")))?;
         let resolved = tree.resolve(&path, false)?;
         return Ok(if tree.contains(&resolved) && !resolved.is_root() {
             vec![resolved]
@@ -141,7 +165,12 @@ fn apply_overlay(
     store: &Store,
     accounts: &mut Accounts,
 ) -> Result<()> {
-    let found = walk_host_dir(&overlay.source, &|_| false)?;
+    let source = host_source(recipe_dir(&overlay.loc), &overlay.source).map_err(|e| {
+        overlay
+            .loc
+            .error(format!("overlay source {}: {e}", overlay.source.display()))
+    })?;
+    let found = walk_host_dir(&source, &|_| false)?;
     // Hash contents in parallel; place entries in order afterwards.
     let contents = store_host_files(&found, store)?;
 
@@ -182,17 +211,26 @@ fn apply_overlay(
                 .into());
         }
     }
+    // The overlay may write below its dest only, as resolved above.
+    let mut placement = Placement::recipe(
+        format!("overlay {}", overlay.source.display()),
+        dest.clone(),
+    );
     for (host, content) in found.iter().zip(contents) {
         if host.path.is_root() {
             continue;
         }
-        let shown = host.host_path.display();
-        let err = |e: kiln_tree::TreeError| overlay.loc.error(format!("overlay file {shown}: {e}"));
+        // named as the recipe would (the walk is of the resolved source)
+        let shown = overlay
+            .source
+            .join(host.path.as_str().trim_start_matches('/'));
+        let shown = shown.display();
+        let err = |e: PlaceError| {
+            overlay
+                .loc
+                .error(format!("overlay file {shown}: {}: {}", e.path, e.reason))
+        };
         let logical = join_below(&dest, &host.path)?;
-        let parent = tree.resolve(&logical.parent(), true).map_err(err)?;
-        let path = parent
-            .join(logical.file_name())
-            .map_err(|e| anyhow!("{e}"))?;
         let (kind, mode) = match (&host.kind, content) {
             (HostKind::File, Some((digest, size))) => {
                 let executable = host.mode & 0o111 != 0;
@@ -211,53 +249,52 @@ fn apply_overlay(
                 },
                 0o777,
             ),
-            (HostKind::Dir, _) => {
-                // Existing directories (think /tmp, 1777) keep their owner
-                // and mode unless a rule names them; symlinks to
-                // directories are followed, as cp would.
-                let resolved = tree.resolve(&path, true).map_err(err)?;
-                match tree.get(&resolved).map(|e| &e.kind) {
-                    Some(Kind::Dir) => placed.push((resolved, Placed::Existing)),
-                    _ => {
-                        tree.insert(resolved.clone(), Entry::dir(Meta::root(overlay.dir_mode)))
-                            .map_err(err)?;
-                        placed.push((
-                            resolved,
-                            Placed::New {
-                                mode: overlay.dir_mode,
-                            },
-                        ));
-                    }
-                }
-                continue;
-            }
+            // Existing directories (think /tmp, 1777) keep their owner
+            // and mode unless a rule names them; symlinks the image has
+            // to directories are followed, as cp would.
+            (HostKind::Dir, _) => (Kind::Dir, overlay.dir_mode),
             (other, _) => {
-                let what = match other {
-                    HostKind::CharDevice { .. } | HostKind::BlockDevice { .. } => "device",
-                    HostKind::Fifo => "fifo",
-                    _ => "socket",
+                let (what, kind) = match other {
+                    HostKind::CharDevice { major, minor } => (
+                        "device",
+                        Some(Kind::CharDevice {
+                            major: *major,
+                            minor: *minor,
+                        }),
+                    ),
+                    HostKind::BlockDevice { major, minor } => (
+                        "device",
+                        Some(Kind::BlockDevice {
+                            major: *major,
+                            minor: *minor,
+                        }),
+                    ),
+                    HostKind::Fifo => ("fifo", Some(Kind::Fifo)),
+                    _ => ("socket", None),
                 };
+                // the rule every input follows first, then the overlay's own
+                if let Some(kind) = kind {
+                    let landed = placement.locate(tree, &logical).map_err(err)?;
+                    placement
+                        .check_kind(&logical, &landed, &kind)
+                        .map_err(err)?;
+                }
                 return Err(overlay
                     .loc
                     .error(format!("overlay file {shown} is a {what}; overlays hold only files, directories and symlinks"))
                     .into());
             }
         };
-        if tree.get(&path).is_some_and(|e| e.kind == Kind::Dir) {
-            return Err(overlay
-                .loc
-                .error(format!("overlay file {shown}: {path} is a directory in the image; refusing to replace it"))
-                .into());
-        }
-        tree.insert(
-            path.clone(),
-            Entry {
-                kind,
-                meta: Meta::root(mode),
-            },
-        )
-        .map_err(err)?;
-        placed.push((path, Placed::New { mode }));
+        let entry = Entry {
+            kind,
+            meta: Meta::root(mode),
+        };
+        let at = placement.place(tree, &logical, entry).map_err(err)?;
+        placed.push(if at.existing_dir {
+            (at.path, Placed::Existing)
+        } else {
+            (at.path, Placed::New { mode })
+        });
     }
 
     // Phase 2: owners and rules. Rules see the path each entry has in the
@@ -291,10 +328,7 @@ fn apply_overlay(
                 meta.gid = accounts.gid(tree, store, rule.group.as_ref())?;
             }
         }
-        if let Some(Kind::Symlink { .. }) = tree.get(&path).map(|e| &e.kind) {
-            meta.mode = 0o777; // a symlink's mode means nothing; keep it canonical
-        }
-        tree.set_meta(&path, meta);
+        tree.set_meta(&path, meta); // a symlink keeps 0777 whatever a rule says
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 use super::value::RawValue;
 use super::*;
+use kiln_tree::PathError;
 
 pub(super) fn check_name(loc: &Loc, what: &str, name: &str) -> Result<String, RecipeError> {
     let ok = !name.is_empty()
@@ -52,7 +53,7 @@ pub(crate) fn image_path(loc: &Loc, field: &str, raw: &str) -> Result<ImagePath,
             raw.trim_start_matches("./")
         )));
     }
-    let path = ImagePath::new(raw).map_err(|e| loc.error(format!("{field} \"{raw}\": {e}")))?;
+    let path = ImagePath::new(raw).map_err(|e| path_error(loc, field, raw, e))?;
     if path.is_root() {
         return Err(loc.error(format!(
             "{field} \"{raw}\" is the image root; name a path below it"
@@ -138,7 +139,18 @@ pub(super) fn image_dir(loc: &Loc, raw: &str) -> Result<ImagePath, RecipeError> 
             raw.trim_start_matches("./")
         )));
     }
-    ImagePath::new(raw).map_err(|e| loc.error(format!("dest \"{raw}\": {e}")))
+    ImagePath::new(raw).map_err(|e| path_error(loc, "dest", raw, e))
+}
+
+/// An invalid image path; one too long is named by its start only (the
+/// error does), never quoted whole.
+fn path_error(loc: &Loc, field: &str, raw: &str, e: PathError) -> RecipeError {
+    match e {
+        PathError::NameTooLong { .. } | PathError::TooLong { .. } => {
+            loc.error(format!("{field}: {e}"))
+        }
+        _ => loc.error(format!("{field} \"{raw}\": {e}")),
+    }
 }
 
 /// A glob over absolute image paths: `*` stays within one component,

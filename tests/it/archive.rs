@@ -229,3 +229,85 @@ fn gzip_archive_is_read_by_gnu_tar_and_gzip() {
         "gzip header has flags or an mtime"
     );
 }
+
+/// `/` and components of 200 bytes up to `len` bytes in all.
+fn deep_path(len: usize) -> String {
+    let mut p = String::new();
+    while p.len() < len {
+        let room = (len - p.len() - 1).clamp(1, 200);
+        p.push('/');
+        p.push_str(&"d".repeat(room));
+    }
+    assert_eq!(p.len(), len);
+    p
+}
+
+#[test]
+fn gnu_tar_extracts_the_longest_names_and_paths_kiln_accepts() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    sh(
+        w,
+        "mkdir src && printf 'name\\n' > src/f && printf 'path\\n' > src/g && ln -s f src/link",
+    );
+    // GNU tar names members longer than any file the test could create,
+    // and writes the link with the mode it is told
+    let name = "n".repeat(255);
+    let deep = deep_path(4094);
+    run_ok(
+        std::process::Command::new("tar")
+            .arg("-C")
+            .arg(w.join("src"))
+            .arg(format!("--transform=s,^\\./f$,./etc/{name},"))
+            .arg(format!("--transform=s,^\\./g$,.{deep},"))
+            .args(["--owner=0", "--group=0", "-cf", "base.tar", "./f", "./g"])
+            .current_dir(w),
+    );
+    sh(
+        w,
+        "tar -C src --owner=0 --group=0 --mode=0644 -rf base.tar ./link && tar -tvf base.tar | grep -q '^lrw-r--r-- .* ./link -> f$'",
+    );
+    let out = w.join("out");
+    run_ok(
+        kiln()
+            .env("SOURCE_DATE_EPOCH", EPOCH)
+            .arg("build")
+            .arg(recipe(w, &w.join("base.tar")))
+            .arg("-o")
+            .arg(&out),
+    );
+    let archive = out.join("special-1.rootfs.tar.zst");
+    std::fs::create_dir(w.join("x")).unwrap();
+    // GNU tar extracts every member, and finds them all equal to the archive's
+    run_ok(
+        std::process::Command::new("tar")
+            .args(["--zstd", "-xf"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(w.join("x")),
+    );
+    run_ok(
+        std::process::Command::new("tar")
+            .args(["--zstd", "-df"])
+            .arg(&archive)
+            .arg("-C")
+            .arg(w.join("x")),
+    );
+    assert_eq!(
+        std::fs::read_to_string(w.join("x/etc").join(&name)).unwrap(),
+        "name\n"
+    );
+    let listing = sh(w, &format!("tar --zstd -tvf {}", archive.display()));
+    let listing = String::from_utf8(listing.stdout).unwrap();
+    assert!(
+        listing.contains(&format!(".{deep}\n")),
+        "the deep path is missing"
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("lrwxrwxrwx 0/0") && l.ends_with(" ./link -> f")),
+        "the symlink is not 0777: {}",
+        listing.lines().find(|l| l.contains("./link")).unwrap_or("")
+    );
+}

@@ -514,6 +514,13 @@ fn breakers() -> Vec<Breaker> {
         ("fs.world-writable", |i| {
             i.dir("/srv/drop", 0o777);
         }),
+        ("fs.devices", |i| {
+            let fifo = Entry {
+                kind: Kind::Fifo,
+                meta: Meta::root(0o644),
+            };
+            i.tree.insert(path("/var/tmp/pipe"), fifo).unwrap();
+        }),
         ("fs.unowned", |i| {
             i.file_as("/opt/tool", 0o755, 4242, 0, "x");
         }),

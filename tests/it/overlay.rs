@@ -134,3 +134,77 @@ fn file_dest_with_trailing_slash_is_refused() {
         "{stderr}"
     );
 }
+
+/// Runs a build in `dir` that must fail with a recipe error; returns the
+/// first line of the error.
+fn build_fails(dir: &Path, recipe: &str) -> String {
+    std::fs::write(dir.join("r.toml"), recipe).unwrap();
+    let out = kiln()
+        .current_dir(dir)
+        .args(["build", "r.toml", "-o", "out"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(list_dir(&dir.join("out")).is_empty(), "output left behind");
+    stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{stderr}"))
+        .to_owned()
+}
+
+#[test]
+fn an_overlay_writes_below_its_dest_only() {
+    let work = tempfile::tempdir().unwrap();
+    sh(
+        work.path(),
+        "mkdir -p base/etc/app base/usr/share/app base/usr/bin && ln -s /usr/share/app base/etc/app/conf.d \
+         && ln -s usr/bin base/bin && tar -C base -cf base.tar . \
+         && mkdir -p ov/conf.d root/bin && echo x > ov/conf.d/x && echo tool > root/bin/tool",
+    );
+    let sha = sha256_file(&work.path().join("base.tar"));
+    let base = format!("{IMAGE}[base]\npath = \"base.tar\"\nsha256 = \"{sha}\"\n");
+    // a symlink of the image that leads out of dest is not followed
+    let line = build_fails(
+        work.path(),
+        &format!("{base}[[overlay]]\nsource = \"ov\"\ndest = \"/etc/app\"\n"),
+    );
+    assert_eq!(
+        line,
+        "error: r.toml:9:1: overlay file ov/conf.d: /etc/app/conf.d: the symlink /etc/app/conf.d -> \"/usr/share/app\" leads to /usr/share/app, outside /etc/app, the directory this input may write"
+    );
+    // one that stays below dest is, as cp would
+    let m = build(
+        work.path(),
+        &format!("{base}[[overlay]]\nsource = \"root\"\n"),
+    );
+    assert_eq!(meta(&m, "/usr/bin/tool"), "file 0644 0:0");
+    assert_eq!(meta(&m, "/bin"), "symlink 0777 0:0");
+}
+
+#[test]
+fn an_overlay_source_never_follows_a_host_symlink_out_of_the_recipe_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let recipe_dir = work.path().join("recipe");
+    sh(
+        work.path(),
+        "mkdir -p host/etc recipe && echo 'root:HOST-ONLY:19000::::::' > host/etc/shadow \
+         && ln -s ../host recipe/ov",
+    );
+    let line = build_fails(
+        &recipe_dir,
+        &format!("{IMAGE}[[overlay]]\nsource = \"ov\"\n"),
+    );
+    let real = std::fs::canonicalize(&recipe_dir).unwrap();
+    assert_eq!(
+        line,
+        format!(
+            "error: r.toml:6:1: overlay source ov: {}/ov is a symlink to ../host, which leads to {}, outside the recipe's folder; kiln does not follow host symlinks out of it",
+            real.display(),
+            std::fs::canonicalize(work.path().join("host"))
+                .unwrap()
+                .display()
+        )
+    );
+}

@@ -2,9 +2,11 @@
 //! data archive (gzip, xz, zstd or uncompressed), streamed.
 //!
 //! The data archive is unpacked into a Tree as dpkg unpacks into a root
-//! ([`Placement::Package`]): member names with `..` or a leading `/` are
-//! refused, naming the package, and symlinked directories of the image are
-//! followed with chroot semantics, so nothing can land outside the image.
+//! ([`Placement::package`], the policy every input follows): member names
+//! with `..` or a leading `/` are refused, naming the package; symlinked
+//! directories the image already had are followed with chroot semantics,
+//! but never a symlink the package itself ships, so nothing can land
+//! outside the image or anywhere but where the package names it.
 
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_tree::{ImagePath, Member, Placement, Store, Tree, place_member, read_members};
@@ -54,12 +56,12 @@ pub struct Deb {
 impl Deb {
     /// Places the data members into `tree` as dpkg unpacks them.
     pub fn place(self, tree: &mut Tree) -> Result<Unpacked> {
-        let origin = format!("package {}", self.label);
+        let mut placement = Placement::package(format!("package {}", self.label));
         let mut paths = Vec::with_capacity(self.members.len());
         for member in self.members {
             let name = member.name.clone();
-            place_member(tree, member, Placement::Package)
-                .with_context(|| format!("{origin}: member \"{name}\""))?;
+            // the error names the package and the member's path
+            place_member(tree, &mut placement, member)?;
             paths.push(name);
         }
         Ok(Unpacked {

@@ -1,7 +1,9 @@
 //! Reading host directories: a faithful loader (owners, modes, xattrs,
-//! hard links, devices) and the walker it shares with overlays.
+//! hard links, devices) and the walker it shares with overlays; and
+//! [`host_source`], which finds a recipe's host sources without following
+//! a symlink out of the recipe's folder.
 
-use super::{Entry, ImagePath, Kind, Meta, Store, Tree};
+use super::{Entry, ImagePath, Kind, Meta, Placement, Store, Tree};
 use anyhow::{Context, Result, anyhow};
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -141,11 +143,13 @@ pub fn store_host_files(
 /// Loads a host directory faithfully: owners, all mode bits, xattrs,
 /// devices and hard links as they are on the host. File contents are
 /// hashed in parallel into `store`. Sockets cannot live in an image and
-/// are left out.
+/// are left out. Entries are placed by the [`Placement`] policy of an
+/// archive (devices and fifos only below /dev, say), naming the directory.
 pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -> Result<Tree> {
     let found = walk_host_dir(root, skip)?;
     let contents = store_host_files(&found, store)?;
     let mut tree = Tree::new();
+    let mut placement = Placement::archive(format!("directory {}", root.display()));
     let mut first_name: HashMap<(u64, u64), ImagePath> = HashMap::new();
     for (e, content) in found.into_iter().zip(contents) {
         let meta = Meta {
@@ -159,7 +163,13 @@ pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -
                 let (dev, ino, nlink) = e.inode;
                 if nlink > 1 {
                     if let Some(first) = first_name.get(&(dev, ino)) {
-                        tree.insert_hard_link(e.path.clone(), first.clone())?;
+                        let link = Entry {
+                            kind: Kind::HardLink {
+                                target: first.clone(),
+                            },
+                            meta,
+                        };
+                        placement.place(&mut tree, &e.path, link)?;
                         continue;
                     }
                     first_name.insert((dev, ino), e.path.clone());
@@ -174,9 +184,101 @@ pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -
             HostKind::Fifo => Kind::Fifo,
             HostKind::Socket => continue,
         };
-        tree.insert(e.path, Entry { kind, meta })?;
+        placement.place(&mut tree, &e.path, Entry { kind, meta })?;
     }
     Ok(tree)
+}
+
+/// A host source refused: following `link` (whose target is `target`)
+/// would leave the recipe's folder.
+#[derive(Debug)]
+pub enum HostSourceError {
+    LinkOutside {
+        link: PathBuf,
+        target: PathBuf,
+        lands: PathBuf,
+    },
+    Io(PathBuf, std::io::Error),
+}
+
+impl std::fmt::Display for HostSourceError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HostSourceError::LinkOutside {
+                link,
+                target,
+                lands,
+            } => write!(
+                f,
+                "{} is a symlink to {}, which leads to {}, outside the recipe's folder; kiln does not follow host symlinks out of it",
+                link.display(),
+                target.display(),
+                lands.display()
+            ),
+            HostSourceError::Io(path, e) => write!(f, "cannot read {}: {e}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for HostSourceError {}
+
+/// Finds the host file or directory `path` (a recipe's `[[file]]` or
+/// `[[overlay]]` source, as the recipe loader joined it to `recipe_dir`)
+/// without following a symlink out of the recipe's folder: the source and
+/// every directory on the way to it may be symlinks only when what they
+/// lead to lies inside `recipe_dir`. A `..` the recipe writes is no
+/// symlink and is taken as written. Returns the path with every symlink
+/// resolved, so that reading it follows none.
+pub fn host_source(recipe_dir: &Path, path: &Path) -> Result<PathBuf, HostSourceError> {
+    use std::path::Component;
+    let io = |p: &Path| {
+        let p = p.to_owned();
+        move |e| HostSourceError::Io(p, e)
+    };
+    let dir = if recipe_dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        recipe_dir
+    };
+    let base = std::fs::canonicalize(dir).map_err(io(dir))?;
+    // The recipe's folder itself may be reached through symlinks: walk
+    // from it when the source lies below it as written.
+    let (mut current, rest) = match path.strip_prefix(recipe_dir) {
+        Ok(rest) if !rest.is_absolute() => (base.clone(), rest),
+        _ if path.is_absolute() => (PathBuf::from("/"), path),
+        _ => (
+            std::fs::canonicalize(".").map_err(io(Path::new(".")))?,
+            path,
+        ),
+    };
+    for component in rest.components() {
+        match component {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            // `current` has no symlinks, so its parent is the real `..`
+            Component::ParentDir => {
+                current.pop();
+            }
+            Component::Normal(name) => {
+                let next = current.join(name);
+                let meta = std::fs::symlink_metadata(&next).map_err(io(&next))?;
+                if !meta.file_type().is_symlink() {
+                    current = next;
+                    continue;
+                }
+                let target = std::fs::read_link(&next).map_err(io(&next))?;
+                let lands = std::fs::canonicalize(&next).map_err(io(&next))?;
+                if !lands.starts_with(&base) {
+                    return Err(HostSourceError::LinkOutside {
+                        link: next,
+                        target,
+                        lands,
+                    });
+                }
+                current = lands;
+            }
+        }
+    }
+    Ok(current)
 }
 
 /// Extended attributes of `path` (not following symlinks). A filesystem

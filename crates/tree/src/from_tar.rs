@@ -1,12 +1,13 @@
 //! Loading a Tree from a tar archive (plain, gzip or zstd).
 //!
-//! Archives are untrusted input: member names are normalised and checked,
-//! `..` and absolute names are refused, and a member whose parent is a
-//! symlink or a file is refused (the classic "symlink, then a file through
-//! it" escape). Nothing is ever written to the host except blobs in the
-//! content store, named by their digest.
+//! Archives are untrusted input: member names are normalised and checked
+//! (`..`, absolute names and over-long names are refused), and members are
+//! placed by the [`Placement`] policy (never through a symlink the archive
+//! planted itself: the classic "symlink, then a file through it" escape).
+//! Nothing is ever written to the host except blobs in the content store,
+//! named by their digest.
 
-use super::{Entry, ImagePath, Kind, Meta, Store, Tree};
+use super::{Entry, ImagePath, Kind, Meta, PlaceError, Placement, Store, Tree, abbreviate};
 use anyhow::{Context, Result, anyhow, bail};
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
@@ -54,41 +55,28 @@ pub fn decompress<R: BufRead + Send + 'static>(mut reader: R) -> Result<Box<dyn 
     })
 }
 
-/// How archive members land in the tree.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Placement {
-    /// Exactly where named: a member below a symlink is refused. For
-    /// images and base tarballs, where such a member is an attack.
-    Exact,
-    /// As dpkg unpacks a package into a root: symlinked directories of the
-    /// image are followed (`/bin/ls` lands in `/usr/bin/ls` on merged /usr),
-    /// with chroot semantics so nothing lands outside the image, and
-    /// directories that already exist keep their owner and mode.
-    Package,
-}
-
 /// Reads a whole tar stream into a new Tree. `origin` names the archive
 /// in error messages.
 pub fn load_tar(reader: impl Read, origin: &str, store: &Store) -> Result<Tree> {
     let mut tree = Tree::new();
-    load_tar_into(&mut tree, reader, origin, store, Placement::Exact)?;
+    load_tar_into(&mut tree, reader, store, &mut Placement::archive(origin))?;
     Ok(tree)
 }
 
-/// Adds every member of a tar stream to `tree`. Later members replace
-/// earlier ones of the same name, as tar extraction would. Returns the
-/// members' paths as named in the archive, in archive order.
+/// Adds every member of a tar stream to `tree` under `placement`, which
+/// names the archive in errors. Returns the members' paths as named in the
+/// archive, in archive order.
 pub fn load_tar_into(
     tree: &mut Tree,
     reader: impl Read,
-    origin: &str,
     store: &Store,
-    placement: Placement,
+    placement: &mut Placement,
 ) -> Result<Vec<ImagePath>> {
     let mut names = Vec::new();
-    for_each_member(reader, origin, store, |member| {
+    let origin = placement.input().to_owned();
+    for_each_member(reader, &origin, store, |member| {
         let name = member.name.clone();
-        place_member(tree, member, placement)?;
+        place_member(tree, placement, member)?;
         names.push(name);
         Ok(())
     })?;
@@ -124,10 +112,11 @@ fn for_each_member(
                 index + 1
             )
         })?;
-        let raw_name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-        read_member(entry, store)
-            .and_then(&mut each)
+        let raw_name = abbreviate(&String::from_utf8_lossy(&entry.path_bytes()));
+        let member = read_member(entry, store)
             .with_context(|| format!("{origin}: member \"{raw_name}\""))?;
+        // placement errors name the input and the path themselves
+        each(member)?;
     }
     Ok(())
 }
@@ -147,18 +136,6 @@ pub fn member_path(raw: &[u8]) -> Result<ImagePath> {
         bail!("absolute member names are refused: members must be relative, like ./etc/passwd");
     }
     ImagePath::new(name).map_err(|e| anyhow!("{e}"))
-}
-
-/// Where `path` lands under `placement`.
-fn placed(tree: &Tree, path: &ImagePath, placement: Placement) -> Result<ImagePath> {
-    match placement {
-        Placement::Exact => Ok(path.clone()),
-        Placement::Package if path.is_root() => Ok(path.clone()),
-        Placement::Package => {
-            let parent = tree.resolve(&path.parent(), true)?;
-            Ok(parent.join(path.file_name())?)
-        }
-    }
 }
 
 fn read_member<R: Read>(mut entry: tar::Entry<'_, R>, store: &Store) -> Result<Member> {
@@ -241,27 +218,13 @@ fn read_member<R: Read>(mut entry: tar::Entry<'_, R>, store: &Store) -> Result<M
     })
 }
 
-/// Places a member read by [`read_members`] into `tree`.
-pub fn place_member(tree: &mut Tree, member: Member, placement: Placement) -> Result<()> {
-    let Member {
-        name,
-        entry: Entry { mut kind, meta },
-    } = member;
-    let path = placed(tree, &name, placement)?;
-    if let Kind::HardLink { target } = &kind {
-        kind = Kind::HardLink {
-            target: placed(tree, target, placement)?,
-        };
-    }
-    // dpkg leaves an existing directory alone, also when the image reaches
-    // it through a symlink (the package's /bin/ on a merged-/usr image).
-    let keeps_existing_dir = placement == Placement::Package
-        && kind == Kind::Dir
-        && tree
-            .get(&tree.resolve(&path, true)?)
-            .is_some_and(|e| e.kind == Kind::Dir);
-    if !keeps_existing_dir {
-        tree.insert(path, Entry { kind, meta })?;
-    }
-    Ok(())
+/// Places a member read by [`read_members`] into `tree` under `placement`.
+pub fn place_member(
+    tree: &mut Tree,
+    placement: &mut Placement,
+    member: Member,
+) -> Result<(), PlaceError> {
+    placement
+        .place(tree, &member.name, member.entry)
+        .map(|_| ())
 }

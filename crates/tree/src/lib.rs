@@ -9,18 +9,23 @@ mod atomic;
 mod from_dir;
 mod from_tar;
 mod path;
+mod placement;
 mod store;
 mod to_dir;
 
 pub mod pack;
 
 pub use atomic::{PUBLIC_FILE, write_atomic};
-pub use from_dir::{HostEntry, HostKind, load_dir, read_xattrs, store_host_files, walk_host_dir};
-pub use from_tar::{
-    Compression, Member, Placement, decompress, detect_compression, load_tar, load_tar_into,
-    member_path, open_decompressed, place_member, read_members,
+pub use from_dir::{
+    HostEntry, HostKind, HostSourceError, host_source, load_dir, read_xattrs, store_host_files,
+    walk_host_dir,
 };
-pub use path::{ImagePath, PathError};
+pub use from_tar::{
+    Compression, Member, decompress, detect_compression, load_tar, load_tar_into, member_path,
+    open_decompressed, place_member, read_members,
+};
+pub use path::{ImagePath, MAX_LINK_TARGET, MAX_NAME, MAX_PATH, PathError, abbreviate};
+pub use placement::{PlaceError, Placed, Placement};
 pub use store::{Digest, HashingWriter, Store, copy, hash_reader};
 pub use to_dir::{host_path, write_dir};
 
@@ -137,26 +142,55 @@ pub enum TreeError {
         path: ImagePath,
     },
     RootIsADirectory,
+    /// Resolving `path` through symlinks gives a path no image can hold.
+    Bounds {
+        path: ImagePath,
+        error: PathError,
+    },
+    /// A symlink target that is empty, holds NUL or is longer than
+    /// [`path::MAX_LINK_TARGET`].
+    LinkTarget {
+        path: ImagePath,
+        reason: String,
+    },
+}
+
+impl TreeError {
+    /// The path the error is about.
+    pub fn path(&self) -> ImagePath {
+        match self {
+            TreeError::NotADirectory { path, .. }
+            | TreeError::HardLink { path, .. }
+            | TreeError::SymlinkLoop { path }
+            | TreeError::Bounds { path, .. }
+            | TreeError::LinkTarget { path, .. } => path.clone(),
+            TreeError::RootIsADirectory => ImagePath::root(),
+        }
+    }
+
+    /// What is wrong, without the path (for messages that name it first).
+    pub fn reason(&self) -> String {
+        match self {
+            TreeError::NotADirectory { blocker, kind, .. } if *kind == "symlink" => {
+                format!("{blocker} is a symlink; writing through it could leave the image")
+            }
+            TreeError::NotADirectory { blocker, kind, .. } => {
+                format!("{blocker} is a {kind}, not a directory")
+            }
+            TreeError::HardLink { target, reason, .. } => {
+                format!("hard link to {target}: {reason}")
+            }
+            TreeError::SymlinkLoop { .. } => "too many levels of symbolic links".to_owned(),
+            TreeError::RootIsADirectory => "the image root must stay a directory".to_owned(),
+            TreeError::Bounds { error, .. } => format!("resolved through symlinks: {error}"),
+            TreeError::LinkTarget { reason, .. } => reason.clone(),
+        }
+    }
 }
 
 impl fmt::Display for TreeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            TreeError::NotADirectory {
-                path,
-                blocker,
-                kind,
-            } if *kind == "symlink" => write!(
-                f,
-                "{path}: {blocker} is a symlink; writing through it could leave the image"
-            ),
-            TreeError::NotADirectory {
-                path,
-                blocker,
-                kind,
-            } => {
-                write!(f, "{path}: {blocker} is a {kind}, not a directory")
-            }
             TreeError::HardLink {
                 path,
                 target,
@@ -164,10 +198,13 @@ impl fmt::Display for TreeError {
             } => {
                 write!(f, "hard link {path} -> {target}: {reason}")
             }
-            TreeError::SymlinkLoop { path } => {
-                write!(f, "{path}: too many levels of symbolic links")
-            }
             TreeError::RootIsADirectory => f.write_str("the image root must stay a directory"),
+            other => write!(
+                f,
+                "{}: {}",
+                abbreviate(other.path().as_str()),
+                other.reason()
+            ),
         }
     }
 }
@@ -191,6 +228,36 @@ impl Default for Tree {
 
 /// The maximum number of symlinks followed in one lookup, as Linux does.
 const MAX_SYMLINK_HOPS: usize = 40;
+
+/// Every symlink's mode: lstat(2) reports 0777 and tar writes it.
+pub const SYMLINK_MODE: u32 = 0o777;
+
+fn check_link_target(path: &ImagePath, target: &str) -> Result<(), TreeError> {
+    let reason = if target.is_empty() {
+        "the symlink target is empty".to_owned()
+    } else if target.contains('\0') {
+        "the symlink target contains NUL".to_owned()
+    } else if target.len() > MAX_LINK_TARGET {
+        format!(
+            "the symlink target \"{}\" is {} bytes long; targets are at most {MAX_LINK_TARGET} bytes",
+            abbreviate(target),
+            target.len()
+        )
+    } else {
+        return Ok(());
+    };
+    Err(TreeError::LinkTarget {
+        path: path.clone(),
+        reason,
+    })
+}
+
+/// A symlink followed while resolving a path: where it is, and its target.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Followed {
+    pub link: ImagePath,
+    pub target: String,
+}
 
 impl Tree {
     /// An empty image: just `/`, root-owned, 0755.
@@ -229,11 +296,16 @@ impl Tree {
     /// exists but is not a directory is an error — this is what stops an
     /// archive from writing through a symlink it planted earlier. An
     /// existing entry is replaced; an existing directory meeting a new
-    /// directory only takes the new metadata.
-    pub fn insert(&mut self, path: ImagePath, entry: Entry) -> Result<(), TreeError> {
+    /// directory only takes the new metadata. A symlink's mode is always
+    /// 0777, as the kernel reports it, whatever the input said.
+    pub fn insert(&mut self, path: ImagePath, mut entry: Entry) -> Result<(), TreeError> {
         if let Kind::HardLink { target } = &entry.kind {
             let target = target.clone();
             return self.insert_hard_link(path, target);
+        }
+        if let Kind::Symlink { target } = &entry.kind {
+            check_link_target(&path, target)?;
+            entry.meta.mode = SYMLINK_MODE;
         }
         if path.is_root() {
             if entry.kind != Kind::Dir {
@@ -449,6 +521,9 @@ impl Tree {
         for name in names {
             if let Some(entry) = self.entries.get_mut(&name) {
                 entry.meta = meta.clone();
+                if let Kind::Symlink { .. } = entry.kind {
+                    entry.meta.mode = SYMLINK_MODE;
+                }
             }
         }
     }
@@ -459,6 +534,17 @@ impl Tree {
     /// last component is followed only when `follow_last` is set. Missing
     /// components are fine: the result may name a path yet to be created.
     pub fn resolve(&self, path: &ImagePath, follow_last: bool) -> Result<ImagePath, TreeError> {
+        Ok(self.resolve_traced(path, follow_last)?.0)
+    }
+
+    /// [`Tree::resolve`], also returning every symlink followed on the way,
+    /// in order, so that a placement policy can judge them.
+    pub fn resolve_traced(
+        &self,
+        path: &ImagePath,
+        follow_last: bool,
+    ) -> Result<(ImagePath, Vec<Followed>), TreeError> {
+        let mut followed = Vec::new();
         let mut resolved: Vec<String> = Vec::new();
         let mut pending: std::collections::VecDeque<String> =
             path.components().map(str::to_owned).collect();
@@ -483,6 +569,10 @@ impl Tree {
                     if hops > MAX_SYMLINK_HOPS {
                         return Err(TreeError::SymlinkLoop { path: path.clone() });
                     }
+                    followed.push(Followed {
+                        link: current,
+                        target: target.clone(),
+                    });
                     resolved.pop();
                     if target.starts_with('/') {
                         resolved.clear();
@@ -502,7 +592,14 @@ impl Tree {
                 Some(_) => {}
             }
         }
-        Ok(ImagePath::from_raw(format!("/{}", resolved.join("/"))))
+        let resolved =
+            ImagePath::from_normal(format!("/{}", resolved.join("/"))).map_err(|error| {
+                TreeError::Bounds {
+                    path: path.clone(),
+                    error,
+                }
+            })?;
+        Ok((resolved, followed))
     }
 
     /// Creates `dir` and its missing parents with `meta`, resolving

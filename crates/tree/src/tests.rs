@@ -218,3 +218,138 @@ fn a_hard_link_cannot_replace_the_directory_holding_its_target() {
     t.insert_hard_link(p("/e"), p("/d/f")).unwrap();
     assert!(t.insert_hard_link(p("/d"), p("/e")).is_err());
 }
+
+/// A tar stream of `members`: (name, type, link target or content, mode).
+fn tar_of(members: &[(&str, tar::EntryType, &str, u32)]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for (name, kind, arg, mode) in members {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(*kind);
+        header.set_mode(*mode);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        let data = if *kind == tar::EntryType::Regular {
+            arg.as_bytes()
+        } else {
+            if !arg.is_empty() {
+                header.set_link_name(arg).unwrap();
+            }
+            &[]
+        };
+        header.set_size(data.len() as u64);
+        builder.append_data(&mut header, name, data).unwrap();
+    }
+    builder.into_inner().unwrap()
+}
+
+#[test]
+fn load_tar_places_members_by_the_policy_naming_the_archive() {
+    use tar::EntryType::{Fifo, Regular, Symlink};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let tree = load_tar(
+        &tar_of(&[
+            ("bin", Symlink, "usr/bin", 0o644),
+            ("dev/initctl", Fifo, "", 0o600),
+        ])[..],
+        "base tarball b.tar",
+        &store,
+    )
+    .unwrap();
+    assert_eq!(tree.get(&p("/bin")).unwrap().meta.mode, 0o777);
+    assert_eq!(tree.get(&p("/dev/initctl")).unwrap().kind, Kind::Fifo);
+    let err = load_tar(
+        &tar_of(&[("run/p", Fifo, "", 0o600)])[..],
+        "base tarball b.tar",
+        &store,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "base tarball b.tar: /run/p: a fifo outside /dev; device nodes and fifos are only accepted below /dev"
+    );
+    let err = load_tar(
+        &tar_of(&[
+            ("x", Symlink, "/etc", 0o777),
+            ("x/passwd", Regular, "pwned", 0o644),
+        ])[..],
+        "base tarball b.tar",
+        &store,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "base tarball b.tar: /x/passwd: /x is a symlink to \"/etc\" placed by this same input; an input never writes through its own symlinks"
+    );
+}
+
+#[test]
+fn symlink_targets_are_bounded_and_modes_stay_0777() {
+    let mut t = Tree::new();
+    let err = t
+        .insert(p("/l"), symlink(&"t".repeat(MAX_LINK_TARGET + 1)))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .ends_with("is 4096 bytes long; targets are at most 4095 bytes"),
+        "{err}"
+    );
+    assert!(err.to_string().len() < 200, "{err}");
+    t.insert(p("/l"), symlink(&"t".repeat(MAX_LINK_TARGET)))
+        .unwrap();
+    t.set_meta(&p("/l"), Meta::root(0o600));
+    assert_eq!(t.get(&p("/l")).unwrap().meta.mode, 0o777);
+    // a target with an over-long name cannot be resolved into a path
+    t.insert(p("/m"), symlink(&"n".repeat(300))).unwrap();
+    assert!(matches!(
+        t.resolve(&p("/m/x"), false),
+        Err(TreeError::Bounds { .. })
+    ));
+}
+
+#[test]
+fn host_sources_follow_symlinks_only_inside_the_recipe_folder() {
+    let work = tempfile::tempdir().unwrap();
+    let w = std::fs::canonicalize(work.path()).unwrap();
+    let recipe = w.join("recipe");
+    std::fs::create_dir_all(recipe.join("files")).unwrap();
+    std::fs::create_dir_all(w.join("shared")).unwrap();
+    std::fs::write(recipe.join("files/real"), "x").unwrap();
+    std::fs::write(w.join("shared/motd"), "x").unwrap();
+    std::fs::write(w.join("secret"), "s").unwrap();
+    let link =
+        |target: &str, at: &str| std::os::unix::fs::symlink(target, recipe.join(at)).unwrap();
+    link("real", "files/inside");
+    link("../../secret", "files/up");
+    link(w.join("secret").to_str().unwrap(), "files/abs");
+    link("../shared", "shareddir");
+    // a link inside the folder, and a `..` the recipe writes, are fine
+    assert_eq!(
+        host_source(&recipe, &recipe.join("files/inside")).unwrap(),
+        recipe.join("files/real")
+    );
+    assert_eq!(
+        host_source(&recipe, &recipe.join("../shared/motd")).unwrap(),
+        w.join("shared/motd")
+    );
+    for (at, target) in [
+        ("files/up", "../../secret".to_owned()),
+        ("files/abs", w.join("secret").display().to_string()),
+        ("shareddir", "../shared".to_owned()),
+    ] {
+        let source = if at == "shareddir" {
+            recipe.join("shareddir/motd")
+        } else {
+            recipe.join(at)
+        };
+        let err = host_source(&recipe, &source).unwrap_err();
+        assert!(
+            err.to_string().starts_with(&format!(
+                "{} is a symlink to {target}, which leads to ",
+                recipe.join(at).display()
+            )),
+            "{err}"
+        );
+    }
+}

@@ -1,4 +1,5 @@
-//! fs.*: special permissions and ownership over the whole tree.
+//! fs.*: special permissions, ownership and special files over the whole
+//! tree.
 
 use super::{Rule, findings, not_applicable, rule};
 use crate::audit::{Check, Ctx, Finding};
@@ -16,6 +17,11 @@ pub const RULES: &[Rule] = &[
         source: "CIS 7.1.11",
         rationale: "A world-writable file can be changed by any user; a world-writable directory without the sticky bit lets anyone delete others' files.",
         remediation: "Remove o+w from files, and add the sticky bit (1777) to shared directories."),
+    rule!("fs.devices", Critical, devices,
+        title: "no device nodes or fifos outside /dev",
+        source: "kiln (device nodes belong in the devtmpfs mounted on /dev at boot)",
+        rationale: "A character or block device outside /dev gives whoever can open it the hardware or kernel memory behind it, bypassing the permissions devtmpfs and udev set on /dev; /dev/sda planted as /var/tmp/disk with mode 0666 is the whole disk for every user. No package or hardening step needs one elsewhere, and a fifo outside /dev is build-host debris. kiln refuses them when any input brings them; this rule finds them in images built otherwise.",
+        remediation: "Remove the device node or fifo from the image (device nodes belong below /dev, which devtmpfs provides at boot); on a live node, find what created it."),
     rule!("fs.unowned", Medium, unowned,
         title: "every file has a known owner and group",
         source: "CIS 7.1.12",
@@ -88,6 +94,34 @@ fn world_writable(ctx: &Ctx) -> Check {
                 p.as_str(),
                 format!("{:04o}", m & 0o7777),
                 message,
+            ))
+        })
+        .collect();
+    findings(out)
+}
+
+fn devices(ctx: &Ctx) -> Check {
+    let out = ctx
+        .img
+        .iter()
+        .filter_map(|(p, e)| {
+            let (what, value) = match &e.kind {
+                Kind::CharDevice { major, minor } => {
+                    ("character device", format!("char {major}:{minor}"))
+                }
+                Kind::BlockDevice { major, minor } => {
+                    ("block device", format!("block {major}:{minor}"))
+                }
+                Kind::Fifo => ("fifo", "fifo".to_owned()),
+                _ => return None,
+            };
+            if p.as_str().starts_with("/dev/") {
+                return None;
+            }
+            Some(Finding::new(
+                p.as_str(),
+                format!("{value} {:04o}", e.meta.mode & 0o7777),
+                format!("{what} outside /dev"),
             ))
         })
         .collect();

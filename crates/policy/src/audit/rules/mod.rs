@@ -8,8 +8,8 @@
 //! - fw.*: always applicable; every fw rule fails when /etc/nftables.conf
 //!   is absent, since this product requires default-deny.
 //! - ssh.*: not applicable without /usr/sbin/sshd.
-//! - sys.*, fs.setuid, fs.world-writable, pkg.*, acct.trust-files:
-//!   always applicable.
+//! - sys.*, fs.setuid, fs.world-writable, fs.devices, pkg.*,
+//!   acct.trust-files: always applicable.
 //! - fs.unowned and acct.* (but trust-files): not applicable without
 //!   /etc/passwd.
 //! - img.*, ssh.no-host-keys, k3s.no-node-identity, k3s.no-baked-token:
@@ -207,7 +207,7 @@ const GROUPS: &[Group] = &[
     },
     Group {
         prefix: "fs",
-        subject: "setuid/setgid, world-writable and unowned files over the whole tree",
+        subject: "setuid/setgid, world-writable and unowned files, and device nodes outside /dev, over the whole tree",
         not_applicable: "fs.unowned when the image has no /etc/passwd; the others never",
     },
     Group {
