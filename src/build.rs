@@ -52,6 +52,7 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         plan.image.arch,
         options.recipe.display()
     ));
+    check_output_dir("-o", &options.out_dir)?;
     std::fs::create_dir_all(&options.out_dir).with_context(|| {
         format!(
             "cannot create output directory {}",
@@ -303,7 +304,10 @@ fn source_date_epoch(plan: &Plan) -> Result<u64> {
     }
     match std::env::var("SOURCE_DATE_EPOCH") {
         Ok(value) if !value.trim().is_empty() => value.trim().parse().with_context(|| {
-            format!("SOURCE_DATE_EPOCH=\"{value}\" is not a number of seconds since 1970")
+            format!(
+                "SOURCE_DATE_EPOCH={} is not a number of seconds since 1970",
+                kiln_diag::quote(&value)
+            )
         }),
         _ => Ok(0),
     }
@@ -351,9 +355,41 @@ fn finish_file(writer: BufWriter<File>) -> Result<()> {
     Ok(())
 }
 
+/// Refuses an output directory (given with `flag`) that is a file, or
+/// below one, before anything is written: `-o dist: is a file, not a
+/// directory`.
+pub fn check_output_dir(flag: &str, dir: &Path) -> Result<()> {
+    let mut path = Some(dir);
+    while let Some(p) = path.filter(|p| !p.as_os_str().is_empty()) {
+        match std::fs::metadata(p) {
+            Ok(meta) if meta.is_dir() => return Ok(()),
+            Ok(meta) => {
+                let what = if meta.is_file() {
+                    "a file"
+                } else {
+                    "something else"
+                };
+                if p == dir {
+                    bail!("{flag} {}: is {what}, not a directory", dir.display());
+                }
+                bail!(
+                    "{flag} {}: {} is {what}, not a directory",
+                    dir.display(),
+                    p.display()
+                );
+            }
+            // Not there yet: create_dir_all makes it and its parents.
+            Err(_) => path = p.parent(),
+        }
+    }
+    Ok(())
+}
+
 /// Moves a finished file from the work directory to the output directory.
 fn publish(tmp: &Path, out_dir: &Path) -> Result<PathBuf> {
-    let name = tmp.file_name().context("work files have names")?;
+    let name = tmp
+        .file_name()
+        .with_context(|| format!("{} has no file name", tmp.display()))?;
     let dest = out_dir.join(name);
     std::fs::rename(tmp, &dest)
         .with_context(|| format!("cannot move {} into {}", dest.display(), out_dir.display()))?;

@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 use kiln::build::{BuildOptions, build};
 use kiln::recipe::RecipeError;
 use kiln::signing::Untrusted;
-use kiln::ui::Ui;
+use kiln::ui::{BrokenPipe, Ui, eprint, print};
+use kiln_diag::{MAX_LINE_CHARS, clip_line};
 use kiln_tree::pack::ArchiveCompression;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,6 +22,9 @@ mod exit {
     pub const NOT_VERIFIED: u8 = 4;
     /// Audit findings at or above the threshold (`kiln audit`, the build gate).
     pub const AUDIT_FAILED: u8 = 5;
+    // 128+N: killed by signal N. Interruptions exit with it after removing
+    // partial outputs (cleanup.rs); a closed stdout or stderr ends kiln by
+    // SIGPIPE itself, as coreutils end (ui.rs).
 }
 
 #[derive(Parser)]
@@ -35,7 +39,8 @@ mod exit {
         kiln inspect dist/minimal-0.1.0.rootfs.tar.zst\n\n\
         Exit codes: 0 success, 1 failure, 2 usage error, 3 invalid recipe, \
         4 verification failed or drift found, 5 audit findings at or above the threshold, \
-        128+N killed by signal N (partial outputs removed)."
+        128+N killed by signal N (partial outputs removed); a closed stdout or stderr \
+        (kiln ... | head) ends kiln by SIGPIPE, 141 in a shell."
 )]
 struct Cli {
     /// Print only warnings and errors.
@@ -323,40 +328,98 @@ fn main() -> ExitCode {
         return match kiln::install::helper_work_dir(std::path::Path::new(&args[2])) {
             Ok(work) => ExitCode::from(kiln::install::helper_main(&work)),
             Err(e) => {
-                eprintln!("error: {e}");
+                use std::io::Write as _;
+                let _ = writeln!(std::io::stderr(), "error: {e}");
                 ExitCode::from(exit::USAGE)
             }
         };
     }
+    // clap prints --help and usage errors itself, ignoring a closed pipe.
     let cli = Cli::parse();
-    if let Err(e) = kiln::cleanup::install_signal_handlers() {
-        eprintln!("kiln: warning: cannot install signal handlers: {e}");
-    }
-    let ui = Ui::new(cli.quiet);
-    match run(cli.command, &ui) {
-        Ok(code) => ExitCode::from(code),
-        Err(error) => {
-            if let Some(recipe_error) = error.downcast_ref::<RecipeError>() {
-                eprintln!("error: {}", recipe_error.render());
-                return ExitCode::from(exit::INVALID_RECIPE);
-            }
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
-            }
-            let code = if error.downcast_ref::<Untrusted>().is_some() {
-                exit::NOT_VERIFIED
-            } else if error
-                .downcast_ref::<kiln_policy::audit::GateFailed>()
-                .is_some()
-            {
-                exit::AUDIT_FAILED
-            } else {
-                exit::FAILURE
-            };
-            ExitCode::from(code)
+    quiet_broken_pipe_panics();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        if let Err(e) = kiln::cleanup::install_signal_handlers() {
+            eprint(&format!(
+                "kiln: warning: cannot install signal handlers: {e}\n"
+            ));
         }
+        let ui = Ui::new(cli.quiet);
+        match run(cli.command, &ui) {
+            Ok(code) => code,
+            Err(error) => report(&error),
+        }
+    }));
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(payload) if kiln::ui::pipe_closed() || is_broken_pipe(payload.as_ref()) => {
+            die_of_sigpipe()
+        }
+        Err(payload) => std::panic::resume_unwind(payload),
     }
+}
+
+/// Prints an error (a bounded amount of it) and returns its exit code.
+fn report(error: &anyhow::Error) -> u8 {
+    if let Some(recipe_error) = error.downcast_ref::<RecipeError>() {
+        eprint(&format!(
+            "error: {}\n",
+            clip_line(&recipe_error.render(), MAX_LINE_CHARS)
+        ));
+        return exit::INVALID_RECIPE;
+    }
+    let mut text = format!("error: {error}\n");
+    for cause in error.chain().skip(1) {
+        text.push_str(&format!("  caused by: {cause}\n"));
+    }
+    eprint(&clip_line(&text, MAX_LINE_CHARS));
+    if error.downcast_ref::<Untrusted>().is_some() {
+        exit::NOT_VERIFIED
+    } else if error
+        .downcast_ref::<kiln_policy::audit::GateFailed>()
+        .is_some()
+    {
+        exit::AUDIT_FAILED
+    } else {
+        exit::FAILURE
+    }
+}
+
+/// Whether a panic is the end of kiln's output: kiln's own [`BrokenPipe`],
+/// or the standard library's print macros (in code that still uses them)
+/// failing on a closed pipe.
+fn is_broken_pipe(payload: &(dyn std::any::Any + Send)) -> bool {
+    let message = payload
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| payload.downcast_ref::<String>().map(String::as_str));
+    payload.is::<BrokenPipe>()
+        || message
+            .is_some_and(|m| m.starts_with("failed printing to std") && m.contains("Broken pipe"))
+}
+
+/// Keeps the panic hook from printing (or tracing back) the unwinding that
+/// ends kiln on a closed pipe; other panics are reported as before.
+fn quiet_broken_pipe_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if kiln::ui::pipe_closed() || is_broken_pipe(info.payload()) {
+            return;
+        }
+        default(info);
+    }));
+}
+
+/// Ends kiln as a write to a closed pipe ends coreutils: killed by
+/// SIGPIPE (status 141 in a shell). Partial outputs are gone already: the
+/// unwinding that led here dropped them.
+fn die_of_sigpipe() -> ! {
+    // SAFETY: restoring a signal's default action and raising it have no
+    // preconditions; the default action of SIGPIPE ends the process.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        libc::raise(libc::SIGPIPE);
+    }
+    std::process::exit(128 + libc::SIGPIPE)
 }
 
 fn run(command: Command, ui: &Ui) -> Result<u8> {
@@ -390,7 +453,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 .chain([&out.manifest_path])
                 .chain(&out.signature_path)
             {
-                println!("{}", path.display());
+                print(&format!("{}\n", path.display()))?;
             }
         }
         Command::Lock {
@@ -419,7 +482,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                     path.display(),
                     lock.packages.len()
                 ));
-                print!("{}", diff.to_text());
+                print(&diff.to_text())?;
             }
         }
         Command::Fetch {
@@ -445,16 +508,13 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             list_rules,
         } => {
             if list_rules {
-                use std::io::Write as _;
-                let mut out = std::io::stdout().lock();
                 for rule in kiln_policy::audit::catalogue() {
-                    let _ = writeln!(
-                        out,
-                        "{:<28} {:<9} {}",
+                    print(&format!(
+                        "{:<28} {:<9} {}\n",
                         rule.id,
                         rule.severity.name(),
                         rule.title
-                    );
+                    ))?;
                 }
                 return Ok(exit::SUCCESS);
             }
@@ -470,13 +530,18 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             if let Some(fail_on) = fail_on {
                 config.fail_on = fail_on;
             }
+            if let Some(file) = &output
+                && file.is_dir()
+            {
+                anyhow::bail!("-o {}: is a directory, not a file", file.display());
+            }
             let report = kiln_policy::audit::audit_path(&path, &config)?;
             let rendered = report.render(format);
             match &output {
                 Some(file) => {
                     kiln_tree::write_atomic(file, rendered.as_bytes(), kiln_tree::PUBLIC_FILE)?
                 }
-                None => print!("{rendered}"),
+                None => print(&rendered)?,
             }
             if output.is_some() || format != kiln_policy::audit::report::Format::Text {
                 ui.step(report.summary_line());
@@ -486,17 +551,17 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
         Command::Diff { old, new, json } => {
             let report = kiln::cmd::diff::diff(&old, &new)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {
-                print!("{}", report.to_text());
+                print(&report.to_text())?;
             }
         }
         Command::Inspect { path, json } => {
             let summary = kiln::cmd::inspect::inspect(&path)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&summary)?);
+                print(&format!("{}\n", serde_json::to_string_pretty(&summary)?))?;
             } else {
-                print!("{}", summary.to_text());
+                print(&summary.to_text())?;
             }
         }
         Command::Keygen {
@@ -523,17 +588,14 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             };
             let (public, secret, id) = kiln::signing::keygen(&output, password.as_deref(), force)?;
             ui.step(format!("generated key {id}"));
-            println!("{}", public.display());
-            println!("{}", secret.display());
+            print(&format!("{}\n{}\n", public.display(), secret.display()))?;
         }
         Command::Sign { manifest, signing } => {
             let Some(key) = signing.load()? else {
                 anyhow::bail!("give --key SECRET_KEY")
             };
-            let bytes = std::fs::read(&manifest)?;
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|_| anyhow::anyhow!("{} is not UTF-8", manifest.display()))?;
-            let parsed = kiln::manifest::Manifest::parse(text)?;
+            let bytes = kiln::signing::read_manifest(&manifest)?;
+            let parsed = kiln::signing::parse_manifest(&manifest, &bytes)?;
             let signature = kiln::signing::sign_manifest(&key, &parsed, &bytes)?;
             let path = kiln::signing::signature_path(&manifest);
             kiln_tree::write_atomic(
@@ -541,7 +603,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 signature.to_file_string().as_bytes(),
                 kiln_tree::PUBLIC_FILE,
             )?;
-            println!("{}", path.display());
+            print(&format!("{}\n", path.display()))?;
         }
         Command::Verify {
             path,
@@ -558,9 +620,9 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             };
             let report = kiln::cmd::verify::verify(&path, &options)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {
-                print!("{}", report.to_text());
+                print(&report.to_text())?;
             }
             return Ok(if report.ok {
                 exit::SUCCESS
@@ -590,9 +652,9 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             )?;
             for event in &drift {
                 if json_lines {
-                    println!("{}", serde_json::to_string(event)?);
+                    print(&format!("{}\n", serde_json::to_string(event)?))?;
                 } else {
-                    println!("{event}");
+                    print(&format!("{event}\n"))?;
                 }
             }
             if !json_lines {

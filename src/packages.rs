@@ -7,8 +7,8 @@
 //! security mirror with `--security-mirror`, `KILN_DEBIAN_SECURITY_MIRROR`
 //! and `security_mirror`).
 
-use crate::recipe::Plan;
 use crate::recipe::debian::{ArtifactPlan, ArtifactSource, DebianSection};
+use crate::recipe::{Plan, RecipeError};
 use crate::ui::{Ui, human_bytes};
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_debian::archive::{self, SuiteSource};
@@ -17,7 +17,7 @@ use kiln_debian::index::PackageIndex;
 use kiln_debian::lock::{
     IndexRecord, LOCK_VERSION, Lock, LockDiff, LockedArtifact, LockedPackage, lock_path,
 };
-use kiln_debian::resolve::{Request, resolve};
+use kiln_debian::resolve::{Request, ResolveError, resolve};
 use kiln_debian::sources::{mirror_for, read_apt_sources};
 use kiln_tree::Digest;
 use std::collections::BTreeMap;
@@ -188,7 +188,7 @@ fn resolve_fresh(
         exclude: &section.exclude,
         recommends: section.recommends,
     };
-    let selected = resolve(&index, &request)?;
+    let selected = resolve(&index, &request).map_err(|e| resolve_error(section, &e))?;
     let packages = selected
         .into_iter()
         .map(|p| LockedPackage {
@@ -209,6 +209,21 @@ fn resolve_fresh(
         packages,
         artifacts: artifact_records(plan),
     })
+}
+
+/// A request the archive cannot satisfy is a recipe error, at the package
+/// (or exclusion) it is about, else at the `[debian]` table.
+fn resolve_error(section: &DebianSection, error: &ResolveError) -> RecipeError {
+    let loc = error
+        .requested_name()
+        .and_then(|name| section.package_locs.get(name))
+        .or_else(|| {
+            error
+                .excluded_name()
+                .and_then(|name| section.exclude_locs.get(name))
+        })
+        .unwrap_or(&section.loc);
+    loc.error(error.to_string())
 }
 
 /// What `kiln lock` should do with an existing lock.
@@ -312,7 +327,7 @@ pub fn lock_for_build(
         lock.packages.len()
     ));
     if !diff.is_empty() {
-        eprint!("{}", diff.to_text());
+        crate::ui::eprint(&diff.to_text());
     }
     Ok(lock)
 }
@@ -350,14 +365,17 @@ pub fn fetch_packages(
         let mirror = mirrors.get(&p.suite).ok_or_else(|| {
             anyhow!(
                 "{} comes from suite {}, which the recipe no longer reads: run kiln lock",
-                p.name,
-                p.suite
+                kiln_diag::quote(&p.name),
+                kiln_diag::quote(&p.suite)
             )
         })?;
         items.push(FetchItem {
             label: format!("{} {}", p.name, p.version),
             url: format!("{mirror}/{}", p.filename),
-            sha256: p.sha256.parse().map_err(|e: String| anyhow!(e))?,
+            sha256: p
+                .sha256
+                .parse()
+                .map_err(|e: String| anyhow!(kiln_diag::clip_quoted(&e)))?,
             size: Some(p.size),
         });
     }

@@ -3,7 +3,8 @@
 //! The minisign formats themselves are in [`kiln_minisign`].
 
 use crate::manifest::Manifest;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
+use kiln_diag::{Limit, clip_quoted, quote, quote_max, read_file};
 use kiln_minisign::{KeyId, PublicKey, SecretKey, Signature};
 use kiln_tree::Digest;
 use std::io::IsTerminal;
@@ -12,12 +13,23 @@ use std::path::{Path, PathBuf};
 /// The environment variable a pipeline sets to unlock an encrypted key.
 pub const PASSWORD_ENV: &str = "KILN_KEY_PASSWORD";
 
+/// Largest manifest read; one of an image with 100,000 paths is ~40 MB.
+pub const MANIFEST_LIMIT: Limit = Limit::mib(256, "manifest");
+/// Largest signature file read; kiln's are ~400 bytes.
+pub const SIGNATURE_LIMIT: Limit = Limit::kib(64, "signature");
+/// Largest key files read; minisign's are under 300 bytes.
+pub const PUBLIC_KEY_LIMIT: Limit = Limit::kib(64, "public key");
+pub const SECRET_KEY_LIMIT: Limit = Limit::kib(64, "secret key");
+/// Largest password file read (only its first line is used).
+pub const PASSWORD_FILE_LIMIT: Limit = Limit::kib(64, "password file");
+
 /// Where a key password comes from, in this order: a file named on the
 /// command line, the environment, a prompt when stdin is a terminal.
 pub fn password(file: Option<&Path>, prompt: &str, confirm: bool) -> Result<Option<String>> {
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read password file {}", file.display()))?;
+        let bytes = read_file(file, PASSWORD_FILE_LIMIT)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| anyhow!("password file {} is not UTF-8 text", file.display()))?;
         return Ok(Some(text.lines().next().unwrap_or_default().to_owned()));
     }
     if let Ok(value) = std::env::var(PASSWORD_ENV) {
@@ -88,8 +100,7 @@ pub fn keygen(
 
 /// Reads a secret key, asking for its password only when it is encrypted.
 pub fn load_secret_key(path: &Path, password_file: Option<&Path>) -> Result<SecretKey> {
-    let text = std::fs::read(path)
-        .with_context(|| format!("cannot read secret key {}", path.display()))?;
+    let text = read_file(path, SECRET_KEY_LIMIT)?;
     match SecretKey::parse(&text, None) {
         Ok(key) => Ok(key),
         Err(kiln_minisign::Error::PasswordRequired) => {
@@ -134,8 +145,7 @@ pub fn load_public_keys(paths: &[PathBuf]) -> Result<Vec<PublicKey>> {
     files
         .iter()
         .map(|p| {
-            let text = std::fs::read(p)
-                .with_context(|| format!("cannot read public key {}", p.display()))?;
+            let text = read_file(p, PUBLIC_KEY_LIMIT)?;
             PublicKey::parse(&text).with_context(|| format!("public key {}", p.display()))
         })
         .collect()
@@ -201,36 +211,92 @@ impl std::fmt::Display for Untrusted {
 
 impl std::error::Error for Untrusted {}
 
+/// A trusted comment as a report shows it: escaped, and long enough for
+/// any comment kiln writes (names and versions are at most 64 characters).
+pub fn shown_comment(comment: &str) -> String {
+    quote_max(comment, 300)
+}
+
+/// The bytes of the manifest at `path`, refused past [`MANIFEST_LIMIT`].
+pub fn read_manifest(path: &Path) -> Result<Vec<u8>> {
+    Ok(read_file(path, MANIFEST_LIMIT)?)
+}
+
+/// Parses manifest bytes read from `path`; an error says what the file
+/// is instead: empty, not JSON, not a kiln manifest, or which field does
+/// not match the schema.
+pub fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<Manifest> {
+    let shown = path.display();
+    if bytes.is_empty() {
+        bail!("{shown} is empty: not a kiln manifest");
+    }
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        bail!("{shown} is not a kiln manifest: it is not UTF-8 text");
+    };
+    let error = match Manifest::parse(text) {
+        Ok(manifest) => return Ok(manifest),
+        Err(error) => error,
+    };
+    // Say which of the layers failed, each checked without building a
+    // document in memory.
+    if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(text) {
+        bail!("{shown} is not JSON: {}", clip_quoted(&e.to_string()));
+    }
+    let Ok(top) =
+        serde_json::from_str::<std::collections::BTreeMap<String, serde::de::IgnoredAny>>(text)
+    else {
+        bail!("{shown} is not a kiln manifest: it is JSON, but not an object");
+    };
+    if !top.contains_key("manifest_version") {
+        bail!("{shown} is not a kiln manifest: it has no manifest_version field");
+    }
+    let cause = clip_quoted(&error.root_cause().to_string());
+    if error.chain().count() > 1 {
+        bail!("{shown} does not match the kiln manifest schema (version 1): {cause}");
+    }
+    bail!("{shown}: {cause}")
+}
+
 /// Checks the signature of the manifest at `path` (from `PATH.minisig`)
 /// with any of `keys`, and only then parses it.
 pub fn verify_manifest(path: &Path, keys: &[PublicKey]) -> Result<VerifiedManifest> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read manifest {}", path.display()))?;
+    let bytes = read_manifest(path)?;
+    if bytes.is_empty() {
+        bail!("{} is empty: not a kiln manifest", path.display());
+    }
     let sig_path = signature_path(path);
-    let sig_text = match std::fs::read(&sig_path) {
+    let sig_text = match read_file(&sig_path, SIGNATURE_LIMIT) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(e) if e.is_not_found() => {
             return Err(Untrusted(format!(
                 "no signature: {} does not exist",
                 sig_path.display()
             ))
             .into());
         }
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", sig_path.display())),
+        // An oversized signature file is not a signature kiln wrote.
+        Err(e @ kiln_diag::ReadError::TooLarge { .. }) => {
+            return Err(Untrusted(e.to_string()).into());
+        }
+        Err(e) => return Err(e.into()),
     };
-    let signature = Signature::parse(&sig_text)
-        .map_err(|e| Untrusted(format!("signature file {}: {e}", sig_path.display())))?;
+    let signature = Signature::parse(&sig_text).map_err(|e| {
+        Untrusted(format!(
+            "signature file {}: {}",
+            sig_path.display(),
+            clip_quoted(&e.to_string())
+        ))
+    })?;
     let key = kiln_minisign::verify(keys, &signature, bytes.as_slice())
         .map_err(|e| Untrusted(format!("signature of {}: {e}", path.display())))?;
-    let text =
-        std::str::from_utf8(&bytes).map_err(|_| Untrusted("the manifest is not UTF-8".into()))?;
-    let manifest = Manifest::parse(text).with_context(|| format!("manifest {}", path.display()))?;
+    let manifest = parse_manifest(path, &bytes)?;
     let comment = signature.trusted_comment().to_owned();
     // The signature already covers the manifest; a comment naming another
     // manifest means the two were paired by mistake or by design.
     if comment.starts_with("kiln ") && comment != trusted_comment(&manifest, &bytes) {
         return Err(Untrusted(format!(
-            "the signature's trusted comment \"{comment}\" does not describe this manifest"
+            "the signature's trusted comment {} does not describe this manifest",
+            quote(&comment)
         ))
         .into());
     }

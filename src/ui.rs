@@ -1,9 +1,70 @@
 //! What the user sees while kiln works: progress bars on a terminal, plain
-//! log lines otherwise (CI logs, pipes), all on stderr.
+//! log lines otherwise (CI logs, pipes), all on stderr; and every write to
+//! stdout and stderr, which end kiln quietly when the reader is gone.
+//!
+//! # A closed stdout or stderr
+//!
+//! `kiln diff A B | head` closes the pipe early. kiln then ends as
+//! coreutils do (`ls | head`): killed by SIGPIPE, which a shell reports as
+//! status 141 — never with a panic. Writes that fail with EPIPE unwind the
+//! stack with a [`BrokenPipe`] payload, so every destructor on the way out
+//! runs and a build's work directory is removed as on SIGINT; `main`
+//! catches it and re-raises SIGPIPE.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
+
+/// The payload of the unwinding that ends kiln when stdout or stderr is
+/// a closed pipe.
+#[derive(Debug)]
+pub struct BrokenPipe;
+
+impl std::fmt::Display for BrokenPipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the reader of kiln's output went away (broken pipe)")
+    }
+}
+
+impl std::error::Error for BrokenPipe {}
+
+static PIPE_CLOSED: AtomicBool = AtomicBool::new(false);
+
+const BYTES_TEMPLATE: &str = "{msg:>12} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}";
+const COUNT_TEMPLATE: &str = "{msg:>12} [{bar:32}] {pos}/{len} eta {eta}";
+
+/// Whether a write found stdout or stderr closed: from then on kiln is
+/// only unwinding to its end, and says nothing more.
+pub fn pipe_closed() -> bool {
+    PIPE_CLOSED.load(Ordering::SeqCst)
+}
+
+/// Ends kiln (by unwinding) if `result` is a write to a closed pipe.
+fn end_on_broken_pipe(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            PIPE_CLOSED.store(true, Ordering::SeqCst);
+            std::panic::panic_any(BrokenPipe)
+        }
+        other => other,
+    }
+}
+
+/// Writes `text` to stdout (and flushes it): a command's result. A
+/// closed pipe ends kiln; another failure (a full disk) is an error.
+pub fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    end_on_broken_pipe(out.write_all(text.as_bytes()).and_then(|()| out.flush()))
+        .map_err(|e| anyhow::anyhow!("cannot write to standard output: {e}"))
+}
+
+/// Writes `text` to stderr. A closed pipe ends kiln; another failure is
+/// ignored, as there is nowhere left to report it.
+pub fn eprint(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = end_on_broken_pipe(err.write_all(text.as_bytes()));
+}
 
 pub struct Ui {
     quiet: bool,
@@ -21,42 +82,37 @@ impl Ui {
     /// A step of the pipeline starts.
     pub fn step(&self, message: impl AsRef<str>) {
         if !self.quiet {
-            eprintln!("kiln: {}", message.as_ref());
+            eprint(&format!("kiln: {}\n", message.as_ref()));
         }
     }
 
     /// Something the user should look at, even with --quiet.
     pub fn warn(&self, message: impl AsRef<str>) {
-        eprintln!("kiln: warning: {}", message.as_ref());
+        eprint(&format!("kiln: warning: {}\n", message.as_ref()));
     }
 
     /// A byte-counting progress bar for a long step; invisible when stderr
     /// is not a terminal.
     pub fn bytes(&self, total: u64, message: &str) -> Progress {
-        self.bar(
-            total,
-            message,
-            "{msg:>12} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-        )
+        self.bar(total, message, BYTES_TEMPLATE)
     }
 
     /// A progress bar counting items (packages, files).
     pub fn count(&self, total: u64, message: &str) -> Progress {
-        self.bar(total, message, "{msg:>12} [{bar:32}] {pos}/{len} eta {eta}")
+        self.bar(total, message, COUNT_TEMPLATE)
     }
 
     fn bar(&self, total: u64, message: &str, template: &str) -> Progress {
-        let bar = if self.bars {
-            let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            bar.set_style(
-                ProgressStyle::with_template(template)
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
-            bar.set_message(message.to_owned());
-            Some(bar)
-        } else {
-            None
+        // The templates are kiln's own; one that does not parse shows no bar.
+        let style = ProgressStyle::with_template(template).ok();
+        let bar = match style {
+            Some(style) if self.bars => {
+                let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
+                bar.set_style(style.progress_chars("=> "));
+                bar.set_message(message.to_owned());
+                Some(bar)
+            }
+            _ => None,
         };
         Progress {
             bar,
@@ -134,5 +190,23 @@ impl<R: std::io::Read> std::io::Read for ProgressReader<R> {
             bar.inc(n as u64);
         }
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_templates_parse() {
+        for template in [BYTES_TEMPLATE, COUNT_TEMPLATE] {
+            assert!(ProgressStyle::with_template(template).is_ok(), "{template}");
+        }
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(512), "512 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 }

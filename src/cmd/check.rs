@@ -252,7 +252,10 @@ fn mutable_matcher(patterns: &[String]) -> Result<GlobSet> {
             .literal_separator(true)
             .build()
             .with_context(|| {
-                format!("the manifest's mutable path \"{pattern}\" is not a valid glob")
+                format!(
+                    "the manifest's mutable path {} is not a valid glob",
+                    kiln_diag::quote(pattern)
+                )
             })?;
         set.add(glob);
     }

@@ -1,13 +1,15 @@
 //! `kiln inspect`: a summary of a manifest or a rootfs archive.
 
+use super::{Input, classify, open_archive};
 use crate::manifest::{ArtifactRecord, FileRecord, ImageInfo, Manifest};
+use crate::signing::{parse_manifest, read_manifest};
 use crate::ui::human_bytes;
 use anyhow::{Context, Result};
-use kiln_tree::{Store, decompress, hash_reader, load_tar};
+use kiln_tree::{Store, hash_reader, load_tar};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
 
 #[derive(Serialize)]
@@ -44,21 +46,15 @@ pub fn inspect(path: &Path) -> Result<Summary> {
             path.display()
         );
     }
-    let mut file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut head = [0u8; 1];
-    let is_json = file.read(&mut head)? == 1 && head[0] == b'{';
-    drop(file);
-    if is_json {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let manifest = Manifest::parse(&text).with_context(|| format!("{}", path.display()))?;
-        return Ok(from_manifest(manifest));
+    if classify(path)? == Input::Manifest {
+        let bytes = read_manifest(path)?;
+        return Ok(from_manifest(parse_manifest(path, &bytes)?));
     }
     let shown = path.display().to_string();
-    let (digest, size) = hash_reader(BufReader::new(File::open(path)?))?;
-    let reader = decompress(BufReader::with_capacity(1 << 20, File::open(path)?))
+    let tree = load_tar(open_archive(path)?, &shown, &Store::discard())?;
+    let file = File::open(path).with_context(|| format!("cannot open {shown}"))?;
+    let (digest, size) = hash_reader(BufReader::with_capacity(1 << 20, file))
         .with_context(|| format!("cannot read {shown}"))?;
-    let tree = load_tar(reader, &shown, &Store::discard())?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -3,7 +3,7 @@
 //! every file inside the rootfs archive, and no rollback.
 
 use crate::manifest::{ArtifactRecord, FileRecord, ImageInfo, Manifest, file_records};
-use crate::signing::{Untrusted, verify_manifest};
+use crate::signing::{Untrusted, parse_manifest, read_manifest, shown_comment, verify_manifest};
 use crate::ui::human_bytes;
 use anyhow::{Context, Result, bail};
 use kiln_debian::version::Version;
@@ -105,8 +105,9 @@ pub fn verify(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyReport> 
         true,
         "signature",
         format!(
-            "by key {} (\"{}\")",
-            verified.key_id, verified.trusted_comment
+            "by key {} ({})",
+            verified.key_id,
+            shown_comment(&verified.trusted_comment)
         ),
     );
     report.key_id = Some(verified.key_id.to_string());
@@ -169,14 +170,18 @@ pub fn verify(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyReport> 
     Ok(report)
 }
 
-/// Finds the manifest for `path`: itself when it is one, else the
-/// `*.manifest.json` beside it that lists it.
+/// Finds the manifest for `path`: itself when it is one (named
+/// `*.manifest.json`, or JSON), else the `*.manifest.json` beside it that
+/// lists it.
 fn locate_manifest(path: &Path) -> Result<(PathBuf, Option<String>)> {
-    let mut head = [0u8; 1];
-    let n = File::open(path)
+    let mut head = Vec::new();
+    File::open(path)
         .with_context(|| format!("cannot open {}", path.display()))?
-        .read(&mut head)?;
-    if n == 1 && head[0] == b'{' {
+        .take(512)
+        .read_to_end(&mut head)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let starts_json = head.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    if starts_json || path.to_string_lossy().ends_with(".manifest.json") {
         return Ok((path.to_owned(), None));
     }
     let name = path
@@ -188,22 +193,30 @@ fn locate_manifest(path: &Path) -> Result<(PathBuf, Option<String>)> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let mut candidates = Vec::new();
+    // Manifests that could not be read: what is wrong with each.
+    let mut unreadable = Vec::new();
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
-        let candidate = entry?.path();
+        let candidate = entry
+            .with_context(|| format!("cannot list {}", dir.display()))?
+            .path();
         if !candidate.to_string_lossy().ends_with(".manifest.json") {
             continue;
         }
         // Unverified, used only to find the file; it is verified next.
-        let lists_it = std::fs::read_to_string(&candidate)
-            .ok()
-            .and_then(|t| Manifest::parse(&t).ok())
-            .is_some_and(|m| m.artifacts.iter().any(|a| a.name == name));
-        if lists_it {
-            candidates.push(candidate);
+        match read_manifest(&candidate).and_then(|bytes| parse_manifest(&candidate, &bytes)) {
+            Ok(m) if m.artifacts.iter().any(|a| a.name == name) => candidates.push(candidate),
+            Ok(_) => {}
+            Err(e) => unreadable.push(format!("{e:#}")),
         }
     }
     candidates.sort();
+    unreadable.sort();
     match candidates.len() {
+        0 if !unreadable.is_empty() => bail!(
+            "no *.manifest.json in {} lists {name}, and {}; pass the manifest itself",
+            dir.display(),
+            unreadable.join("; ")
+        ),
         0 => bail!(
             "no *.manifest.json in {} lists {name}; pass the manifest itself",
             dir.display()
@@ -277,7 +290,9 @@ fn short(digest: &Digest) -> String {
 /// Opens a rootfs archive and compares every path with the manifest.
 fn check_contents(path: &Path, expected: &[FileRecord]) -> Result<Vec<String>> {
     let shown = path.display().to_string();
-    let reader = decompress(BufReader::with_capacity(1 << 20, File::open(path)?))?;
+    let file = File::open(path).with_context(|| format!("cannot open {shown}"))?;
+    let reader = decompress(BufReader::with_capacity(1 << 20, file))
+        .with_context(|| format!("cannot read {shown}"))?;
     let tree = match load_tar(reader, &shown, &Store::discard()) {
         Ok(tree) => tree,
         Err(e) => return Ok(vec![format!("cannot read the archive: {e:#}")]),
@@ -335,7 +350,8 @@ fn check_contents(path: &Path, expected: &[FileRecord]) -> Result<Vec<String>> {
 fn describe(r: &FileRecord) -> String {
     let mut s = format!("{} {} {}:{}", r.kind, r.mode, r.uid, r.gid);
     if let Some(sha) = &r.sha256 {
-        s.push_str(&format!(" sha256 {}", &sha[..sha.len().min(16)]));
+        let short: String = sha.chars().take(16).collect();
+        s.push_str(&format!(" sha256 {short}"));
     }
     if let Some(t) = &r.target {
         s.push_str(&format!(" -> {t}"));

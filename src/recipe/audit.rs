@@ -16,6 +16,7 @@
 //! waivers.
 
 use super::{Loc, RecipeError, SourceFile, did_you_mean};
+use kiln_diag::quote;
 use kiln_policy::audit::{Date, FailOn, Waiver, rule_ids};
 use serde::Deserialize;
 use std::path::Path;
@@ -73,10 +74,15 @@ impl AuditPlan {
             self.fail_on = fail_on.get_ref().parse().map_err(|_| {
                 let word = fail_on.get_ref();
                 loc.error(match did_you_mean(word, FailOn::CHOICES) {
-                    Some(best) => format!("unknown fail_on \"{word}\", did you mean \"{best}\"?"),
+                    Some(best) => format!(
+                        "unknown fail_on {word}, did you mean {best}?",
+                        word = quote(word),
+                        best = quote(best)
+                    ),
                     None => format!(
-                        "unknown fail_on \"{word}\"; use one of {}",
-                        FailOn::CHOICES.join(", ")
+                        "unknown fail_on {word}; use one of {}",
+                        FailOn::CHOICES.join(", "),
+                        word = quote(word)
                     ),
                 })
             })?;
@@ -95,9 +101,14 @@ impl AuditPlan {
             if !ids.contains(&id.as_str()) {
                 return Err(
                     rule_loc.error(match did_you_mean(&id, ids.iter().copied()) {
-                        Some(best) => format!("unknown rule \"{id}\", did you mean \"{best}\"?"),
+                        Some(best) => format!(
+                            "unknown rule {id}, did you mean {best}?",
+                            id = quote(&id),
+                            best = quote(best)
+                        ),
                         None => format!(
-                            "unknown rule \"{id}\"; list the rules with kiln audit --list-rules"
+                            "unknown rule {id}; list the rules with kiln audit --list-rules",
+                            id = quote(&id)
                         ),
                     }),
                 );
@@ -131,7 +142,7 @@ impl AuditPlan {
                     };
                     Some(Date::parse(&text).ok_or_else(|| {
                         loc.error(format!(
-                            "expires \"{text}\" is not a date like \"2027-01-31\" (YYYY-MM-DD, the last day the waiver applies)"
+                            "expires {text} is not a date like \"2027-01-31\" (YYYY-MM-DD, the last day the waiver applies)", text = quote(&text)
                         ))
                     })?)
                 }
@@ -142,14 +153,17 @@ impl AuditPlan {
                 let p = pattern.into_inner();
                 if !p.starts_with('/') {
                     return Err(loc.error(format!(
-                        "\"{p}\" must be an absolute image path or glob, like \"/{}\"",
-                        p.trim_start_matches("./")
+                        "{p} must be an absolute image path or glob, like {}",
+                        quote(&format!("/{}", p.trim_start_matches("./"))),
+                        p = quote(&p)
                     )));
                 }
                 globset::GlobBuilder::new(&p)
                     .literal_separator(true)
                     .build()
-                    .map_err(|e| loc.error(format!("invalid glob \"{p}\": {}", e.kind())))?;
+                    .map_err(|e| {
+                        loc.error(format!("invalid glob {p}: {}", e.kind(), p = quote(&p)))
+                    })?;
                 paths.push(p);
             }
             self.waivers.push(WaiverPlan {

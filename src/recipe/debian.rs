@@ -4,8 +4,10 @@
 
 use super::value::RawValue;
 use super::{Loc, RecipeError, SourceFile, did_you_mean, image_path, mode};
+use kiln_diag::quote;
 use kiln_tree::{Digest, ImagePath};
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use toml::Spanned;
@@ -64,6 +66,10 @@ pub struct DebianSection {
     pub security_mirror: Option<String>,
     pub keyring: Option<PathBuf>,
     pub loc: Loc,
+    /// Where each of `packages` and `exclude` was first written: errors
+    /// found when resolving the request point there.
+    pub package_locs: BTreeMap<String, Loc>,
+    pub exclude_locs: BTreeMap<String, Loc>,
 }
 
 #[derive(Debug)]
@@ -110,6 +116,8 @@ impl DebianPlan {
                 security_mirror: None,
                 keyring: None,
                 loc: table_loc.clone(),
+                package_locs: BTreeMap::new(),
+                exclude_locs: BTreeMap::new(),
             });
             section.loc = table_loc;
             if let Some(suite) = raw.suite {
@@ -140,14 +148,16 @@ impl DebianPlan {
                     .collect::<Result<_, _>>()?;
             }
             for p in raw.packages {
-                section
-                    .packages
-                    .push(package_like(&loc(p.span()), "package", p.get_ref())?);
+                let at = loc(p.span());
+                let name = package_like(&at, "package", p.get_ref())?;
+                section.package_locs.entry(name.clone()).or_insert(at);
+                section.packages.push(name);
             }
             for p in raw.exclude {
-                section
-                    .exclude
-                    .push(package_like(&loc(p.span()), "package", p.get_ref())?);
+                let at = loc(p.span());
+                let name = package_like(&at, "package", p.get_ref())?;
+                section.exclude_locs.entry(name.clone()).or_insert(at);
+                section.exclude.push(name);
             }
             if let Some(variant) = raw.variant {
                 section.variant = match variant.get_ref().as_str() {
@@ -156,11 +166,13 @@ impl DebianPlan {
                     "important" => Variant::Important,
                     other => {
                         let hint = match did_you_mean(other, VARIANTS.iter().copied()) {
-                            Some(best) => format!("did you mean \"{best}\"?"),
+                            Some(best) => format!("did you mean {best}?", best = quote(best)),
                             None => format!("known: {}", VARIANTS.join(", ")),
                         };
-                        return Err(loc(variant.span())
-                            .error(format!("unknown variant \"{other}\"; {hint}")));
+                        return Err(loc(variant.span()).error(format!(
+                            "unknown variant {other}; {hint}",
+                            other = quote(other)
+                        )));
                     }
                 };
             }
@@ -174,8 +186,8 @@ impl DebianPlan {
                 let path = dir.join(keyring.get_ref());
                 if !path.is_file() {
                     return Err(loc(keyring.span()).error(format!(
-                        "keyring \"{}\" is not a file (paths are relative to the recipe's folder)",
-                        keyring.get_ref()
+                        "keyring {} is not a file (paths are relative to the recipe's folder)",
+                        quote(keyring.get_ref())
                     )));
                 }
                 section.keyring = Some(path);
@@ -191,7 +203,7 @@ impl DebianPlan {
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
             if !name_ok {
                 return Err(loc(raw.name.span()).error(format!(
-                    "artifact name \"{name}\" is not valid: use letters, digits, '.', '_' and '-' (it is what --artifact NAME=PATH names)"
+                    "artifact name {name} is not valid: use letters, digits, '.', '_' and '-' (it is what --artifact NAME=PATH names)", name = quote(name)
                 )));
             }
             let source = match (raw.url, raw.path) {
@@ -210,7 +222,10 @@ impl DebianPlan {
                 }
             };
             let sha256 = raw.sha256.get_ref().parse::<Digest>().map_err(|e| {
-                loc(raw.sha256.span()).error(format!("{e}; compute it with: sha256sum FILE"))
+                loc(raw.sha256.span()).error(format!(
+                    "{}; compute it with: sha256sum FILE",
+                    kiln_diag::clip_quoted(&e)
+                ))
             })?;
             let plan = ArtifactPlan {
                 name: name.clone(),
@@ -241,7 +256,7 @@ fn package_like(loc: &Loc, what: &str, name: &str) -> Result<String, RecipeError
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+-.".contains(c));
     if !ok {
         return Err(loc.error(format!(
-            "\"{name}\" is not a valid {what} name: lowercase letters, digits, '+', '-' and '.', at least two characters"
+            "{name} is not a valid {what} name: lowercase letters, digits, '+', '-' and '.', at least two characters", name = quote(name)
         )));
     }
     Ok(name.to_owned())
@@ -254,7 +269,8 @@ fn mirror_url(loc: &Loc, url: &str) -> Result<String, RecipeError> {
         && !url.contains(char::is_whitespace);
     if !ok {
         return Err(loc.error(format!(
-            "\"{url}\" is not a URL kiln can fetch: use http://, https:// or file://"
+            "{url} is not a URL kiln can fetch: use http://, https:// or file://",
+            url = quote(url)
         )));
     }
     Ok(url.trim_end_matches('/').to_owned())

@@ -3,6 +3,7 @@
 
 use super::value::RawValue;
 use super::*;
+use kiln_diag::quote;
 use kiln_tree::PathError;
 
 pub(super) fn check_name(loc: &Loc, what: &str, name: &str) -> Result<String, RecipeError> {
@@ -14,7 +15,7 @@ pub(super) fn check_name(loc: &Loc, what: &str, name: &str) -> Result<String, Re
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c));
     if !ok {
         return Err(loc.error(format!(
-            "{what} \"{name}\" is not valid: use 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit (it becomes part of file names)"
+            "{what} {name} is not valid: use 1 to 64 of a-z, 0-9, '.', '_', '-', starting with a letter or digit (it becomes part of file names)", name = quote(name)
         )));
     }
     Ok(name.to_owned())
@@ -29,7 +30,7 @@ pub(super) fn check_version(loc: &Loc, version: &str) -> Result<String, RecipeEr
             .all(|c| c.is_ascii_alphanumeric() || ".+~_-".contains(c));
     if !ok {
         return Err(loc.error(format!(
-            "version \"{version}\" is not valid: use letters, digits and . + ~ _ -, starting with a letter or digit, like \"1.2.0\""
+            "version {version} is not valid: use letters, digits and . + ~ _ -, starting with a letter or digit, like \"1.2.0\"", version = quote(version)
         )));
     }
     Ok(version.to_owned())
@@ -40,8 +41,16 @@ pub(super) fn check_arch(loc: &Loc, arch: &str) -> Result<String, RecipeError> {
         return Ok(arch.to_owned());
     }
     Err(loc.error(match did_you_mean(arch, ARCHES.iter().copied()) {
-        Some(best) => format!("unknown arch \"{arch}\", did you mean \"{best}\"?"),
-        None => format!("unknown arch \"{arch}\"; known: {}", ARCHES.join(", ")),
+        Some(best) => format!(
+            "unknown arch {arch}, did you mean {best}?",
+            arch = quote(arch),
+            best = quote(best)
+        ),
+        None => format!(
+            "unknown arch {arch}; known: {}",
+            ARCHES.join(", "),
+            arch = quote(arch)
+        ),
     }))
 }
 
@@ -49,20 +58,23 @@ pub(super) fn check_arch(loc: &Loc, arch: &str) -> Result<String, RecipeError> {
 pub(crate) fn image_path(loc: &Loc, field: &str, raw: &str) -> Result<ImagePath, RecipeError> {
     if !raw.starts_with('/') {
         return Err(loc.error(format!(
-            "{field} \"{raw}\" must be an absolute path in the image, like \"/{}\"",
-            raw.trim_start_matches("./")
+            "{field} {raw} must be an absolute path in the image, like {}",
+            quote(&format!("/{}", raw.trim_start_matches("./"))),
+            raw = quote(raw)
         )));
     }
     let path = ImagePath::new(raw).map_err(|e| path_error(loc, field, raw, e))?;
     if path.is_root() {
         return Err(loc.error(format!(
-            "{field} \"{raw}\" is the image root; name a path below it"
+            "{field} {raw} is the image root; name a path below it",
+            raw = quote(raw)
         )));
     }
     if raw.len() > 1 && raw.ends_with('/') {
         return Err(loc.error(format!(
-            "{field} \"{raw}\" ends with '/'; name the file itself, like \"{}\"",
-            raw.trim_end_matches('/')
+            "{field} {raw} ends with '/'; name the file itself, like {}",
+            quote(raw.trim_end_matches('/')),
+            raw = quote(raw)
         )));
     }
     Ok(path)
@@ -91,16 +103,24 @@ pub(super) fn check_timer(
     for key in keys {
         let key_loc = Loc::new(file, key.span());
         let path = dir.join(key.get_ref());
-        let text = std::fs::read(&path).map_err(|e| {
-            key_loc.error(format!(
-                "cannot read public key \"{}\": {e} (paths are relative to the recipe's folder)",
-                key.get_ref()
-            ))
+        let text = kiln_diag::read_file(&path, crate::signing::PUBLIC_KEY_LIMIT).map_err(|e| {
+            key_loc.error(match e {
+                kiln_diag::ReadError::Io { source, .. } => format!(
+                    "cannot read public key {}: {source} (paths are relative to the recipe's folder)",
+                    quote(key.get_ref())
+                ),
+                kiln_diag::ReadError::TooLarge { limit, .. } => format!(
+                    "public key {} is larger than the {} a public key may be",
+                    quote(key.get_ref()),
+                    limit.size()
+                ),
+            })
         })?;
         kiln_minisign::PublicKey::parse(&text).map_err(|e| {
             key_loc.error(format!(
-                "\"{}\" is not a minisign public key: {e}",
-                key.get_ref()
+                "{} is not a minisign public key: {}",
+                quote(key.get_ref()),
+                kiln_diag::clip_quoted(&e.to_string())
             ))
         })?;
         let name = path
@@ -121,7 +141,8 @@ pub(super) fn check_timer(
     }
     let binary = match binary {
         Some(b) => image_path(&Loc::new(file, b.span()), "binary", b.get_ref())?,
-        None => ImagePath::new("/usr/local/bin/kiln").expect("a valid path"),
+        None => ImagePath::new("/usr/local/bin/kiln")
+            .map_err(|e| timer_loc.error(format!("the default binary path: {e}")))?,
     };
     Ok(CheckTimerPlan {
         on_calendar,
@@ -135,8 +156,9 @@ pub(super) fn check_timer(
 pub(super) fn image_dir(loc: &Loc, raw: &str) -> Result<ImagePath, RecipeError> {
     if !raw.starts_with('/') {
         return Err(loc.error(format!(
-            "dest \"{raw}\" must be an absolute directory in the image, like \"/{}\"",
-            raw.trim_start_matches("./")
+            "dest {raw} must be an absolute directory in the image, like {}",
+            quote(&format!("/{}", raw.trim_start_matches("./"))),
+            raw = quote(raw)
         )));
     }
     ImagePath::new(raw).map_err(|e| path_error(loc, "dest", raw, e))
@@ -158,13 +180,15 @@ fn path_error(loc: &Loc, field: &str, raw: &str, e: PathError) -> RecipeError {
 pub(super) fn image_glob(loc: &Loc, pattern: &str) -> Result<GlobMatcher, RecipeError> {
     if !pattern.starts_with('/') {
         return Err(loc.error(format!(
-            "\"{pattern}\" must be an absolute image path or glob, like \"/{}\"",
-            pattern.trim_start_matches("./")
+            "{pattern} must be an absolute image path or glob, like {}",
+            quote(&format!("/{}", pattern.trim_start_matches("./"))),
+            pattern = quote(pattern)
         )));
     }
     if pattern.split('/').any(|c| c == "..") {
         return Err(loc.error(format!(
-            "\"{pattern}\" contains '..'; name the path directly"
+            "{pattern} contains '..'; name the path directly",
+            pattern = quote(pattern)
         )));
     }
     let trimmed = if pattern.len() > 1 {
@@ -177,7 +201,13 @@ pub(super) fn image_glob(loc: &Loc, pattern: &str) -> Result<GlobMatcher, Recipe
         .backslash_escape(true)
         .build()
         .map(|g: Glob| g.compile_matcher())
-        .map_err(|e| loc.error(format!("invalid glob \"{pattern}\": {}", e.kind())))
+        .map_err(|e| {
+            loc.error(format!(
+                "invalid glob {pattern}: {}",
+                e.kind(),
+                pattern = quote(pattern)
+            ))
+        })
 }
 
 /// `mode = "0644"`: up to four octal digits, as a string.
@@ -188,10 +218,15 @@ pub(crate) fn mode(file: &Arc<SourceFile>, value: &RawValue) -> Result<u32, Reci
             let digits = s.strip_prefix("0o").unwrap_or(s);
             if digits.is_empty() || digits.len() > 4 || !digits.chars().all(|c| ('0'..='7').contains(&c)) {
                 return Err(loc.error(format!(
-                    "invalid mode \"{s}\": expected up to four octal digits, like \"0644\" or \"4755\""
+                    "invalid mode {s}: expected up to four octal digits, like \"0644\" or \"4755\"", s = quote(s)
                 )));
             }
-            Ok(u32::from_str_radix(digits, 8).expect("checked octal digits"))
+            u32::from_str_radix(digits, 8).map_err(|_| {
+                loc.error(format!(
+                    "invalid mode {}: expected up to four octal digits",
+                    quote(s)
+                ))
+            })
         }
         toml::Value::Integer(_) => Err(loc.error(
             "write the mode as a quoted octal string, like \"0644\" or \"4755\" (TOML reads a bare number as decimal)",
@@ -213,7 +248,8 @@ pub(super) fn owner(
         toml::Value::String(name) if is_account_name(name) => Owner::Name(name.clone()),
         toml::Value::String(name) => {
             return Err(loc.error(format!(
-                "{field} \"{name}\" is not a valid user or group name"
+                "{field} {name} is not a valid user or group name",
+                name = quote(name)
             )));
         }
         toml::Value::Integer(id) => Owner::Id(u32::try_from(*id).map_err(|_| {

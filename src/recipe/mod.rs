@@ -11,6 +11,7 @@ pub mod hardening;
 pub(crate) mod schema;
 mod value;
 
+use kiln_diag::quote;
 pub use kiln_diag::{Loc, RecipeError, SourceFile, did_you_mean};
 
 use fields::{check_arch, check_name, check_timer, check_version, image_dir, image_glob, owner};
@@ -30,6 +31,10 @@ pub const ARCHES: &[&str] = &[
 /// How deep `extends` chains may go: deep enough for layering, shallow
 /// enough to catch a runaway chain early.
 const MAX_EXTENDS_DEPTH: usize = 16;
+
+/// Largest recipe file read (each file of an `extends` chain); the
+/// hardened K3s agent's is ~5 KB.
+pub const RECIPE_LIMIT: kiln_diag::Limit = kiln_diag::Limit::mib(1, "recipe");
 
 /// A validated recipe, with `extends` resolved: what the build does.
 #[derive(Debug)]
@@ -169,19 +174,21 @@ pub fn load(path: &Path) -> Result<Plan, RecipeError> {
             Some(loc) => loc.error(format!("cannot read extended recipe {display}: {e}")),
             None => RecipeError::whole_file(&display, format!("cannot read recipe: {e}")),
         })?;
-        if let Some(first) = seen.iter().position(|p| *p == canonical) {
+        // Only a file reached through extends can repeat or be too deep.
+        if let (Some(first), Some(loc)) = (
+            seen.iter().position(|p| *p == canonical),
+            extended_from.as_ref(),
+        ) {
             let chain: Vec<String> = layers[first..]
                 .iter()
                 .map(|l: &Layer| l.file.name.clone())
                 .collect();
-            let loc = extended_from.expect("the first file cannot repeat");
             return Err(loc.error(format!(
                 "extends cycle: {} -> {display}; remove one of these extends",
                 chain.join(" -> ")
             )));
         }
-        if layers.len() == MAX_EXTENDS_DEPTH {
-            let loc = extended_from.expect("depth only grows through extends");
+        if let (true, Some(loc)) = (layers.len() == MAX_EXTENDS_DEPTH, extended_from.as_ref()) {
             return Err(loc.error(format!(
                 "extends chain is deeper than {MAX_EXTENDS_DEPTH} files"
             )));
@@ -196,7 +203,7 @@ pub fn load(path: &Path) -> Result<Plan, RecipeError> {
                 ),
             });
         }
-        let layer = read_layer(&file_path, display, relative)?;
+        let layer = read_layer(&file_path, display, relative, extended_from.as_ref())?;
         if let Some(extends) = &layer.raw.extends {
             let target = layer.dir.join(extends.get_ref());
             let target_display = join_display(&layer.file.name, extends.get_ref());
@@ -219,7 +226,12 @@ pub fn load(path: &Path) -> Result<Plan, RecipeError> {
         })
         .collect();
     layers.reverse();
-    let top = layers.last().expect("at least the top recipe").file.clone();
+    let Some(top) = layers.last().map(|l| l.file.clone()) else {
+        return Err(RecipeError::whole_file(
+            path.display().to_string(),
+            "no recipe was read",
+        ));
+    };
     let mut builder = PlanBuilder::default();
     for layer in layers {
         builder.add(layer)?;
@@ -237,9 +249,26 @@ struct Layer {
     raw: RawRecipe,
 }
 
-fn read_layer(path: &Path, display: String, relative: String) -> Result<Layer, RecipeError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| RecipeError::whole_file(&display, format!("cannot read recipe: {e}")))?;
+/// Reads and parses one recipe file; `extended_from` is the `extends`
+/// that named it, where errors about the file as a whole point.
+fn read_layer(
+    path: &Path,
+    display: String,
+    relative: String,
+    extended_from: Option<&Loc>,
+) -> Result<Layer, RecipeError> {
+    let text = kiln_diag::read_file_to_string(path, RECIPE_LIMIT).map_err(|e| match e {
+        kiln_diag::ReadError::Io { source, .. } => {
+            RecipeError::whole_file(&display, format!("cannot read recipe: {source}"))
+        }
+        kiln_diag::ReadError::TooLarge { limit, .. } => {
+            let message = format!("is larger than the {} a recipe may be", limit.size());
+            match extended_from {
+                Some(loc) => loc.error(format!("extended recipe {display} {message}")),
+                None => RecipeError::whole_file(&display, message),
+            }
+        }
+    })?;
     let file = Arc::new(SourceFile {
         name: display,
         text,
@@ -365,14 +394,17 @@ impl PlanBuilder {
         if let Some(base) = raw.base {
             let base = base.into_inner();
             let sha256 = base.sha256.get_ref().parse::<Digest>().map_err(|e| {
-                loc(base.sha256.span()).error(format!("{e}; compute it with: sha256sum FILE"))
+                loc(base.sha256.span()).error(format!(
+                    "{}; compute it with: sha256sum FILE",
+                    kiln_diag::clip_quoted(&e)
+                ))
             })?;
             let path = dir.join(base.path.get_ref());
             let base_loc = loc(base.path.span());
             if !path.is_file() {
                 return Err(base_loc.error(format!(
-                    "base tarball \"{}\" is not a file (paths are relative to the recipe's folder)",
-                    base.path.get_ref()
+                    "base tarball {} is not a file (paths are relative to the recipe's folder)",
+                    quote(base.path.get_ref())
                 )));
             }
             self.base = Some(BasePlan {
@@ -406,8 +438,8 @@ impl PlanBuilder {
             let source = dir.join(overlay.source.get_ref());
             if !source.is_dir() {
                 return Err(loc(overlay.source.span()).error(format!(
-                    "overlay source \"{}\" is not a directory (paths are relative to the recipe's folder)",
-                    overlay.source.get_ref()
+                    "overlay source {} is not a directory (paths are relative to the recipe's folder)",
+                    quote(overlay.source.get_ref())
                 )));
             }
             let dest = match &overlay.dest {
@@ -478,8 +510,8 @@ impl PlanBuilder {
                     let host = dir.join(source.get_ref());
                     if !host.is_file() {
                         return Err(loc(source.span()).error(format!(
-                            "source \"{}\" is not a file (paths are relative to the recipe's folder)",
-                            source.get_ref()
+                            "source {} is not a file (paths are relative to the recipe's folder)",
+                            quote(source.get_ref())
                         )));
                     }
                     FileContent::Host(host)
@@ -557,7 +589,8 @@ impl PlanBuilder {
             .unwrap_or_else(|| Loc::new(top, 0..0));
         let missing = |field: &str, example: &str| {
             image_loc.error(format!(
-                "[image] {field} is missing; add {field} = \"{example}\" under [image]"
+                "[image] {field} is missing; add {field} = {example} under [image]",
+                example = quote(example)
             ))
         };
         Ok(Plan {

@@ -137,3 +137,21 @@ fn the_build_gate_refuses_an_unhardened_image_and_records_the_summary() {
     assert_eq!(out.status.code(), Some(5));
     assert!(String::from_utf8_lossy(&out.stderr).contains("expired on 2027-01-31"));
 }
+
+#[test]
+fn an_output_file_that_is_a_directory_is_refused_by_name() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "root/etc/hostname", "node\n");
+    std::fs::create_dir(dir.path().join("report")).unwrap();
+    let out = kiln()
+        .current_dir(dir.path())
+        .args(["audit", "root", "-o", "report"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: -o report: is a directory, not a file\n"
+    );
+    assert!(out.stdout.is_empty());
+}

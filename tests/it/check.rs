@@ -237,3 +237,44 @@ fn an_unsigned_or_tampered_manifest_is_refused_before_walking() {
         "nothing may be reported from an untrusted manifest"
     );
 }
+
+#[test]
+fn an_oversized_or_empty_manifest_is_refused_with_bounded_memory() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    run_ok(
+        kiln()
+            .current_dir(w)
+            .args(["keygen", "-o", "release", "--no-password"]),
+    );
+    std::fs::create_dir_all(w.join("dist")).unwrap();
+    std::fs::create_dir(w.join("root")).unwrap();
+    // 2 GiB named like the manifest (sparse): refused by its size alone
+    crate::exits::sparse_file(&w.join("dist/node-1.manifest.json"), 2 << 30);
+    let mut cmd = kiln();
+    cmd.current_dir(w).args([
+        "check",
+        "--manifest",
+        "dist/node-1.manifest.json",
+        "--key",
+        "release.pub",
+        "--root",
+        "root",
+    ]);
+    let (out, rss) = crate::exits::with_max_rss(&cmd);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: dist/node-1.manifest.json is larger than the 256 MiB a manifest may be\n"
+    );
+    assert!(rss < 64 << 10, "check peaked at {rss} KiB for a 2 GiB file");
+    assert!(out.stdout.is_empty());
+    // an empty one is not a manifest, and says so before any signature
+    std::fs::write(w.join("dist/node-1.manifest.json"), "").unwrap();
+    let out = check(w, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: dist/node-1.manifest.json is empty: not a kiln manifest\n"
+    );
+}

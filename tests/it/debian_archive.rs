@@ -352,17 +352,140 @@ fn staged_index_tampering_is_refused() {
     assert!(!w.join("r.lock").exists(), "a failed lock wrote a lockfile");
 }
 
+/// Asserts that `out` is an invalid recipe (exit 3) whose error, after
+/// kiln's progress lines, is exactly `error: r.toml:LINE:COLUMN: {expected}`
+/// and the snippet of that line of `dir/r.toml`, `underlined` marked.
+fn invalid_recipe(
+    dir: &Path,
+    out: Output,
+    expected: &str,
+    (line, column): (usize, usize),
+    underlined: &str,
+) {
+    assert_eq!(out.status.code(), Some(3), "{}", output_text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let error: Vec<&str> = stderr
+        .lines()
+        .skip_while(|l| l.starts_with("kiln: ") && !l.starts_with("kiln: warning"))
+        .collect();
+    let source = std::fs::read_to_string(dir.join("r.toml")).unwrap();
+    let source_line = source.lines().nth(line - 1).unwrap();
+    assert!(
+        source_line[column - 1..].starts_with(underlined),
+        "{source_line:?} at {column}"
+    );
+    let number = line.to_string();
+    let gutter = " ".repeat(number.len());
+    let mut want: Vec<String> = format!("error: r.toml:{line}:{column}: {expected}")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    want.extend([
+        format!("{gutter} |"),
+        format!("{number} | {source_line}"),
+        format!(
+            "{gutter} | {}{}",
+            " ".repeat(column - 1),
+            "^".repeat(underlined.len())
+        ),
+    ]);
+    assert_eq!(error, want, "{stderr}");
+}
+
 #[test]
-fn resolution_failures_explain_themselves() {
+fn resolution_failures_are_recipe_errors_at_the_package() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     let repo = repo(w);
+    // line 12 of the recipe is `packages = [...]`
     recipe(w, &repo, "\"apq\"", &repo.url());
-    fails(kiln_in(w, &["lock", "r.toml"]), "app");
-    recipe(w, &repo, "\"needs-newer\"", &repo.url());
-    fails(kiln_in(w, &["lock", "r.toml"]), "libfoo1 (>= 3.0)");
+    invalid_recipe(
+        w,
+        kiln_in(w, &["lock", "r.toml"]),
+        "package \"apq\" is not in the package index; did you mean \"app\"?",
+        (12, 13),
+        "\"apq\"",
+    );
+    recipe(w, &repo, "\"app\", \"needs-newer\"", &repo.url());
+    invalid_recipe(
+        w,
+        kiln_in(w, &["lock", "r.toml"]),
+        "needs-newer (requested) depends on libfoo1 (>= 3.0), but the newest libfoo1 is 2.0 (kilntest)",
+        (12, 20),
+        "\"needs-newer\"",
+    );
     recipe(w, &repo, "\"app\", \"troublemaker\"", &repo.url());
-    fails(kiln_in(w, &["lock", "r.toml"]), "troublemaker");
+    let conflict = "cannot install troublemaker 1.0 (requested): it conflicts with app (requested)";
+    invalid_recipe(
+        w,
+        kiln_in(w, &["lock", "r.toml"]),
+        conflict,
+        (12, 20),
+        "\"troublemaker\"",
+    );
+    // a build that locks on its way reports it the same, after its progress
+    invalid_recipe(
+        w,
+        kiln_in(w, &["build", "r.toml", "-o", "out"]),
+        conflict,
+        (12, 20),
+        "\"troublemaker\"",
+    );
+    assert_eq!(list_dir(&w.join("out")), Vec::<String>::new());
+    // an exclusion is reported at its place in `exclude` (line 15)
+    recipe(w, &repo, "\"app\"", &repo.url());
+    let text = std::fs::read_to_string(w.join("r.toml")).unwrap();
+    std::fs::write(w.join("r.toml"), format!("{text}exclude = [\"libfo01\"]\n")).unwrap();
+    invalid_recipe(
+        w,
+        kiln_in(w, &["lock", "r.toml"]),
+        "excluded package \"libfo01\" is not in the package index; did you mean \"libfoo1\"?",
+        (15, 12),
+        "\"libfo01\"",
+    );
+    assert!(!w.join("r.lock").exists());
+}
+
+#[test]
+fn oversized_lockfiles_and_release_files_are_refused() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let repo = repo(w);
+    recipe(w, &repo, "\"app\"", &repo.url());
+    // a 2 GiB lockfile (sparse) is refused by its size
+    crate::exits::sparse_file(&w.join("r.lock"), 2 << 30);
+    let mut cmd = kiln();
+    cmd.current_dir(w)
+        .env("XDG_CACHE_HOME", w.join("cache"))
+        .args(["lock", "r.toml"]);
+    let (out, rss) = crate::exits::with_max_rss(&cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: r.lock is larger than the 16 MiB a lockfile may be\n"
+    );
+    assert!(rss < 64 << 10, "kiln peaked at {rss} KiB");
+    std::fs::remove_file(w.join("r.lock")).unwrap();
+    // an InRelease past 16 MiB is not read further, nor fetched again
+    let inrelease = repo.inrelease(SUITE);
+    let mut big = std::fs::read(&inrelease).unwrap();
+    big.resize((16 << 20) + 1, b'\n');
+    std::fs::write(&inrelease, big).unwrap();
+    let out = kiln_in(w, &["lock", "r.toml"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("kiln: "))
+            .collect::<Vec<_>>(),
+        [
+            "error: suite kilntest: cannot fetch InRelease".to_owned(),
+            format!(
+                "  caused by: {}/dists/kilntest/InRelease is larger than the 16 MiB an InRelease file may be",
+                repo.url()
+            ),
+        ]
+    );
     assert!(!w.join("r.lock").exists());
 }
 
@@ -543,5 +666,24 @@ fn locked_builds_refuse_a_stale_lock_and_artifacts_are_pinned() {
             ],
         ),
         "no [[artifact]] named k3z",
+    );
+}
+
+#[test]
+fn a_cache_directory_that_is_a_file_is_refused_by_name() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    let repo = repo(w);
+    recipe(w, &repo, "\"app\"", &repo.url());
+    ok(kiln_in(w, &["lock", "r.toml"]));
+    std::fs::write(w.join("cachefile"), "").unwrap();
+    let out = kiln_in(w, &["fetch", "r.toml", "--cache-dir", "cachefile"]);
+    assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| !l.starts_with("kiln: "))
+            .collect::<Vec<_>>(),
+        ["error: cache directory cachefile: is a file, not a directory"]
     );
 }

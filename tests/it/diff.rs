@@ -847,7 +847,7 @@ Version: 1
     assert_eq!(
         err,
         format!(
-            "old image {}: /var/lib/dpkg/status: line 1: package x has no Version field",
+            "old image {}: /var/lib/dpkg/status: line 1: package \"x\" has no Version field",
             path.display()
         )
     );
@@ -946,5 +946,76 @@ fn hostile_names_and_contents_are_escaped_in_the_text_report() {
     assert!(
         text.contains("\n+a = 2\\u{1b}[1A\\u{1b}[2K\\u{d}\n"),
         "{text}"
+    );
+}
+
+/// Neither side may be something that merely reads as an empty image: an
+/// empty file, text, a compressed file that is not a tar, a manifest that
+/// is not one. Each is refused with what it is not.
+#[test]
+fn inputs_that_are_not_images_are_refused_with_what_they_are_not() {
+    let work = tempfile::tempdir().unwrap();
+    let dir = work.path();
+    let good = build(dir, "one", &recipe("1", &file("/etc/motd", "hi\n", "")));
+    std::fs::write(dir.join("empty.manifest.json"), "").unwrap();
+    std::fs::write(dir.join("empty.tar.zst"), "").unwrap();
+    std::fs::write(dir.join("notes.txt"), "hello\n").unwrap();
+    std::fs::write(
+        dir.join("text.tar.zst"),
+        zstd::encode_all(&[b'x'; 1000][..], 3).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("broken.manifest.json"), "{ not json").unwrap();
+    let empty = "is empty: it is neither a kiln manifest nor a rootfs archive";
+    let not_an_image = "is neither a kiln manifest nor a rootfs archive (tar, gzip or zstd)";
+    for (side, path, problem) in [
+        ("old", "empty.manifest.json", empty.to_owned()),
+        ("old", "empty.tar.zst", empty.to_owned()),
+        (
+            "new",
+            "notes.txt",
+            format!("{not_an_image}: it holds 6 bytes of tar data, less than one 512-byte header"),
+        ),
+        (
+            "new",
+            "text.tar.zst",
+            format!("{not_an_image}: its first 512 bytes are not a tar header"),
+        ),
+        (
+            "new",
+            "broken.manifest.json",
+            "is not JSON: key must be a string at line 1 column 3".to_owned(),
+        ),
+    ] {
+        let good = good.archive.strip_prefix(dir).unwrap();
+        let (old, new) = if side == "old" {
+            (Path::new(path), good)
+        } else {
+            (good, Path::new(path))
+        };
+        let out = kiln()
+            .current_dir(dir)
+            .arg("diff")
+            .arg(old)
+            .arg(new)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{path}: {}", output_text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            format!("error: {side} image {path}\n  caused by: {path} {problem}\n"),
+        );
+        assert!(out.stdout.is_empty(), "{path}");
+    }
+    // inspect says the same of an empty file
+    let out = kiln()
+        .current_dir(dir)
+        .args(["inspect", "empty.tar.zst"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: empty.tar.zst is empty: it is neither a kiln manifest nor a rootfs archive\n"
     );
 }

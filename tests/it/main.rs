@@ -18,6 +18,7 @@ mod debian_archive;
 mod debian_primitives;
 mod debian_real;
 mod diff;
+mod exits;
 mod harden_firewall;
 mod harden_image;
 mod harden_k3s;

@@ -149,3 +149,39 @@ fn inspect_rejects_what_it_cannot_read() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_output_directory_that_is_a_file_is_refused_by_name() {
+    let work = tempfile::tempdir().unwrap();
+    let recipe = checkout(work.path());
+    let w = work.path();
+    std::fs::write(w.join("dist"), "not a directory\n").unwrap();
+    for (out_dir, expected) in [
+        ("dist", "error: -o dist: is a file, not a directory"),
+        (
+            "dist/sub",
+            "error: -o dist/sub: dist is a file, not a directory",
+        ),
+    ] {
+        let out = kiln()
+            .current_dir(w)
+            .arg("build")
+            .arg(&recipe)
+            .args(["-o", out_dir, "-q"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{}", output_text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .collect::<Vec<_>>(),
+            [expected],
+            "-o {out_dir}"
+        );
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(
+        std::fs::read_to_string(w.join("dist")).unwrap(),
+        "not a directory\n"
+    );
+}

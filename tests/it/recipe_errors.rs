@@ -1054,3 +1054,106 @@ fn a_recipe_path_that_is_not_a_regular_file() {
         );
     }
 }
+
+#[test]
+fn a_huge_value_is_quoted_short_and_its_line_shown_around_the_column() {
+    let dir = tempfile::tempdir().unwrap();
+    // 900 KB, under the recipe limit: validated, then reported
+    let name = "a".repeat(900_000);
+    write(
+        dir.path(),
+        "bad.toml",
+        &format!("[image]\nname = \"{name}\"\nversion = \"1.0.0\"\n"),
+    );
+    let output = kiln_build(dir.path(), "bad.toml");
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let a60 = "a".repeat(60);
+    assert_eq!(
+        stderr,
+        format!(
+            "error: bad.toml:2:8: image name \"{a60}…\" is not valid: use 1 to 64 of a-z, 0-9, '.', '_', '-', \
+             starting with a letter or digit (it becomes part of file names)\n  |\n\
+             2 | name = \"{}…\n  |        {}\n",
+            "a".repeat(152),
+            "^".repeat(153)
+        )
+    );
+    assert!(stderr.len() < 1024, "{} bytes on stderr", stderr.len());
+
+    // a value the TOML parser rejects, far along a long line
+    let digits = "9".repeat(900_000);
+    write(
+        dir.path(),
+        "bad.toml",
+        &format!("{IMAGE}source_date_epoch = \"{digits}\"\n"),
+    );
+    let output = kiln_build(dir.path(), "bad.toml");
+    assert_eq!(output.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(
+        stderr.lines().next().unwrap(),
+        format!(
+            "error: bad.toml:4:21: invalid type: string \"{}…\", expected an integer",
+            "9".repeat(60)
+        )
+    );
+    assert!(stderr.len() < 1024, "{} bytes on stderr", stderr.len());
+}
+
+#[test]
+fn an_oversized_recipe_is_refused_unread() {
+    let dir = tempfile::tempdir().unwrap();
+    // 2 GiB (sparse): refused by its size, with memory to spare
+    std::fs::File::create(dir.path().join("big.toml"))
+        .unwrap()
+        .set_len(2 << 30)
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.args(["build", "big.toml", "-o", "out"])
+        .current_dir(dir.path());
+    let (output, rss) = crate::exits::with_max_rss(&cmd);
+    assert_eq!(output.status.code(), Some(3));
+    assert_eq!(
+        String::from_utf8_lossy(&output.stderr),
+        "error: big.toml: is larger than the 1 MiB a recipe may be\n"
+    );
+    assert!(rss < 64 << 10, "kiln peaked at {rss} KiB");
+    assert!(entries_below(&dir.path().join("out")).is_empty());
+
+    // one byte over the limit, reached through extends
+    write(dir.path(), "base.toml", &"#".repeat((1 << 20) + 1));
+    write(
+        dir.path(),
+        "node.toml",
+        &format!("extends = \"base.toml\"\n{IMAGE}"),
+    );
+    assert_invalid(
+        dir.path(),
+        "node.toml",
+        "node.toml:1:11: extended recipe base.toml is larger than the 1 MiB a recipe may be",
+        "\"base.toml\"",
+    );
+    // exactly at the limit is fine (a comment, then the real recipe)
+    write(
+        dir.path(),
+        "base.toml",
+        &format!("{IMAGE}{}\n", "#".repeat((1 << 20) - IMAGE.len() - 1)),
+    );
+    assert_eq!(
+        fs::metadata(dir.path().join("base.toml")).unwrap().len(),
+        1 << 20
+    );
+    write(
+        dir.path(),
+        "node.toml",
+        "extends = \"base.toml\"\n[audit]\nfail_on = \"none\"\n",
+    );
+    let output = kiln_build(dir.path(), "node.toml");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

@@ -509,3 +509,182 @@ fn contents_check_catches_a_manifest_that_lies_about_files() {
 fn text_of(out: &Output) -> String {
     text(out)
 }
+
+/// A limit far below the 2 GiB of the oversized inputs: kiln's own peak
+/// memory is ~15 MiB.
+const RSS_BOUND_KIB: u64 = 64 << 10;
+
+#[test]
+fn oversized_manifests_signatures_and_keys_are_refused_with_bounded_memory() {
+    let f = Fixture::new();
+    // a 2 GiB manifest beside a real signature: refused by its size
+    crate::exits::sparse_file(&f.path("dist/huge.manifest.json"), 2 << 30);
+    std::fs::copy(f.path(SIG), f.path("dist/huge.manifest.json.minisig")).unwrap();
+    let mut cmd = kiln();
+    cmd.current_dir(f.dir.path()).args([
+        "verify",
+        "--key",
+        "keys/release.pub",
+        "dist/huge.manifest.json",
+    ]);
+    let (out, rss) = crate::exits::with_max_rss(&cmd);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: dist/huge.manifest.json is larger than the 256 MiB a manifest may be\n"
+    );
+    assert!(rss < RSS_BOUND_KIB, "verify peaked at {rss} KiB");
+
+    // a 2 GiB signature: not a signature kiln wrote (exit 4)
+    crate::exits::sparse_file(&f.path(SIG), 2 << 30);
+    let mut cmd = kiln();
+    cmd.current_dir(f.dir.path())
+        .args(["verify", "--key", "keys/release.pub", MANIFEST]);
+    let (out, rss) = crate::exits::with_max_rss(&cmd);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "FAILED  signature: dist/signed-1.2.0.manifest.json.minisig is larger than the 64 KiB a signature may be\n\
+         verification FAILED: 1 problem(s)\n"
+    );
+    assert!(rss < RSS_BOUND_KIB, "verify peaked at {rss} KiB");
+
+    // an endless key (a device, not a regular file): cut after 64 KiB
+    let out = f.verify(&["--key", "/dev/zero", MANIFEST]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: /dev/zero is larger than the 64 KiB a public key may be\n"
+    );
+}
+
+#[test]
+fn a_manifest_that_does_not_parse_says_what_is_wrong() {
+    let f = Fixture::new();
+    let w = f.dir.path();
+    sh(w, "minisign -G -W -p mini.pub -s mini.key");
+    let real = std::fs::read_to_string(f.path(MANIFEST)).unwrap();
+    let mut no_image: serde_json::Value = serde_json::from_str(&real).unwrap();
+    no_image.as_object_mut().unwrap().remove("image");
+    let no_image = serde_json::to_string(&no_image).unwrap();
+    let wrong_type = real.replacen(
+        "\"source_date_epoch\": 1700000000",
+        &format!("\"source_date_epoch\": \"{}\"", "9".repeat(10_000)),
+        1,
+    );
+    assert_ne!(wrong_type, real);
+    let cases: Vec<(&str, String, String)> = vec![
+        (
+            "empty",
+            String::new(),
+            "is empty: not a kiln manifest".into(),
+        ),
+        (
+            "text",
+            "not json\n".into(),
+            "is not JSON: expected ident at line 1 column 2".into(),
+        ),
+        (
+            "array",
+            "[1, 2]\n".into(),
+            "is not a kiln manifest: it is JSON, but not an object".into(),
+        ),
+        (
+            "object",
+            "{\"name\": \"x\"}\n".into(),
+            "is not a kiln manifest: it has no manifest_version field".into(),
+        ),
+        (
+            "no image",
+            no_image.clone(),
+            format!(
+                "does not match the kiln manifest schema (version 1): missing field `image` at line 1 column {}",
+                no_image.len()
+            ),
+        ),
+        (
+            "wrong type",
+            wrong_type.clone(),
+            format!(
+                "does not match the kiln manifest schema (version 1): invalid type: string \"{}…\", expected u64 at line {} column {}",
+                "9".repeat(60),
+                wrong_type[..wrong_type.find("\"999").unwrap()]
+                    .lines()
+                    .count(),
+                // serde_json points at the closing quote (1-based)
+                wrong_type
+                    .lines()
+                    .find(|l| l.contains("\"999"))
+                    .and_then(|l| l.rfind('"'))
+                    .unwrap()
+                    + 1
+            ),
+        ),
+    ];
+    for (name, content, problem) in cases {
+        let path = format!("bad/{}.manifest.json", name.replace(' ', "-"));
+        std::fs::create_dir_all(f.path("bad")).unwrap();
+        std::fs::write(f.path(&path), &content).unwrap();
+        // signed, so that verify gets past the signature to the parse
+        if !content.is_empty() {
+            sh(w, &format!("minisign -S -s mini.key -m {path} -t test"));
+        }
+        let expected = format!("error: {path} {problem}\n");
+        let out = f.verify(&["--key", "mini.pub", &path]);
+        assert_eq!(out.status.code(), Some(1), "verify {name}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            expected,
+            "verify {name}"
+        );
+        let out = kiln()
+            .current_dir(w)
+            .args(["sign", "--key", "keys/release.key", &path])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "sign {name}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            expected,
+            "sign {name}"
+        );
+        let out = kiln()
+            .current_dir(w)
+            .args(["inspect", &path])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "inspect {name}: {}", text(&out));
+        let expected = if content.is_empty() {
+            format!("error: {path} is empty: it is neither a kiln manifest nor a rootfs archive\n")
+        } else {
+            expected
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&out.stderr),
+            expected,
+            "inspect {name}"
+        );
+        std::fs::remove_dir_all(f.path("bad")).unwrap();
+    }
+
+    // an artifact whose neighbour manifest is broken: said, not skipped
+    std::fs::create_dir(f.path("other")).unwrap();
+    std::fs::copy(f.path(ARCHIVE), f.path("other/signed-1.2.0.rootfs.tar.zst")).unwrap();
+    std::fs::write(
+        f.path("other/signed-1.2.0.manifest.json"),
+        "{\"manifest_version\": 1}",
+    )
+    .unwrap();
+    let out = f.verify(&[
+        "--key",
+        "keys/release.pub",
+        "other/signed-1.2.0.rootfs.tar.zst",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: no *.manifest.json in other lists signed-1.2.0.rootfs.tar.zst, and \
+         other/signed-1.2.0.manifest.json does not match the kiln manifest schema (version 1): \
+         missing field `image` at line 1 column 23; pass the manifest itself\n"
+    );
+}

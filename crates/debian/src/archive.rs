@@ -11,9 +11,9 @@
 use super::deb822;
 use crate::fetch::Fetcher;
 use anyhow::{Context, Result, anyhow, bail};
+use kiln_diag::{Limit, quote, read_file, read_limited};
 use kiln_tree::Digest;
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -42,9 +42,16 @@ pub struct Release {
 pub const HOST_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
 
 /// Largest InRelease accepted; Debian's are around 200 KB.
-const MAX_RELEASE_BYTES: u64 = 16 << 20;
-/// Largest compressed Packages index accepted; bookworm main is ~9 MB.
-const MAX_INDEX_BYTES: u64 = 256 << 20;
+pub const INRELEASE_LIMIT: Limit = Limit::mib(16, "InRelease file");
+/// Largest Packages index accepted as fetched; bookworm main is ~9 MB
+/// compressed.
+pub const PACKAGES_LIMIT: Limit = Limit::mib(256, "Packages index");
+/// Largest Packages index accepted once decompressed; bookworm main is
+/// ~45 MB. A small compressed file may expand without end (a
+/// decompression bomb): decompression stops here.
+pub const PACKAGES_TEXT_LIMIT: Limit = Limit::mib(512, "decompressed Packages index");
+/// Largest archive keyring read; Debian's is ~100 KB.
+pub const KEYRING_LIMIT: Limit = Limit::mib(16, "keyring");
 
 /// Fetches and verifies `dists/SUITE/InRelease`. `now` (seconds since
 /// 1970) is compared with Valid-Until.
@@ -57,7 +64,7 @@ pub fn fetch_release(
     let suite = &source.suite;
     let url = format!("{}/dists/{suite}/InRelease", source.mirror);
     let signed = fetcher
-        .get_bytes(&url, MAX_RELEASE_BYTES)
+        .get_bytes(&url, INRELEASE_LIMIT)
         .with_context(|| format!("suite {suite}: cannot fetch InRelease"))?;
     let text = gpgv_verify(&signed, keyring)
         .with_context(|| format!("suite {suite}: {url} is not validly signed"))?;
@@ -113,15 +120,14 @@ pub fn gpgv_verify(signed: &[u8], keyring: &Path) -> Result<String> {
             .unwrap_or_else(|| String::from_utf8_lossy(&run.stderr).trim().to_owned());
         bail!("gpgv refused it: {reason}");
     }
-    let text = std::fs::read(&output)?;
+    let text = read_file(&output, INRELEASE_LIMIT)?;
     String::from_utf8(text).map_err(|_| anyhow!("the signed Release text is not UTF-8"))
 }
 
 /// gpgv reads binary keyrings; an armored (`.asc`) one is dearmored first,
 /// as apt does.
 fn binary_keyring(keyring: &Path, work: &Path) -> Result<PathBuf> {
-    let bytes = std::fs::read(keyring)
-        .with_context(|| format!("cannot read keyring {}", keyring.display()))?;
+    let bytes = read_file(keyring, KEYRING_LIMIT)?;
     if !bytes.starts_with(b"-----BEGIN PGP") {
         // gpgv looks a name without a slash up in ~/.gnupg: always pass a path.
         return std::fs::canonicalize(keyring)
@@ -159,12 +165,14 @@ fn parse_release(text: &str, inrelease_sha256: Digest) -> Result<Release> {
         for line in field.lines() {
             let parts: Vec<&str> = line.split_whitespace().collect();
             let [hash, size, path] = parts[..] else {
-                bail!("malformed SHA256 line \"{line}\"")
+                bail!("malformed SHA256 line {}", quote(line))
             };
-            let digest: Digest = hash.parse().map_err(|e: String| anyhow!(e))?;
+            let digest: Digest = hash
+                .parse()
+                .map_err(|e: String| anyhow!(kiln_diag::clip_quoted(&e)))?;
             let size: u64 = size
                 .parse()
-                .with_context(|| format!("malformed size in \"{line}\""))?;
+                .with_context(|| format!("malformed size in {}", quote(line)))?;
             files.insert(path.to_owned(), (digest, size));
         }
     }
@@ -191,13 +199,17 @@ fn parse_release(text: &str, inrelease_sha256: Digest) -> Result<Release> {
 fn check_release(release: &Release, requested: &str, now: i64) -> Result<()> {
     if !release.suite.split(' ').any(|s| s == requested) {
         bail!(
-            "suite {requested}: the signed Release is for \"{}\", not for {requested} (a replayed or misplaced file)",
-            release.suite
+            "suite {requested}: the signed Release is for {}, not for {requested} (a replayed or misplaced file)",
+            quote(&release.suite)
         );
     }
     if let Some(until) = &release.valid_until {
-        let expiry = parse_rfc2822(until)
-            .with_context(|| format!("suite {requested}: cannot read Valid-Until \"{until}\""))?;
+        let expiry = parse_rfc2822(until).with_context(|| {
+            format!(
+                "suite {requested}: cannot read Valid-Until {}",
+                quote(until)
+            )
+        })?;
         if now > expiry {
             bail!(
                 "suite {requested}: the Release expired at {until} (Valid-Until); the mirror is stale or an attacker is replaying an old index"
@@ -242,7 +254,7 @@ pub fn fetch_packages(
         format!("{}/dists/{suite}/{path}", source.mirror)
     };
     let bytes = fetcher
-        .get_bytes(&url, MAX_INDEX_BYTES)
+        .get_bytes(&url, PACKAGES_LIMIT)
         .with_context(|| format!("suite {suite}: cannot fetch {path}"))?;
     let actual = Digest::of(&bytes);
     if bytes.len() as u64 != size || actual != digest {
@@ -251,24 +263,36 @@ pub fn fetch_packages(
             bytes.len()
         );
     }
-    let mut text = String::new();
-    let decoded = if path.ends_with(".xz") {
-        liblzma::read::XzDecoder::new(&bytes[..]).read_to_string(&mut text)
-    } else if path.ends_with(".gz") {
-        flate2::read::GzDecoder::new(&bytes[..]).read_to_string(&mut text)
-    } else {
-        std::str::from_utf8(&bytes)
-            .map(|t| text.push_str(t))
-            .map(|_| 0)
-            .map_err(std::io::Error::other)
-    };
-    decoded.with_context(|| format!("suite {suite}: cannot decompress {path}"))?;
+    let text = decompress_index(&bytes, &path, PACKAGES_TEXT_LIMIT)
+        .with_context(|| format!("suite {suite}"))?;
     Ok(PackagesIndex {
         component: component.to_owned(),
         path,
         sha256: digest,
         text,
     })
+}
+
+/// The text of a Packages index fetched as `path` (`.xz`, `.gz` or
+/// plain), refused past `limit` bytes of text.
+fn decompress_index(bytes: &[u8], path: &str, limit: Limit) -> Result<String> {
+    let text = if path.ends_with(".xz") {
+        read_limited(liblzma::read::XzDecoder::new(bytes), path, limit, 0)
+    } else if path.ends_with(".gz") {
+        read_limited(flate2::read::GzDecoder::new(bytes), path, limit, 0)
+    } else {
+        read_limited(bytes, path, limit, bytes.len())
+    };
+    let text = text.map_err(|e| match e {
+        kiln_diag::ReadError::Io { source, .. } => {
+            anyhow!(source).context(format!("cannot decompress {path}"))
+        }
+        kiln_diag::ReadError::TooLarge { .. } => anyhow!(
+            "{path} decompresses to more than the {} a Packages index may be",
+            limit.size()
+        ),
+    })?;
+    String::from_utf8(text).map_err(|_| anyhow!("{path} is not UTF-8 text"))
 }
 
 /// Seconds since 1970 of an RFC 2822 date as Release files write it:
@@ -338,6 +362,37 @@ mod tests {
             1747728754
         );
         assert!(parse_rfc2822("yesterday").is_err());
+    }
+
+    #[test]
+    fn packages_indexes_are_decompressed_within_the_limit() {
+        use std::io::Write;
+        let limit = Limit::kib(4, "decompressed Packages index");
+        let text = "Package: a\n".repeat(100);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(text.as_bytes()).unwrap();
+        let gz = gz.finish().unwrap();
+        assert_eq!(
+            decompress_index(&gz, "main/Packages.gz", limit).unwrap(),
+            text
+        );
+        // 1 MiB of zeros compresses to a few KiB: a bomb for this limit
+        let mut bomb = liblzma::write::XzEncoder::new(Vec::new(), 6);
+        bomb.write_all(&vec![b'\n'; 1 << 20]).unwrap();
+        let bomb = bomb.finish().unwrap();
+        assert!(bomb.len() < 4096);
+        let err = decompress_index(&bomb, "main/binary-amd64/Packages.xz", limit).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "main/binary-amd64/Packages.xz decompresses to more than the 4 KiB a Packages index may be"
+        );
+        let err = decompress_index(b"not xz", "Packages.xz", limit).unwrap_err();
+        assert_eq!(
+            format!("{err:#}").split(':').next(),
+            Some("cannot decompress Packages.xz")
+        );
+        let err = decompress_index(&[0xff, 0xfe], "Packages", limit).unwrap_err();
+        assert_eq!(err.to_string(), "Packages is not UTF-8 text");
     }
 
     #[test]

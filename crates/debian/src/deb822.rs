@@ -5,6 +5,7 @@
 //! it, so iterating over a whole Packages index allocates only one `Vec`
 //! per paragraph.
 
+use kiln_diag::quote;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -118,7 +119,7 @@ impl<'a> Paragraph<'a> {
         })?;
         check_value(&value).map_err(|message| Error {
             line: None,
-            message: format!("field '{name}': {message}"),
+            message: format!("field {}: {message}", quote(name)),
         })?;
         let field = Field {
             name,
@@ -260,15 +261,16 @@ impl<'a> Paragraphs<'a> {
                     }
                     let Some(colon) = line.find(':') else {
                         return Err(self.error(format!(
-                            "expected 'Name: value', found no ':' in {:?}",
-                            truncate(line)
+                            "expected 'Name: value', found no ':' in {}",
+                            quote(line)
                         )));
                     };
                     let name = &line[..colon];
                     check_name(name).map_err(|m| self.error(m))?;
                     if let Some(first) = para.field(name) {
                         return Err(self.error(format!(
-                            "duplicate field '{name}' (first at line {})",
+                            "duplicate field {} (first at line {})",
+                            quote(name),
                             first.line
                         )));
                     }
@@ -313,15 +315,12 @@ fn check_name(name: &str) -> Result<(), String> {
         return Err("empty field name before ':'".into());
     }
     if name.starts_with(['#', '-']) {
-        return Err(format!(
-            "field name {:?} starts with '#' or '-'",
-            truncate(name)
-        ));
+        return Err(format!("field name {} starts with '#' or '-'", quote(name)));
     }
     if let Some(c) = name.chars().find(|&c| !matches!(c, '!'..='9' | ';'..='~')) {
         return Err(format!(
-            "invalid character {c:?} in field name {:?}",
-            truncate(name)
+            "invalid character {c:?} in field name {}",
+            quote(name)
         ));
     }
     Ok(())
@@ -334,8 +333,8 @@ fn check_value(value: &str) -> Result<(), String> {
     for line in value.split('\n').skip(1) {
         if !line.starts_with([' ', '\t']) {
             return Err(format!(
-                "continuation line {:?} must start with a space or tab",
-                truncate(line)
+                "continuation line {} must start with a space or tab",
+                quote(line)
             ));
         }
         if line.trim().is_empty() {
@@ -346,13 +345,6 @@ fn check_value(value: &str) -> Result<(), String> {
 }
 
 /// Keeps error messages short when a whole binary blob lands in a line.
-fn truncate(s: &str) -> &str {
-    match s.char_indices().nth(60) {
-        Some((i, _)) => &s[..i],
-        None => s,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -442,9 +434,9 @@ Version: 1.0
         let cases = [
             (
                 "A: 1\nA: 2\n",
-                "line 2: duplicate field 'A' (first at line 1)",
+                "line 2: duplicate field \"A\" (first at line 1)",
             ),
-            ("A: 1\na: 2\n", "line 2: duplicate field 'a'"),
+            ("A: 1\na: 2\n", "line 2: duplicate field \"a\""),
             (" x\nA: 1\n", "line 1: continuation line"),
             ("A: 1\n\n x\n", "line 3: continuation line"),
             ("A: 1\nnot a field\n", "line 2: expected 'Name: value'"),

@@ -7,6 +7,7 @@
 //! is re-hashed before every use.
 
 use anyhow::{Context, Result, anyhow, bail};
+use kiln_diag::{Limit, read_limited};
 use kiln_tree::{Digest, HashingWriter, copy, hash_reader};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -137,7 +138,7 @@ impl Fetcher {
                 wait *= 2;
             }
         }
-        let e = last.expect("at least one attempt");
+        let e = last.unwrap_or_else(|| anyhow!("no attempt was made"));
         Err(e.context(format!(
             "giving up on {url} after {} attempts",
             self.policy.attempts
@@ -181,15 +182,14 @@ impl Fetcher {
         consume(&mut reader).with_context(|| format!("GET {url}"))
     }
 
-    /// The whole resource, at most `limit` bytes (indexes, not packages).
-    pub fn get_bytes(&self, url: &str, limit: u64) -> Result<Vec<u8>> {
-        self.with_reader(url, |reader| {
-            let mut out = Vec::new();
-            reader.take(limit + 1).read_to_end(&mut out)?;
-            if out.len() as u64 > limit {
-                return Err(Permanent(format!("{url} is larger than {limit} bytes")).into());
-            }
-            Ok(out)
+    /// The whole resource, refused when larger than `limit` (indexes,
+    /// not packages).
+    pub fn get_bytes(&self, url: &str, limit: Limit) -> Result<Vec<u8>> {
+        self.with_reader(url, |reader| match read_limited(reader, url, limit, 0) {
+            Ok(bytes) => Ok(bytes),
+            // Retrying would fetch the same oversized file again.
+            Err(e @ kiln_diag::ReadError::TooLarge { .. }) => Err(Permanent(e.to_string()).into()),
+            Err(kiln_diag::ReadError::Io { source, .. }) => Err(source.into()),
         })
     }
 }
@@ -201,6 +201,12 @@ pub struct Cache {
 
 impl Cache {
     pub fn open(dir: &Path) -> Result<Cache> {
+        if dir.is_file() {
+            bail!(
+                "cache directory {}: is a file, not a directory",
+                dir.display()
+            );
+        }
         std::fs::create_dir_all(dir.join("sha256"))
             .with_context(|| format!("cannot create cache directory {}", dir.display()))?;
         Ok(Cache {
@@ -220,8 +226,13 @@ impl Cache {
     }
 
     fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.shard(digest).join(digest.hex())
+    }
+
+    /// The directory of a blob: `DIR/sha256/ab`.
+    fn shard(&self, digest: &Digest) -> PathBuf {
         let hex = digest.hex();
-        self.dir.join("sha256").join(&hex[..2]).join(hex)
+        self.dir.join("sha256").join(&hex[..2])
     }
 
     /// The cached blob with `digest`, re-hashed to prove it is intact; a
@@ -254,7 +265,7 @@ impl Cache {
         let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
         tmp.as_file().sync_all()?;
         let dest = self.blob_path(&digest);
-        std::fs::create_dir_all(dest.parent().expect("blobs live in a shard"))?;
+        std::fs::create_dir_all(self.shard(&digest))?;
         tmp.persist(&dest)
             .with_context(|| format!("cannot store {}", dest.display()))?;
         Ok(digest)
@@ -272,7 +283,8 @@ impl Cache {
         on_bytes: &dyn Fn(u64),
     ) -> Result<PathBuf> {
         let dest = self.blob_path(digest);
-        let shard = dest.parent().expect("blobs live in a shard");
+        let shard = self.shard(digest);
+        let shard = shard.as_path();
         std::fs::create_dir_all(shard)?;
         let tmp = tempfile::NamedTempFile::new_in(shard)
             .with_context(|| format!("cannot write to the cache {}", shard.display()))?;

@@ -27,6 +27,7 @@ use rayon::prelude::*;
 use super::deb822::{self, Paragraph};
 use super::relation::{Op, Relations};
 use super::version::Version;
+use kiln_diag::quote;
 use kiln_tree::Digest;
 
 /// The `Multi-Arch` field.
@@ -459,10 +460,10 @@ fn parse_stanza(
     check_name(name).map_err(|m| (name_field.line(), m))?;
     // Every later message names the package.
     let at = |field: &deb822::Field<'_>, message: String| {
-        (field.line(), format!("package {name}: {message}"))
+        (field.line(), format!("package {}: {message}", quote(name)))
     };
     let version_field =
-        version.ok_or_else(|| (None, format!("package {name}: no Version field")))?;
+        version.ok_or_else(|| (None, format!("package {}: no Version field", quote(name))))?;
     let version = version_field
         .value()
         .parse::<Version>()
@@ -478,7 +479,10 @@ fn parse_stanza(
             other => {
                 return Err(at(
                     field,
-                    format!("Multi-Arch must be no, same, foreign or allowed, not '{other}'"),
+                    format!(
+                        "Multi-Arch must be no, same, foreign or allowed, not {}",
+                        quote(other)
+                    ),
                 ));
             }
         },
@@ -491,7 +495,7 @@ fn parse_stanza(
             other => {
                 return Err(at(
                     field,
-                    format!("Essential must be yes or no, not '{other}'"),
+                    format!("Essential must be yes or no, not {}", quote(other)),
                 ));
             }
         },
@@ -523,21 +527,23 @@ fn parse_stanza(
     };
 
     let filename = filename
-        .ok_or_else(|| (None, format!("package {name}: no Filename field")))?
+        .ok_or_else(|| (None, format!("package {}: no Filename field", quote(name))))?
         .value()
         .to_string();
-    let size_field = size.ok_or_else(|| (None, format!("package {name}: no Size field")))?;
+    let size_field =
+        size.ok_or_else(|| (None, format!("package {}: no Size field", quote(name))))?;
     let size = size_field.value().parse::<u64>().map_err(|_| {
         at(
             size_field,
-            format!("Size '{}' is not a number", size_field.value()),
+            format!("Size {} is not a number", quote(size_field.value())),
         )
     })?;
-    let sha_field = sha256.ok_or_else(|| (None, format!("package {name}: no SHA256 field")))?;
+    let sha_field =
+        sha256.ok_or_else(|| (None, format!("package {}: no SHA256 field", quote(name))))?;
     let sha256 = sha_field
         .value()
         .parse::<Digest>()
-        .map_err(|e| at(sha_field, format!("SHA256: {e}")))?;
+        .map_err(|e| at(sha_field, format!("SHA256: {}", kiln_diag::clip_quoted(&e))))?;
 
     Ok(Some(Package {
         name: name.to_string(),
@@ -582,7 +588,7 @@ fn parse_provides(value: &str) -> Result<Vec<(String, Option<Version>)>, String>
             Some((op, _)) => {
                 return Err(format!(
                     "Provides: only '=' is allowed (Policy 7.5), not '{op}' in {}",
-                    relation.name
+                    quote(&relation.name)
                 ));
             }
         };
@@ -601,7 +607,7 @@ fn check_name(name: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
-        Err(format!("invalid package name '{name}'"))
+        Err(format!("invalid package name {}", quote(name)))
     }
 }
 
@@ -725,7 +731,7 @@ mod tests {
                 .add_in_chunks(&bad, "s", size)
                 .unwrap_err();
             assert_eq!(err.line, Some(line), "pieces of {size} bytes: {err}");
-            assert!(err.message.starts_with("package x: Depends:"), "{err}");
+            assert!(err.message.starts_with("package \"x\": Depends:"), "{err}");
         }
     }
 
@@ -734,15 +740,15 @@ mod tests {
         let cases = [
             (
                 "Package: a\nVersion: 1\nArchitecture: amd64\nDepends: b (>= )\n",
-                "Packages index of sid, line 4: package a: Depends: expected a version after '>='",
+                "Packages index of sid, line 4: package \"a\": Depends: expected a version after \">=\"",
             ),
             (
                 "Package: a\nVersion: 1:\nArchitecture: all\n",
-                "Packages index of sid, line 2: package a: invalid version '1:'",
+                "Packages index of sid, line 2: package \"a\": invalid version \"1:\"",
             ),
             (
                 "Package: a\nVersion: 1\nArchitecture: all\nProvides: v (>= 1)\n",
-                "line 4: package a: Provides: only '=' is allowed (Policy 7.5), not '>=' in v",
+                "line 4: package \"a\": Provides: only '=' is allowed (Policy 7.5), not '>=' in \"v\"",
             ),
             (
                 "Package: a\nVersion: 1\nArchitecture: all\nProvides: v | w\n",
@@ -750,7 +756,7 @@ mod tests {
             ),
             (
                 "Package: a\nVersion: 1\nArchitecture: all\nEssential: maybe\n",
-                "line 4: package a: Essential must be yes or no, not 'maybe'",
+                "line 4: package \"a\": Essential must be yes or no, not \"maybe\"",
             ),
             (
                 "Package: a\nVersion: 1\nArchitecture: all\nMulti-Arch: sometimes\n",
@@ -758,15 +764,15 @@ mod tests {
             ),
             (
                 "\nPackage: a\nVersion: 1\nArchitecture: all\nFilename: f\nSize: 1\n",
-                "Packages index of sid, line 2: package a: no SHA256 field",
+                "Packages index of sid, line 2: package \"a\": no SHA256 field",
             ),
             (
                 "Package: a\nVersion: 1\nArchitecture: all\nFilename: f\nSize: x\nSHA256: 00\n",
-                "line 5: package a: Size 'x' is not a number",
+                "line 5: package \"a\": Size \"x\" is not a number",
             ),
             (
                 "Package: a\nVersion: 1\nArchitecture: all\nFilename: f\nSize: 1\nSHA256: 00\n",
-                "line 6: package a: SHA256: \"00\" is not a sha256 digest",
+                "line 6: package \"a\": SHA256: \"00\" is not a sha256 digest",
             ),
             (
                 "Version: 1\nArchitecture: all\n",

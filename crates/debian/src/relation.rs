@@ -4,6 +4,7 @@
 //! The syntax is the same for every field, so the parser does not check
 //! field-specific rules (such as Provides allowing only `=`).
 
+use kiln_diag::quote;
 use std::fmt;
 use std::str::FromStr;
 
@@ -281,7 +282,11 @@ impl<'s> Parser<'s> {
                     let name = alternatives.last().map_or("", |r| r.name.as_str());
                     return Err(self.error(
                         self.pos,
-                        format!("expected ',' or '|' after '{name}', {}", self.found()),
+                        format!(
+                            "expected ',' or '|' after {}, {}",
+                            quote(name),
+                            self.found()
+                        ),
                     ));
                 }
             }
@@ -364,7 +369,11 @@ impl<'s> Parser<'s> {
         if text.is_empty() {
             return Err(self.error(
                 start,
-                format!("expected a version after '{written}', {}", self.found()),
+                format!(
+                    "expected a version after {}, {}",
+                    quote(written),
+                    self.found()
+                ),
             ));
         }
         let version = text
@@ -427,7 +436,7 @@ impl<'s> Parser<'s> {
         let valid = name.starts_with(|c: char| c.is_ascii_alphanumeric())
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         if !valid {
-            let message = format!("invalid architecture name '{name}' {context}");
+            let message = format!("invalid architecture name {} {context}", quote(name));
             return Err(self.error(at, message));
         }
         Ok(name)
@@ -460,7 +469,7 @@ impl<'s> Parser<'s> {
             }
             let valid = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b);
             if !name.bytes().all(valid) {
-                let message = format!("invalid build profile name '{name}'");
+                let message = format!("invalid build profile name {}", quote(name));
                 return Err(self.error(at, message));
             }
             terms += 1;
@@ -478,14 +487,18 @@ impl<'s> Parser<'s> {
 fn check_package_name(name: &str) -> Result<(), String> {
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(format!(
-            "package name '{name}' must start with a letter or digit"
+            "package name {} must start with a letter or digit",
+            quote(name)
         ));
     }
     match name
         .chars()
         .find(|&c| !c.is_ascii_alphanumeric() && !"-+._".contains(c))
     {
-        Some(c) => Err(format!("invalid character {c:?} in package name '{name}'")),
+        Some(c) => Err(format!(
+            "invalid character {c:?} in package name {}",
+            quote(name)
+        )),
         None => Ok(()),
     }
 }
@@ -611,11 +624,11 @@ mod tests {
             ("a (>< 1)", "invalid operator '><' at column 4"),
             (
                 "a (>=)",
-                "expected a version after '>=', found ')' at column 6",
+                "expected a version after \">=\", found ')' at column 6",
             ),
             (
                 "a (>= 1_0)",
-                "invalid version '1_0': invalid character '_' in upstream version at column 7",
+                "invalid version \"1_0\": invalid character '_' in upstream version at column 7",
             ),
             ("a, , b", "expected a package name, found ',' at column 4"),
             (
@@ -624,7 +637,7 @@ mod tests {
             ),
             (
                 "a b",
-                "expected ',' or '|' after 'a', found 'b' at column 3",
+                "expected ',' or '|' after \"a\", found 'b' at column 3",
             ),
             (
                 "a:",
@@ -632,15 +645,15 @@ mod tests {
             ),
             (
                 "a:am_d64",
-                "invalid architecture name 'am_d64' after ':' at column 3",
+                "invalid architecture name \"am_d64\" after ':' at column 3",
             ),
             (
                 "-a",
-                "package name '-a' must start with a letter or digit at column 1",
+                "package name \"-a\" must start with a letter or digit at column 1",
             ),
             (
                 "a@b",
-                "invalid character '@' in package name 'a@b' at column 1",
+                "invalid character '@' in package name \"a@b\" at column 1",
             ),
             (
                 "a [amd64",
@@ -662,11 +675,11 @@ mod tests {
             ),
             (
                 "a <NoCheck>",
-                "invalid build profile name 'NoCheck' at column 4",
+                "invalid build profile name \"NoCheck\" at column 4",
             ),
             (
                 "a (>= 1) (>= 2)",
-                "expected ',' or '|' after 'a', found '(' at column 10",
+                "expected ',' or '|' after \"a\", found '(' at column 10",
             ),
             (
                 "a,\n b (>= 1",
@@ -674,7 +687,7 @@ mod tests {
             ),
             (
                 "aé",
-                "invalid character 'é' in package name 'aé' at column 1",
+                "invalid character 'é' in package name \"aé\" at column 1",
             ),
         ];
         for (input, expected) in cases {

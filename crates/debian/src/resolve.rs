@@ -71,7 +71,7 @@ use std::fmt;
 
 use super::index::{MultiArch, Package, PackageIndex, Priority};
 use super::relation::{Relation, Relations};
-use kiln_diag::did_you_mean;
+use kiln_diag::{did_you_mean, quote};
 
 /// How many packages the search may try to install before giving up.
 pub const MAX_ATTEMPTS: usize = 50_000;
@@ -197,8 +197,13 @@ pub enum ResolveError {
         providers: Vec<String>,
     },
     /// Dependencies, conflicts or exclusions make the request impossible;
-    /// the message explains the chain.
-    Unsatisfiable(String),
+    /// the message explains the chain. `request` is the requested name
+    /// (as the request wrote it) whose installation failed, when it was
+    /// one and not the base set.
+    Unsatisfiable {
+        message: String,
+        request: Option<String>,
+    },
     TooComplex {
         attempts: usize,
     },
@@ -207,29 +212,32 @@ pub enum ResolveError {
 impl fmt::Display for ResolveError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let hint = |s: &Option<String>| match s {
-            Some(best) => format!("; did you mean \"{best}\"?"),
+            Some(best) => format!("; did you mean {}?", quote(best)),
             None => String::new(),
         };
         match self {
             ResolveError::UnknownPackage { name, suggestion } => write!(
                 f,
-                "package \"{name}\" is not in the package index{}",
+                "package {} is not in the package index{}",
+                quote(name),
                 hint(suggestion)
             ),
             ResolveError::UnknownExclude { name, suggestion } => write!(
                 f,
-                "excluded package \"{name}\" is not in the package index{}",
+                "excluded package {} is not in the package index{}",
+                quote(name),
                 hint(suggestion)
             ),
             ResolveError::RequestedAndExcluded { name } => {
-                write!(f, "package \"{name}\" is both requested and excluded")
+                write!(f, "package {} is both requested and excluded", quote(name))
             }
             ResolveError::AmbiguousVirtual { name, providers } => write!(
                 f,
-                "\"{name}\" is a virtual package provided by {}; request one of them",
+                "{} is a virtual package provided by {}; request one of them",
+                quote(name),
                 providers.join(", ")
             ),
-            ResolveError::Unsatisfiable(message) => f.write_str(message),
+            ResolveError::Unsatisfiable { message, .. } => f.write_str(message),
             ResolveError::TooComplex { attempts } => write!(
                 f,
                 "gave up resolving dependencies after {attempts} attempts; name more packages explicitly"
@@ -239,6 +247,39 @@ impl fmt::Display for ResolveError {
 }
 
 impl std::error::Error for ResolveError {}
+
+impl ResolveError {
+    /// The name in the request's `packages` this error is about, if any.
+    pub fn requested_name(&self) -> Option<&str> {
+        match self {
+            ResolveError::UnknownPackage { name, .. }
+            | ResolveError::AmbiguousVirtual { name, .. } => Some(name),
+            ResolveError::Unsatisfiable { request, .. } => request.as_deref(),
+            ResolveError::UnknownExclude { .. }
+            | ResolveError::RequestedAndExcluded { .. }
+            | ResolveError::TooComplex { .. } => None,
+        }
+    }
+
+    /// The name in the request's `exclude` this error is about, if any.
+    pub fn excluded_name(&self) -> Option<&str> {
+        match self {
+            ResolveError::UnknownExclude { name, .. }
+            | ResolveError::RequestedAndExcluded { name } => Some(name),
+            _ => None,
+        }
+    }
+}
+
+/// The requested name behind a top-level package, as the request wrote it;
+/// `None` for the base set.
+fn requested_as(package: &Package, reason: &Reason) -> Option<String> {
+    match reason {
+        Reason::Requested => Some(package.name.clone()),
+        Reason::RequestedVirtual(name) => Some(name.clone()),
+        _ => None,
+    }
+}
 
 /// The packages to install, sorted by name.
 pub fn resolve<'i>(
@@ -294,10 +335,13 @@ pub fn resolve_explained<'i>(
             }
             [provider] => {
                 if excluded.contains(provider.name.as_str()) {
-                    return Err(ResolveError::Unsatisfiable(format!(
-                        "{name} is requested, but its only provider {} is excluded",
-                        provider.name
-                    )));
+                    return Err(ResolveError::Unsatisfiable {
+                        message: format!(
+                            "{name} is requested, but its only provider {} is excluded",
+                            provider.name
+                        ),
+                        request: Some(name.clone()),
+                    });
                 }
                 top.entry(&provider.name)
                     .or_insert((provider, Reason::RequestedVirtual(name.clone())));
@@ -338,15 +382,21 @@ pub fn resolve_explained<'i>(
     };
     for (package, reason) in top.values() {
         if let Some(message) = resolver.conflict(package, reason) {
-            return Err(ResolveError::Unsatisfiable(message));
+            return Err(ResolveError::Unsatisfiable {
+                message,
+                request: requested_as(package, reason),
+            });
         }
         resolver.select(package, reason.clone());
     }
-    for (package, _) in top.values() {
+    for (package, reason) in top.values() {
         resolver
             .install_dependencies(package)
             .map_err(|f| match f {
-                Failure::Unsatisfiable(message) => ResolveError::Unsatisfiable(message),
+                Failure::Unsatisfiable(message) => ResolveError::Unsatisfiable {
+                    message,
+                    request: requested_as(package, reason),
+                },
                 Failure::Abort => ResolveError::TooComplex {
                     attempts: resolver.attempts,
                 },

@@ -4,7 +4,11 @@
 
 use super::deb822;
 use anyhow::{Context, Result};
+use kiln_diag::{Limit, read_file_to_string};
 use std::path::Path;
+
+/// Largest apt sources file read; a host's are a few lines.
+const SOURCES_LIMIT: Limit = Limit::mib(1, "apt sources file");
 
 /// One `deb` source: a mirror URI with the suites and components it serves.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +49,7 @@ pub fn read_apt_sources(etc_apt: &Path) -> Result<Vec<AptSource>> {
 }
 
 fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+    Ok(read_file_to_string(path, SOURCES_LIMIT)?)
 }
 
 /// `deb [options] URI SUITE COMPONENT...`; `deb-src` lines are skipped.

@@ -1,5 +1,6 @@
 //! Debian version numbers (deb-version(7)) and dpkg's ordering of them.
 
+use kiln_diag::quote;
 use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
@@ -29,7 +30,7 @@ pub struct VersionError {
 
 impl fmt::Display for VersionError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid version '{}': {}", self.input, self.reason)
+        write!(f, "invalid version {}: {}", quote(&self.input), self.reason)
     }
 }
 
@@ -82,14 +83,14 @@ impl FromStr for Version {
                     return Err(fail("epoch is empty".into()));
                 }
                 if !digits.bytes().all(|b| b.is_ascii_digit()) {
-                    return Err(fail(format!("epoch '{digits}' is not a number")));
+                    return Err(fail(format!("epoch {} is not a number", quote(digits))));
                 }
                 // dpkg stores the epoch in an int.
                 let epoch = digits
                     .parse::<u32>()
                     .ok()
                     .filter(|&e| e <= i32::MAX as u32)
-                    .ok_or_else(|| fail(format!("epoch '{digits}' is too big")))?;
+                    .ok_or_else(|| fail(format!("epoch {} is too big", quote(digits))))?;
                 if colon + 1 == text.len() {
                     return Err(fail("nothing after the epoch colon".into()));
                 }
@@ -347,7 +348,7 @@ mod tests {
             ("-1", "upstream version is empty"),
             ("1:-1", "upstream version is empty"),
             ("1.0_1", "invalid character '_'"),
-            ("1.0-1:2", "epoch '1.0-1' is not a number"),
+            ("1.0-1:2", "epoch \"1.0-1\" is not a number"),
             ("1.0-a_b", "invalid character '_' in revision"),
             ("1.0\n", "invalid character '\\n'"),
             ("1.é", "invalid character 'é'"),

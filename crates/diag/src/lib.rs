@@ -1,5 +1,12 @@
 //! Recipe errors that point at the exact place in the file and say what
-//! to write instead.
+//! to write instead; values quoted short and escaped; size limits on the
+//! inputs read whole.
+
+mod limit;
+mod quote;
+
+pub use limit::{Limit, ReadError, read_file, read_file_to_string, read_limited};
+pub use quote::{MAX_LINE_CHARS, QUOTE_CHARS, clip_line, clip_quoted, quote, quote_max};
 
 use std::fmt;
 use std::ops::Range;
@@ -49,8 +56,58 @@ pub struct RecipeError {
     pub line: usize,
     pub column: usize,
     pub message: String,
-    /// The offending line and how many characters to underline.
-    snippet: Option<(String, usize)>,
+    /// The offending line (or the part of it around the column) and its
+    /// underline.
+    snippet: Option<Snippet>,
+}
+
+/// A long line is shown from a little before the column, this wide.
+const SNIPPET_CHARS: usize = 160;
+/// How much of a long line is shown before the column.
+const SNIPPET_BEFORE: usize = 40;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Snippet {
+    line: String,
+    /// What goes before the carets (tabs kept, so they line up).
+    pad: String,
+    carets: usize,
+}
+
+impl Snippet {
+    /// `line` with `width` characters underlined from `column` (1-based);
+    /// a long line is cut to a window around the column.
+    fn new(line: &str, column: usize, width: usize) -> Snippet {
+        let line = line.trim_end_matches('\r');
+        let chars: Vec<char> = line.chars().collect();
+        let at = (column - 1).min(chars.len());
+        let (start, end) = if chars.len() <= SNIPPET_CHARS {
+            (0, chars.len())
+        } else {
+            let start = at.saturating_sub(SNIPPET_BEFORE);
+            (start, (start + SNIPPET_CHARS).min(chars.len()))
+        };
+        let mut shown = String::new();
+        let mut pad = String::new();
+        if start > 0 {
+            shown.push('…');
+            pad.push(' ');
+        }
+        shown.extend(&chars[start..end]);
+        if end < chars.len() {
+            shown.push('…');
+        }
+        pad.extend(
+            chars[start..at]
+                .iter()
+                .map(|&c| if c == '\t' { '\t' } else { ' ' }),
+        );
+        Snippet {
+            line: shown,
+            pad,
+            carets: width.min(end.saturating_sub(at)).max(1),
+        }
+    }
 }
 
 impl RecipeError {
@@ -68,10 +125,7 @@ impl RecipeError {
             line,
             column,
             message: message.into(),
-            snippet: Some((
-                text[line_start..line_end].trim_end_matches('\r').to_owned(),
-                width,
-            )),
+            snippet: Some(Snippet::new(&text[line_start..line_end], column, width)),
         }
     }
 
@@ -89,17 +143,14 @@ impl RecipeError {
     /// The one-line message followed by the offending line, underlined.
     pub fn render(&self) -> String {
         let mut out = self.to_string();
-        if let Some((source, width)) = &self.snippet {
+        if let Some(snippet) = &self.snippet {
             let number = self.line.to_string();
             let gutter = " ".repeat(number.len());
-            let underline_pad: String = source
-                .chars()
-                .take(self.column - 1)
-                .map(|c| if c == '\t' { '\t' } else { ' ' })
-                .collect();
             out.push_str(&format!(
-                "\n{gutter} |\n{number} | {source}\n{gutter} | {underline_pad}{}",
-                "^".repeat(*width)
+                "\n{gutter} |\n{number} | {}\n{gutter} | {}{}",
+                snippet.line,
+                snippet.pad,
+                "^".repeat(snippet.carets)
             ));
         }
         out
@@ -108,7 +159,7 @@ impl RecipeError {
     /// Turns a TOML parse or schema error into a recipe error, rewriting
     /// serde's wording into advice ("did you mean …?").
     pub fn from_toml(file: &SourceFile, error: &toml::de::Error) -> RecipeError {
-        let message = rewrite_serde_message(error.message());
+        let message = clip_quoted(&rewrite_serde_message(error.message()));
         match error.span() {
             Some(span) => RecipeError::at(file, span, message),
             None => RecipeError {
@@ -168,12 +219,13 @@ fn rewrite_serde_message(message: &str) -> String {
         };
         let valid: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
         return match did_you_mean(field, valid.iter().copied()) {
-            Some(best) => format!("unknown field \"{field}\", did you mean \"{best}\"?"),
+            Some(best) => format!("unknown field {}, did you mean \"{best}\"?", quote(field)),
             None if valid.is_empty() => {
-                format!("unknown field \"{field}\": this table takes no fields")
+                format!("unknown field {}: this table takes no fields", quote(field))
             }
             None => format!(
-                "unknown field \"{field}\"; valid fields here: {}",
+                "unknown field {}; valid fields here: {}",
+                quote(field),
                 valid.join(", ")
             ),
         };
@@ -214,6 +266,33 @@ mod tests {
         assert_eq!(
             e.render(),
             "r.toml:2:6: bad\n  |\n2 | bé = \"x\"\n  |      ^^^"
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_shown_around_the_column() {
+        let value = "a".repeat(10_000);
+        let f = file(&format!("[image]\nname = \"{value}\"\n"));
+        let e = RecipeError::at(&f, 16..16 + value.len(), "bad name");
+        let shown = format!("name = \"{}…", "a".repeat(SNIPPET_CHARS - 8));
+        assert_eq!(
+            e.render(),
+            format!(
+                "r.toml:2:9: bad name\n  |\n2 | {shown}\n  | {}{}",
+                " ".repeat(8),
+                "^".repeat(SNIPPET_CHARS - 8)
+            )
+        );
+        // far along the line, the window starts shortly before the column
+        let f = file(&format!("x = [{}\"b\"]\n", "\"a\", ".repeat(1000)));
+        let at = f.text.rfind("\"b\"").unwrap();
+        let e = RecipeError::at(&f, at..at + 3, "bad");
+        let rendered = e.render();
+        let lines: Vec<&str> = rendered.lines().collect();
+        assert_eq!(lines[2], format!("1 | …{}\"b\"]", "\"a\", ".repeat(8)));
+        assert_eq!(
+            lines[3],
+            format!("  | {}^^^", " ".repeat(SNIPPET_BEFORE + 1))
         );
     }
 

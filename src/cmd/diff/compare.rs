@@ -38,7 +38,8 @@ pub(super) fn compare(old: &Side, new: &Side, store: &Store) -> Result<DiffRepor
                     });
                 }
             }
-            (None, None) => unreachable!("the path comes from one of the sides"),
+            // Every path comes from one of the sides.
+            (None, None) => continue,
         }
         if path.starts_with("/etc/")
             && let Some(change) = config_change(path, old, o, new, n, store)?

@@ -5,6 +5,7 @@ use super::{Package, PackageChanges, PackageUpdate};
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_debian::deb822;
 use kiln_debian::version::Version;
+use kiln_diag::quote;
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -54,12 +55,12 @@ pub fn installed_packages(status: &str) -> Result<Vec<InstalledPackage>> {
             .ok_or_else(|| anyhow!("line {line}: an installed package has no Package field"))?;
         let version: Version = paragraph
             .get("Version")
-            .ok_or_else(|| anyhow!("line {line}: package {name} has no Version field"))?
+            .ok_or_else(|| anyhow!("line {line}: package {} has no Version field", quote(name)))?
             .parse()
-            .with_context(|| format!("line {line}: package {name}"))?;
+            .with_context(|| format!("line {line}: package {}", quote(name)))?;
         let arch = paragraph.get("Architecture").map(str::to_owned);
         if !seen.insert((name.to_owned(), arch.clone())) {
-            bail!("line {line}: package {name} is listed twice");
+            bail!("line {line}: package {} is listed twice", quote(name));
         }
         out.push(InstalledPackage {
             name: name.to_owned(),
@@ -161,12 +162,12 @@ mod tests {
         for (text, expected) in [
             (
                 "Package: x\nStatus: install ok installed\nVersion: 1:\n",
-                "line 1: package x: invalid version '1:': nothing after the epoch colon",
+                "line 1: package \"x\": invalid version \"1:\": nothing after the epoch colon",
             ),
             (
                 "Package: x\nStatus: install ok installed\nVersion: 1\n\n\
                  Package: x\nStatus: install ok installed\nVersion: 2\n",
-                "line 5: package x is listed twice",
+                "line 5: package \"x\" is listed twice",
             ),
             (
                 "Status: install ok installed\nVersion: 1\n",

@@ -2,12 +2,15 @@
 //! beside it, when there is one) or a rootfs archive.
 
 use super::ImageSide;
+use crate::cmd::{Input, classify, open_archive};
 use crate::manifest::{FileRecord, Manifest, file_records};
+use crate::signing::{parse_manifest, read_manifest};
 use anyhow::{Context, Result, anyhow, bail};
+use kiln_diag::quote;
 use kiln_tree::{Digest, Store, hash_reader, load_tar, open_decompressed};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufReader, Read};
+use std::io::BufReader;
 use std::path::Path;
 
 /// One side, loaded.
@@ -35,7 +38,9 @@ impl Side {
     }
 
     pub(super) fn read(&self, sha256: &str, store: &Store) -> Result<Vec<u8>> {
-        let digest: Digest = sha256.parse().map_err(|e: String| anyhow!(e))?;
+        let digest: Digest = sha256
+            .parse()
+            .map_err(|e: String| anyhow!(kiln_diag::clip_quoted(&e)))?;
         store.read_to_vec(&digest)
     }
 
@@ -50,12 +55,8 @@ impl Side {
 
 pub(super) fn load(path: &Path, store: &Store) -> Result<Side> {
     let shown = path.display().to_string();
-    let mut file = File::open(path).with_context(|| format!("cannot open {shown}"))?;
-    let mut head = [0u8; 1];
-    let is_json = file.read(&mut head)? == 1 && head[0] == b'{';
-    drop(file);
-    if !is_json {
-        let tree = load_tar(open_decompressed(path)?, &shown, store)?;
+    if classify(path)? == Input::Archive {
+        let tree = load_tar(open_archive(path)?, &shown, store)?;
         return Ok(Side {
             info: ImageSide {
                 path: shown.clone(),
@@ -68,8 +69,7 @@ pub(super) fn load(path: &Path, store: &Store) -> Result<Side> {
             has_contents: true,
         });
     }
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {shown}"))?;
-    let manifest = Manifest::parse(&text).with_context(|| shown.clone())?;
+    let manifest = parse_manifest(path, &read_manifest(path)?)?;
     let archive = archive_beside(path, &manifest)?;
     if let Some(archive) = &archive {
         load_tar(
@@ -106,7 +106,10 @@ fn archive_beside(manifest_path: &Path, manifest: &Manifest) -> Result<Option<st
         }
         let name = artifact.name.as_str();
         if name.is_empty() || name == "." || name == ".." || name.contains('/') {
-            bail!("the manifest lists an artifact named {name:?}, which is not a file name");
+            bail!(
+                "the manifest lists an artifact named {}, which is not a file name",
+                quote(name)
+            );
         }
         let path = dir.join(name);
         let exists =

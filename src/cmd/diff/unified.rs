@@ -27,7 +27,8 @@ pub fn unified_diff(old: &str, new: &str, old_label: &str, new_label: &str) -> S
         CONTEXT_LINES,
         COST_LIMIT,
     );
-    String::from_utf8(bytes).expect("lines of UTF-8 text are UTF-8")
+    // Lines of UTF-8 text are UTF-8; lossy costs nothing when they are.
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 /// Beyond this many edits from either end of one middle-snake search,

@@ -2,9 +2,13 @@
 
 use super::{Cx, Strings};
 use crate::recipe::{Loc, RecipeError, image_path};
+use kiln_diag::{Limit, quote};
 use kiln_policy::keys::{PublicKey, parse_authorized_key};
 use serde::Deserialize;
 use toml::Spanned;
+
+/// Largest authorized_keys file read; a key line is under 1 KB.
+const AUTHORIZED_KEYS_LIMIT: Limit = Limit::mib(1, "authorized_keys file");
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -66,7 +70,7 @@ impl Cx<'_> {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_-".contains(c));
         if !ok {
             return Err(self.loc(raw.span()).error(format!(
-                "{what} name \"{name}\" is not valid: use 1 to 32 of a-z, 0-9, '_', '-', starting with a letter or '_'"
+                "{what} name {name} is not valid: use 1 to 32 of a-z, 0-9, '_', '-', starting with a letter or '_'", name = quote(name)
             )));
         }
         Ok(name.clone())
@@ -115,7 +119,8 @@ impl Cx<'_> {
                 let shell = s.get_ref();
                 if !shell.starts_with('/') || shell.contains([':', '\n']) {
                     return Err(self.loc(s.span()).error(format!(
-                        "shell \"{shell}\" must be an absolute path, like \"/bin/bash\""
+                        "shell {shell} must be an absolute path, like \"/bin/bash\"",
+                        shell = quote(shell)
                     )));
                 }
                 if system && !kiln_policy::accounts::is_nologin(shell) {
@@ -147,28 +152,41 @@ impl Cx<'_> {
         let mut authorized_keys = Vec::new();
         for key in &raw.authorized_keys {
             let key_loc = self.loc(key.span());
-            let parsed = parse_authorized_key(key.get_ref())
-                .map_err(|e| key_loc.error(format!("invalid SSH public key: {e}")))?;
+            let parsed = parse_authorized_key(key.get_ref()).map_err(|e| {
+                key_loc.error(format!(
+                    "invalid SSH public key: {}",
+                    kiln_diag::clip_quoted(&e.to_string())
+                ))
+            })?;
             authorized_keys.push((parsed, key_loc));
         }
         if let Some(file) = &raw.authorized_keys_file {
             let key_loc = self.loc(file.span());
             let path = self.dir.join(file.get_ref());
-            let text = std::fs::read_to_string(&path).map_err(|e| {
-                key_loc.error(format!(
-                    "cannot read \"{}\": {e} (paths are relative to the recipe's folder)",
-                    file.get_ref()
-                ))
-            })?;
+            let text =
+                kiln_diag::read_file_to_string(&path, AUTHORIZED_KEYS_LIMIT).map_err(|e| {
+                    key_loc.error(match e {
+                        kiln_diag::ReadError::Io { source, .. } => format!(
+                            "cannot read {}: {source} (paths are relative to the recipe's folder)",
+                            quote(file.get_ref())
+                        ),
+                        kiln_diag::ReadError::TooLarge { limit, .. } => format!(
+                            "{} is larger than the {} an authorized_keys file may be",
+                            quote(file.get_ref()),
+                            limit.size()
+                        ),
+                    })
+                })?;
             for (n, line) in text.lines().enumerate() {
                 if line.trim().is_empty() || line.trim_start().starts_with('#') {
                     continue;
                 }
                 let parsed = parse_authorized_key(line).map_err(|e| {
                     key_loc.error(format!(
-                        "{} line {}: invalid SSH public key: {e}",
-                        file.get_ref(),
-                        n + 1
+                        "{} line {}: invalid SSH public key: {}",
+                        quote(file.get_ref()),
+                        n + 1,
+                        kiln_diag::clip_quoted(&e.to_string())
                     ))
                 })?;
                 authorized_keys.push((parsed, key_loc.clone()));

@@ -3,6 +3,7 @@
 
 use super::{Cx, Strings};
 use crate::recipe::{Loc, RecipeError};
+use kiln_diag::quote;
 use kiln_policy::net::{Cidr, parse_port_range};
 use serde::Deserialize;
 use toml::Spanned;
@@ -70,9 +71,10 @@ impl Cx<'_> {
             "tcp" => Proto::Tcp,
             "udp" => Proto::Udp,
             other => {
-                return Err(self
-                    .loc(raw.proto.span())
-                    .error(format!("proto \"{other}\" is not \"tcp\" or \"udp\"")));
+                return Err(self.loc(raw.proto.span()).error(format!(
+                    "proto {other} is not \"tcp\" or \"udp\"",
+                    other = quote(other)
+                )));
             }
         };
         let port_loc = self.loc(raw.port.span());
@@ -100,7 +102,7 @@ impl Cx<'_> {
         };
         if let Some(w) = wrong.as_ref().and_then(|w| w.first()) {
             return Err(self.loc(w.span()).error(format!(
-                "this rule takes \"{field}\": [[firewall.allow]] has from = [...], [[firewall.allow_out]] has to = [...]"
+                "this rule takes {field}: [[firewall.allow]] has from = [...], [[firewall.allow_out]] has to = [...]", field = quote(field)
             )));
         }
         let peers = match peers_raw {
@@ -153,7 +155,8 @@ impl Cx<'_> {
                 "restricted" => true,
                 other => {
                     return Err(self.loc(e.span()).error(format!(
-                        "egress \"{other}\" is not \"open\" or \"restricted\""
+                        "egress {other} is not \"open\" or \"restricted\"",
+                        other = quote(other)
                     )));
                 }
             };

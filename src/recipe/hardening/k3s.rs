@@ -3,6 +3,7 @@
 
 use super::{Cx, Set, Strings};
 use crate::recipe::{Loc, RecipeError, did_you_mean, image_path};
+use kiln_diag::quote;
 use kiln_policy::k3s as hk3s;
 use kiln_policy::net::Cidr;
 use serde::Deserialize;
@@ -73,7 +74,8 @@ pub struct K3sPlan {
 
 impl K3sPlan {
     pub(super) fn hardened(loc: Loc) -> K3sPlan {
-        let cidr = |s: &str| vec![Cidr::parse(s).expect("a valid default")];
+        // kiln's own defaults, checked by the tests of the policy crate.
+        let cidr = |s: &str| Cidr::parse(s).ok().into_iter().collect::<Vec<_>>();
         K3sPlan {
             server: None,
             token_file: Set::default(hk3s::TOKEN_FILE.to_owned()),
@@ -103,11 +105,11 @@ impl Cx<'_> {
             let rule = w.rule.get_ref();
             if !hk3s::RULES.contains(&rule.as_str()) {
                 let hint = did_you_mean(rule, hk3s::RULES.iter().copied())
-                    .map(|b| format!(", did you mean \"{b}\"?"))
+                    .map(|b| format!(", did you mean {b}?", b = quote(b)))
                     .unwrap_or_else(|| format!("; kubelet rules: {}", hk3s::RULES.join(", ")));
                 return Err(self
                     .loc(w.rule.span())
-                    .error(format!("unknown rule \"{rule}\"{hint}")));
+                    .error(format!("unknown rule {rule}{hint}", rule = quote(rule))));
             }
             if w.reason.get_ref().trim().is_empty() {
                 return Err(self.loc(w.reason.span()).error("a waiver needs its reason"));
@@ -122,7 +124,7 @@ impl Cx<'_> {
                 && !url.contains(|c: char| c.is_whitespace() || c == '"');
             if !ok {
                 return Err(self.loc(server.span()).error(format!(
-                    "server \"{url}\" must be the K3s server's https URL, like \"https://k3s.example.internal:6443\""
+                    "server {url} must be the K3s server's https URL, like \"https://k3s.example.internal:6443\"", url = quote(url)
                 )));
             }
             plan.server = Some(Set {
@@ -178,11 +180,12 @@ impl Cx<'_> {
                 "none" => FlannelBackend::None,
                 other => {
                     let hint = did_you_mean(other, FLANNEL_BACKENDS.iter().copied())
-                        .map(|b| format!(", did you mean \"{b}\"?"))
+                        .map(|b| format!(", did you mean {b}?", b = quote(b)))
                         .unwrap_or_else(|| format!("; use one of {}", FLANNEL_BACKENDS.join(", ")));
-                    return Err(self
-                        .loc(b.span())
-                        .error(format!("unknown flannel_backend \"{other}\"{hint}")));
+                    return Err(self.loc(b.span()).error(format!(
+                        "unknown flannel_backend {other}{hint}",
+                        other = quote(other)
+                    )));
                 }
             };
         }
@@ -193,8 +196,8 @@ impl Cx<'_> {
             let loc = self.loc(a.span());
             let ip: std::net::IpAddr = a.get_ref().parse().map_err(|_| {
                 loc.error(format!(
-                    "kubelet_address \"{}\" is not an IP address; \"127.0.0.1\" keeps the kubelet on loopback",
-                    a.get_ref()
+                    "kubelet_address {} is not an IP address; \"127.0.0.1\" keeps the kubelet on loopback",
+                    quote(a.get_ref())
                 ))
             })?;
             plan.kubelet_address = Some(ip.to_string());
@@ -212,14 +215,15 @@ impl Cx<'_> {
                         )),
                         None => {
                             return Err(loc.error(format!(
-                                "kubelet_args \"{name}={value}\" weakens the hardened kubelet ({rule}: {why}); remove it, or waive the rule with waive = [{{ rule = \"{rule}\", reason = \"...\" }}] in [k3s]"
+                                "kubelet_args {arg} weakens the hardened kubelet ({rule}: {why}); remove it, or waive the rule with waive = [{{ rule = \"{rule}\", reason = \"...\" }}] in [k3s]", arg = quote(&format!("{name}={value}"))
                             )));
                         }
                     }
                 }
                 if let Some(rule) = hk3s::managed_arg(&name) {
                     return Err(loc.error(format!(
-                        "kubelet_args \"{name}\" is set by kiln from [k3s] {rule}; set that instead"
+                        "kubelet_args {name} is set by kiln from [k3s] {rule}; set that instead",
+                        name = quote(&name)
                     )));
                 }
                 plan.kubelet_args.retain(|(n, _, _)| *n != name);
@@ -239,7 +243,7 @@ impl Cx<'_> {
                         )),
                         None => {
                             return Err(loc.error(format!(
-                                "kube_proxy_args \"{name}={value}\" weakens the hardened kube-proxy ({rule}: {why}); remove it, or waive the rule with waive = [{{ rule = \"{rule}\", reason = \"...\" }}] in [k3s]"
+                                "kube_proxy_args {arg} weakens the hardened kube-proxy ({rule}: {why}); remove it, or waive the rule with waive = [{{ rule = \"{rule}\", reason = \"...\" }}] in [k3s]", arg = quote(&format!("{name}={value}"))
                             )));
                         }
                     }
@@ -261,12 +265,13 @@ impl Cx<'_> {
                         || v.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\')
                     {
                         return Err(self.loc(item.span()).error(format!(
-                            "{what}: \"{v}\" is not KEY=VALUE{}",
+                            "{what}: {v} is not KEY=VALUE{}",
                             if what == "node_taints" {
                                 "[:EFFECT]"
                             } else {
                                 ""
-                            }
+                            },
+                            v = quote(v)
                         )));
                     }
                     target.push(v.clone());
@@ -288,7 +293,8 @@ fn split_arg(loc: &Loc, arg: &str) -> Result<(String, String), RecipeError> {
         && !value.contains(['\n', '"', '\\']);
     if !ok {
         return Err(loc.error(format!(
-            "\"{arg}\" is not an argument like \"pod-max-pids=4096\""
+            "{arg} is not an argument like \"pod-max-pids=4096\"",
+            arg = quote(arg)
         )));
     }
     Ok((name.to_owned(), value.to_owned()))

@@ -2,6 +2,7 @@
 
 use super::{Cx, Strings};
 use crate::recipe::{Loc, RecipeError, did_you_mean};
+use kiln_diag::quote;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -50,13 +51,14 @@ impl Cx<'_> {
                 .any(|(n, _)| n == p.get_ref())
             {
                 let hint = did_you_mean(p.get_ref(), names.clone())
-                    .map(|b| format!(", did you mean \"{b}\"?"))
+                    .map(|b| format!(", did you mean {b}?", b = quote(b)))
                     .unwrap_or_else(|| {
                         format!("; profiles: {}", names.collect::<Vec<_>>().join(", "))
                     });
-                return Err(self
-                    .loc(p.span())
-                    .error(format!("unknown kernel profile \"{}\"{hint}", p.get_ref())));
+                return Err(self.loc(p.span()).error(format!(
+                    "unknown kernel profile {}{hint}",
+                    quote(p.get_ref())
+                )));
             }
             plan.profile = Some(p.get_ref().clone());
         }

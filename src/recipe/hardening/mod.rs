@@ -31,6 +31,7 @@ pub use accounts::{GroupPlan, RawGroup, RawUser, UserPlan};
 pub use firewall::{AllowPlan, FirewallPlan, Proto, RawAllow, RawFirewall};
 pub use k3s::{FLANNEL_BACKENDS, FlannelBackend, K3sPlan, RawK3s, RawWaive};
 pub use kernel::{KernelPlan, RawKernel};
+use kiln_diag::quote;
 pub use minimize::{MinimizePlan, RawMinimize};
 pub use ssh::{RawSsh, SshPlan};
 pub use sysctl::{RawSysctl, SysctlPlan};
@@ -207,9 +208,10 @@ impl Cx<'_> {
                 if valid(item.get_ref()) {
                     Ok(item.get_ref().clone())
                 } else {
-                    Err(self
-                        .loc(item.span())
-                        .error(format!("{what}: \"{}\" is not valid here", item.get_ref())))
+                    Err(self.loc(item.span()).error(format!(
+                        "{what}: {} is not valid here",
+                        quote(item.get_ref())
+                    )))
                 }
             })
             .collect()

@@ -3,6 +3,7 @@
 
 use super::{Cx, Set, Strings};
 use crate::recipe::{Loc, RecipeError, did_you_mean, image_path};
+use kiln_diag::quote;
 use kiln_policy::net::Cidr;
 use kiln_policy::sshd as hssh;
 use serde::Deserialize;
@@ -251,7 +252,7 @@ impl Cx<'_> {
                             .all(|c| c.is_ascii_alphanumeric() || "._-*?@$".contains(c));
                     if !ok {
                         return Err(self.loc(item.span()).error(format!(
-                            "{what}: \"{v}\" is not a user or group name (sshd patterns * and ? are allowed)"
+                            "{what}: {v} is not a user or group name (sshd patterns * and ? are allowed)", v = quote(v)
                         )));
                     }
                     target.push(v.clone());
@@ -267,7 +268,8 @@ impl Cx<'_> {
                 [Some(a), Some(b), Some(c)] if *b <= 100 && a <= c => (*a, *b, *c),
                 _ => {
                     return Err(loc.error(format!(
-                        "max_startups \"{text}\" is not START:RATE:FULL like \"10:30:60\""
+                        "max_startups {text} is not START:RATE:FULL like \"10:30:60\"",
+                        text = quote(text)
                     )));
                 }
             };
@@ -276,8 +278,9 @@ impl Cx<'_> {
                     "max_startups",
                     &loc,
                     format!(
-                        "\"{text}\" admits more unauthenticated connections than \"{}\"",
-                        hssh::MAX_STARTUPS
+                        "{text} admits more unauthenticated connections than \"{}\"",
+                        hssh::MAX_STARTUPS,
+                        text = quote(text)
                     ),
                 )?;
             }
@@ -294,8 +297,8 @@ impl Cx<'_> {
             ];
             if !LEVELS.contains(&level.as_str()) {
                 return Err(loc.error(format!(
-                    "log_level \"{}\" is not one of {}",
-                    v.get_ref(),
+                    "log_level {} is not one of {}",
+                    quote(v.get_ref()),
                     LEVELS.join(", ")
                 )));
             }
@@ -356,24 +359,29 @@ impl Cx<'_> {
                 let item_loc = self.loc(item.span());
                 if !known.contains(&name.as_str()) {
                     let hint = did_you_mean(name, known.iter().copied())
-                        .map(|b| format!(", did you mean \"{b}\"?"))
+                        .map(|b| format!(", did you mean {b}?", b = quote(b)))
                         .unwrap_or_else(|| format!("; OpenSSH 9.2 knows: {}", known.join(", ")));
-                    return Err(
-                        item_loc.error(format!("{field}: unknown algorithm \"{name}\"{hint}"))
-                    );
+                    return Err(item_loc.error(format!(
+                        "{field}: unknown algorithm {name}{hint}",
+                        name = quote(name)
+                    )));
                 }
                 if !strong.contains(&name.as_str()) {
                     weaker(
                         field,
                         &item_loc,
                         format!(
-                            "\"{name}\" is outside the hardened set ({})",
-                            strong.join(", ")
+                            "{name} is outside the hardened set ({})",
+                            strong.join(", "),
+                            name = quote(name)
                         ),
                     )?;
                 }
                 if names.contains(name) {
-                    return Err(item_loc.error(format!("{field}: \"{name}\" is listed twice")));
+                    return Err(item_loc.error(format!(
+                        "{field}: {name} is listed twice",
+                        name = quote(name)
+                    )));
                 }
                 names.push(name.clone());
             }
@@ -419,7 +427,7 @@ impl Cx<'_> {
                     "ecdsa" => weaker("host_keys", &item_loc, "ECDSA uses NIST curves".into())?,
                     _ => {
                         return Err(item_loc.error(format!(
-                            "host_keys: \"{kind}\" is not a host key type kiln generates; use \"ed25519\" (and \"rsa\" for old clients)"
+                            "host_keys: {kind} is not a host key type kiln generates; use \"ed25519\" (and \"rsa\" for old clients)", kind = quote(kind)
                         )));
                     }
                 }

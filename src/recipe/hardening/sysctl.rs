@@ -2,6 +2,7 @@
 
 use super::Cx;
 use crate::recipe::{Loc, RecipeError};
+use kiln_diag::quote;
 use kiln_policy::sysctl as hsysctl;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -47,7 +48,8 @@ impl Cx<'_> {
                     .all(|c| c.is_ascii_alphanumeric() || "._-/".contains(c));
             if !valid_key {
                 return Err(loc.error(format!(
-                    "\"{key}\" is not a kernel parameter name like \"kernel.sysrq\""
+                    "{key} is not a kernel parameter name like \"kernel.sysrq\"",
+                    key = quote(&key)
                 )));
             }
             if let Some(required) = hsysctl::kubelet_value(&key)
