@@ -52,8 +52,15 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --locked --all-targets -- -D warnings
 
-# The whole test suite: lints, unit and integration tests.
+# Tests marked #[ignore = "needs root"] or "needs network" are tiers: they
+# run with --include-ignored, and fail there rather than pass when they cannot.
+
+# The whole test suite, every tier (lints, unit and integration tests); CI runs it as root.
 test: deps lint
+    cargo test --workspace --locked --all-targets -- --include-ignored --test-threads 2
+
+# The untiered tests only: no root, no network; the tiers show as ignored.
+test-quick: deps
     cargo test --workspace --locked --all-targets -- --test-threads 2
 
 # Benchmarks: kiln against the tools a user would otherwise pick; prints ratios.

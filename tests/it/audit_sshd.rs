@@ -12,12 +12,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-fn sshd_available() -> bool {
+/// Every test here: sshd, and root for the private mount namespace.
+fn require_sshd() {
     assert!(
         Path::new("/usr/sbin/sshd").exists(),
         "sshd is missing: apt-get install openssh-server (the test oracle)"
     );
-    common::require_root("sshd -T cross-check (mounts in a private namespace)")
+    common::require_root("sshd -T cross-check (mounts in a private namespace)");
 }
 
 /// `sshd -T` on the tree at `root`: keyword → values (one per line).
@@ -84,19 +85,17 @@ fn compare(files: &[(&str, &str)]) -> Vec<String> {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn compiled_in_defaults_match_the_daemon() {
-    if !sshd_available() {
-        return;
-    }
+    require_sshd();
     let diffs = compare(&[("/etc/ssh/sshd_config", "")]);
     assert!(diffs.is_empty(), "{diffs:#?}");
 }
 
 #[test]
+#[ignore = "needs root"]
 fn debian_layout_include_first_value_wins() {
-    if !sshd_available() {
-        return;
-    }
+    require_sshd();
     let diffs = compare(&[
         (
             "/etc/ssh/sshd_config",
@@ -121,10 +120,9 @@ fn debian_layout_include_first_value_wins() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn include_in_the_middle_relative_paths_and_nesting() {
-    if !sshd_available() {
-        return;
-    }
+    require_sshd();
     let diffs = compare(&[
         (
             "/etc/ssh/sshd_config",
@@ -143,10 +141,9 @@ fn include_in_the_middle_relative_paths_and_nesting() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn syntax_aliases_and_algorithm_lists() {
-    if !sshd_available() {
-        return;
-    }
+    require_sshd();
     let diffs = compare(&[(
         "/etc/ssh/sshd_config",
         "permitrootlogin prohibit-password\nCHALLENGERESPONSEAUTHENTICATION no\nPasswordAuthentication=no\nLogLevel verbose\nMaxStartups 5\nBanner \"/etc/issue.net\"\nMaxSessions 3 # three\nAllowTcpForwarding all\nGatewayPorts clientspecified\nPermitTunnel point-to-point\nIgnoreRhosts shosts-only\nPermitUserEnvironment LANG,LC_*\nKexAlgorithms -ecdh-sha2*,*group14*\nCiphers +aes128-cbc\nMACs ^hmac-sha2-512-etm@openssh.com\nHostKeyAlgorithms -ecdsa*,sk-ecdsa*\nRequiredRSASize 3072\nAllowUsers alice bob\nAllowUsers carol\nAllowGroups admins\nAuthenticationMethods publickey\nLoginGraceTime 1m30s\n",
@@ -155,10 +152,9 @@ fn syntax_aliases_and_algorithm_lists() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_match_block_in_an_included_file_ends_with_that_file() {
-    if !sshd_available() {
-        return;
-    }
+    require_sshd();
     let diffs = compare(&[
         (
             "/etc/ssh/sshd_config",
@@ -173,10 +169,9 @@ fn a_match_block_in_an_included_file_ends_with_that_file() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_comparison_can_fail() {
-    if !sshd_available() {
-        return;
-    }
+    require_sshd();
     // A config whose effective value differs from what a naive "last value
     // wins" reader would say: prove the comparison sees a difference when
     // the evaluator is given a different file than sshd.
