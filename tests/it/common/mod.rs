@@ -38,6 +38,58 @@ pub fn kiln() -> Command {
     cmd
 }
 
+/// Build conditions that must not reach an image: umask, time zone,
+/// locale and the wall clock (moved with libfaketime).
+pub struct Conditions {
+    pub umask: &'static str,
+    pub tz: &'static str,
+    pub locale: &'static str,
+    pub clock: &'static str,
+}
+
+/// Two sets of conditions that differ in every respect.
+pub const CONDITIONS: [Conditions; 2] = [
+    Conditions {
+        umask: "022",
+        tz: "UTC",
+        locale: "C",
+        clock: "2020-01-01 00:00:00",
+    },
+    Conditions {
+        umask: "077",
+        tz: "Asia/Kathmandu",
+        locale: "de_DE.UTF-8",
+        clock: "2031-07-04 13:37:00",
+    },
+];
+
+/// `program` run under `conditions`; add arguments, directory and
+/// environment as to any command.
+pub fn under(conditions: &Conditions, program: &str) -> Command {
+    assert!(
+        Path::new("/usr/bin/faketime").exists(),
+        "faketime is missing: apt-get install faketime (`just deps` installs it)"
+    );
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!(
+            "umask {}; exec faketime '{}' \"$@\"",
+            conditions.umask, conditions.clock
+        ))
+        .arg("sh")
+        .arg(program)
+        .env("TZ", conditions.tz)
+        .env("LC_ALL", conditions.locale);
+    cmd
+}
+
+/// `kiln` (as [`kiln`] sets it up) under `conditions`.
+pub fn kiln_under(conditions: &Conditions) -> Command {
+    let mut cmd = under(conditions, env!("CARGO_BIN_EXE_kiln"));
+    cmd.env_remove("SOURCE_DATE_EPOCH");
+    cmd
+}
+
 /// Runs `cmd`, panicking with its output unless it succeeds.
 pub fn run_ok(cmd: &mut Command) -> Output {
     let out = cmd.output().expect("cannot start command");
