@@ -52,9 +52,42 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --locked --all-targets -- -D warnings
 
-# The whole test suite: lints, unit and integration tests.
+# Tests marked #[ignore = "needs root"] or "needs network" are tiers: they
+# run with --include-ignored, and fail there rather than pass when they cannot.
+
+# The whole test suite, every tier (lints, unit and integration tests); CI runs it as root.
 test: deps lint
+    cargo test --workspace --locked --all-targets -- --include-ignored --test-threads 2
+
+# The untiered tests only: no root, no network; the tiers show as ignored.
+test-quick: deps
     cargo test --workspace --locked --all-targets -- --test-threads 2
+
+# Mutation testing of image paths and Debian versions (cargo-mutants); slow, not run by CI.
+mutants:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-mutants >/dev/null || cargo install --locked cargo-mutants
+    failed=0
+    # A timeout (exit 3) is a mutant caught by hanging the tests; it also
+    # takes precedence over exit 2, so missed.txt gives the verdict.
+    mutants() {
+        local out=$1 rc=0
+        shift
+        cargo mutants --output "$out" "$@" || rc=$?
+        case $rc in 0 | 2 | 3) ;; *) exit "$rc" ;; esac
+        if [ -s "$out/mutants.out/missed.txt" ]; then
+            echo "mutants: not caught by the tests:"
+            sed 's/^/    /' "$out/mutants.out/missed.txt"
+            failed=1
+        fi
+    }
+    mutants target/mutants/path --package kiln-tree --file crates/tree/src/path.rs
+    # `+ 256` to `* 256` in order() is an equivalent mutant: every
+    # punctuation weight stays above the letters' and in the same order.
+    mutants target/mutants/version --package kiln-debian --file crates/debian/src/version.rs \
+        --exclude-re 'replace \+ with \* in order'
+    exit "$failed"
 
 # Benchmarks: kiln against the tools a user would otherwise pick; prints ratios.
 bench: deps build

@@ -15,12 +15,13 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-fn nft_available() -> bool {
+/// Every test here: nft, and root for the namespaces.
+fn require_nft() {
     assert!(
         Path::new("/usr/sbin/nft").exists(),
         "nft is missing: apt-get install nftables (the test oracle)"
     );
-    common::require_root("nft cross-check (network and mount namespaces)")
+    common::require_root("nft cross-check (network and mount namespaces)");
 }
 
 /// One match or verdict, in a form both sides can produce.
@@ -410,18 +411,16 @@ table inet t {
 ";
 
 #[test]
+#[ignore = "needs root"]
 fn blocks_sets_variables_and_verdict_maps() {
-    if !nft_available() {
-        return;
-    }
+    require_nft();
     cross_check(&[("/etc/nftables.conf", VARIED)]);
 }
 
 #[test]
+#[ignore = "needs root"]
 fn debian_default_ruleset() {
-    if !nft_available() {
-        return;
-    }
+    require_nft();
     cross_check(&[(
         "/etc/nftables.conf",
         "#!/usr/sbin/nft -f\n\nflush ruleset\n\ntable inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter;\n\t}\n\tchain forward {\n\t\ttype filter hook forward priority filter;\n\t}\n\tchain output {\n\t\ttype filter hook output priority filter;\n\t}\n}\n",
@@ -429,10 +428,9 @@ fn debian_default_ruleset() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn commands_includes_and_families() {
-    if !nft_available() {
-        return;
-    }
+    require_nft();
     cross_check(&[
         (
             "/etc/nftables.conf",
@@ -451,10 +449,9 @@ fn commands_includes_and_families() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_hardened_ruleset_of_the_rule_tests() {
-    if !nft_available() {
-        return;
-    }
+    require_nft();
     cross_check(&[(
         "/etc/nftables.conf",
         "#!/usr/sbin/nft -f
@@ -486,10 +483,9 @@ table inet kiln {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_comparison_sees_a_difference() {
-    if !nft_available() {
-        return;
-    }
+    require_nft();
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(root.path().join("etc")).unwrap();
     std::fs::write(root.path().join("etc/nftables.conf"), VARIED).unwrap();

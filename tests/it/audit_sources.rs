@@ -187,29 +187,3 @@ fn directories_are_walked_without_hashing() {
         fw.findings
     );
 }
-
-/// The driver of benches/audit.sh until `kiln audit` is wired into the
-/// command line: audits $KILN_AUDIT_BENCH_DIR (a directory, `/` for the
-/// live root, or an archive) and prints the time.
-#[test]
-#[ignore = "a benchmark driver: run by benches/audit.sh"]
-fn bench_audit_directory() {
-    let Ok(dir) = std::env::var("KILN_AUDIT_BENCH_DIR") else {
-        panic!("set KILN_AUDIT_BENCH_DIR");
-    };
-    for run in 1..=3 {
-        let start = std::time::Instant::now();
-        let loaded = load(Path::new(&dir)).unwrap();
-        let walked = start.elapsed();
-        let report = loaded.audit(&AuditConfig::default());
-        let total = start.elapsed();
-        println!(
-            "run {run}: {} paths, walk {:.3} s, rules {:.3} s, total {:.3} s; {}",
-            loaded.tree.len(),
-            walked.as_secs_f64(),
-            (total - walked).as_secs_f64(),
-            total.as_secs_f64(),
-            report.summary_line()
-        );
-    }
-}

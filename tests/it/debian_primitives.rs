@@ -164,12 +164,17 @@ fn name(ord: Ordering) -> &'static str {
     }
 }
 
+/// The oracles are installed by `just deps`; without one a test fails.
+fn require(path: &str, package: &str) {
+    assert!(
+        Path::new(path).exists(),
+        "{path} is missing: apt-get install {package} (the test oracle)"
+    );
+}
+
 #[test]
 fn version_order_matches_dpkg() {
-    if !Path::new(DPKG).exists() {
-        eprintln!("skipping: {DPKG} not found");
-        return;
-    }
+    require(DPKG, "dpkg");
     let pairs = pairs();
     assert!(pairs.len() >= 200);
     let expected = dpkg_orders(&pairs);
@@ -236,10 +241,7 @@ fn render(paragraphs: &[Paragraph<'_>]) -> String {
 
 #[test]
 fn dpkg_status_parses_and_round_trips() {
-    let Ok(text) = std::fs::read_to_string(STATUS) else {
-        eprintln!("skipping: {STATUS} not readable");
-        return;
-    };
+    let text = std::fs::read_to_string(STATUS).unwrap_or_else(|e| panic!("{STATUS}: {e}"));
     let count = check_control_file(STATUS, &text);
     assert!(count > 0, "{STATUS} has no packages");
     // dpkg ends every paragraph with an empty line; the writer must give
@@ -271,10 +273,11 @@ fn read_list(path: &Path) -> Option<String> {
         .then(|| String::from_utf8(out.stdout).expect("UTF-8 Packages file"))
 }
 
+/// The host's apt lists of one kind; none is a failure, not a pass
+/// without a check.
 fn apt_lists(kind: &str) -> Vec<std::path::PathBuf> {
-    let Ok(dir) = std::fs::read_dir("/var/lib/apt/lists") else {
-        return Vec::new();
-    };
+    const LISTS: &str = "/var/lib/apt/lists";
+    let dir = std::fs::read_dir(LISTS).unwrap_or_else(|e| panic!("{LISTS}: {e}"));
     let mut paths: Vec<_> = dir
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
@@ -283,6 +286,11 @@ fn apt_lists(kind: &str) -> Vec<std::path::PathBuf> {
         })
         .collect();
     paths.sort();
+    assert!(
+        !paths.is_empty(),
+        "no *{kind} lists in {LISTS}: these tests read the host's apt lists; \
+         run `apt-get update` once (as root), then rerun"
+    );
     paths
 }
 
@@ -290,19 +298,14 @@ fn apt_lists(kind: &str) -> Vec<std::path::PathBuf> {
 fn apt_package_indexes_parse() {
     let mut largest = String::new();
     for path in apt_lists("_Packages") {
-        let Some(text) = read_list(&path) else {
-            eprintln!("skipping {}: cannot decompress", path.display());
-            continue;
-        };
+        let text = read_list(&path)
+            .unwrap_or_else(|| panic!("{}: apt-helper cannot decompress it", path.display()));
         let count = check_control_file(&path.display().to_string(), &text);
+        assert!(count > 0, "{}: no packages", path.display());
         eprintln!("{}: {count} packages", path.display());
         if text.len() > largest.len() {
             largest = text;
         }
-    }
-    if largest.is_empty() {
-        eprintln!("no apt Packages lists present");
-        return;
     }
     report_speed(&largest);
 }
@@ -347,9 +350,8 @@ fn release_body(text: &str) -> &str {
 #[test]
 fn apt_release_files_parse() {
     for path in apt_lists("Release") {
-        let Ok(text) = std::fs::read_to_string(&path) else {
-            continue;
-        };
+        let text =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let label = path.display();
         let paragraphs: Vec<_> = deb822::paragraphs(release_body(&text))
             .collect::<Result<_, _>>()
@@ -375,13 +377,8 @@ fn apt_release_files_parse() {
 
 #[test]
 fn relations_agree_with_dpkg_query() {
-    let (Ok(text), true) = (
-        std::fs::read_to_string(STATUS),
-        Path::new(DPKG_QUERY).exists(),
-    ) else {
-        eprintln!("skipping: needs {STATUS} and {DPKG_QUERY}");
-        return;
-    };
+    require(DPKG_QUERY, "dpkg");
+    let text = std::fs::read_to_string(STATUS).unwrap_or_else(|e| panic!("{STATUS}: {e}"));
     let fields = ["Depends", "Pre-Depends", "Conflicts", "Breaks", "Provides"];
     let format: String = ["Package", "Architecture"]
         .iter()
@@ -453,10 +450,7 @@ fn relations_agree_with_dpkg_query() {
 
 #[test]
 fn versions_dpkg_rejects_are_rejected() {
-    if !Path::new(DPKG).exists() {
-        eprintln!("skipping: {DPKG} not found");
-        return;
-    }
+    require(DPKG, "dpkg");
     // dpkg reads an empty argument as "no version", so "" is not here.
     let bad = [
         " ",
@@ -535,18 +529,17 @@ fn arch_wildcards_match_dpkg_dev() {
     }
     let script = r#"use Dpkg::Arch qw(debarch_is);
 while (@ARGV) { my ($a, $p) = splice(@ARGV, 0, 2); print debarch_is($a, $p) ? "1\n" : "0\n"; }"#;
-    let Ok(out) = Command::new("perl")
+    let out = Command::new("perl")
         .args(["-e", script])
         .args(&args)
         .output()
-    else {
-        eprintln!("skipping: perl not found");
-        return;
-    };
-    if !out.status.success() {
-        eprintln!("skipping: Dpkg::Arch (dpkg-dev) not available");
-        return;
-    }
+        .expect("perl is missing: apt-get install perl-base");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("Can't locate Dpkg/Arch.pm"),
+        "Dpkg::Arch is missing: apt-get install libdpkg-perl (the test oracle)"
+    );
+    assert!(out.status.success(), "perl failed: {stderr}");
     let answers: Vec<bool> = String::from_utf8(out.stdout)
         .unwrap()
         .lines()

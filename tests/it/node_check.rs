@@ -1,6 +1,8 @@
 //! `[check] timer`: the image carries a kiln-check service and timer that
 //! systemd accepts, and the command they run finds no drift on a freshly
-//! provisioned node.
+//! provisioned node, then a unit file tampered with (same size, mode and
+//! mtime: only its content digest tells). The node is the image extracted
+//! with its owners, so that test needs root.
 
 use crate::common;
 
@@ -21,7 +23,9 @@ fn recipe(dir: &Path, check: &str) {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
+    require_root("the image extracted with its owners");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     run_ok(
@@ -116,6 +120,29 @@ fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
         "",
         "drift on a fresh node"
     );
+
+    // the same command sees a change that only the content digest shows
+    let timer = unit_dir.join("kiln-check.timer");
+    let mtime = std::fs::metadata(&timer).unwrap().modified().unwrap();
+    let text = std::fs::read_to_string(&timer).unwrap();
+    assert!(text.contains("03:00"), "{text}");
+    std::fs::write(&timer, text.replace("03:00", "03:01")).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&timer)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    let out = kiln().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let events: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 1, "{stdout}");
+    assert_eq!(events[0]["event"], "modified", "{stdout}");
+    assert_eq!(events[0]["path"], "/etc/systemd/system/kiln-check.timer");
 }
 
 #[test]

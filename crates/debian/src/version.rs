@@ -326,6 +326,28 @@ mod tests {
     }
 
     #[test]
+    fn unequal_versions_hash_apart() {
+        // A hash that ignored a part would still be consistent with Eq,
+        // but would put versions that differ only there in one bucket.
+        for (a, b) in [
+            ("1", "10"),
+            ("1.0", "1.1"),
+            ("1", "1:1"),
+            ("1-1", "11"),
+            ("1.0-1", "1.01"),
+            ("0.1", "1"),
+        ] {
+            assert_ne!(v(a), v(b), "{a} != {b}");
+            assert_ne!(hash(&v(a)), hash(&v(b)), "hash {a} != {b}");
+        }
+    }
+
+    #[test]
+    fn debug_shows_the_text() {
+        assert_eq!(format!("{:?}", v("1:1.0-1")), "Version(\"1:1.0-1\")");
+    }
+
+    #[test]
     fn huge_numbers_do_not_overflow() {
         let big = "1.99999999999999999999999999999999999999";
         assert!(v(big) > v("1.18446744073709551615"));

@@ -298,4 +298,18 @@ mod tests {
         assert_eq!(p.archive_name(), "./usr/bin/ls");
         assert_eq!(ImagePath::root().archive_name(), "./");
     }
+
+    #[test]
+    fn errors_and_debug_say_what_they_mean() {
+        // the messages users read when a hostile archive is refused
+        assert_eq!(PathError::Empty.to_string(), "empty path");
+        assert_eq!(PathError::Nul.to_string(), "path contains a NUL byte");
+        assert_eq!(
+            PathError::DotDot.to_string(),
+            "path contains '..', which could escape the image root"
+        );
+        let p = ImagePath::new("etc//a b").unwrap();
+        assert_eq!(p.to_string(), "/etc/a b");
+        assert_eq!(format!("{p:?}"), "\"/etc/a b\"");
+    }
 }
