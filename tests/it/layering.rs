@@ -14,6 +14,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kiln-tree", &[]),
     ("kiln-debian", &["kiln-diag", "kiln-tree"]),
     ("kiln-policy", &["kiln-diag", "kiln-tree"]),
+    ("kiln-disk", &["kiln-tree"]),
     (
         "kiln",
         &["kiln-diag", "kiln-tree", "kiln-debian", "kiln-policy"],
@@ -74,6 +75,7 @@ fn no_import_cycles_between_modules() {
         root().join("crates/tree/src"),
         root().join("crates/debian/src"),
         root().join("crates/policy/src"),
+        root().join("crates/disk/src"),
     ] {
         cycles.extend(module_cycles(&src));
     }
