@@ -6,6 +6,8 @@
 
 #[path = "real_tools/common.rs"]
 mod common;
+#[path = "real_tools/disk.rs"]
+mod disk;
 #[path = "real_tools/esp.rs"]
 mod esp;
 #[path = "real_tools/gpt.rs"]
