@@ -31,7 +31,7 @@ pub enum Arch {
 }
 
 impl Arch {
-    /// The name DPS and systemd-repart use in labels (`root-x86-64`).
+    /// The name in DPS and systemd-repart labels (`root-x86-64`).
     pub fn name(self) -> &'static str {
         match self {
             Arch::X86_64 => "x86-64",

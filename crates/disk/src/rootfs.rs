@@ -95,6 +95,7 @@ pub fn squashfs_from_tar(
 
     let sqfstar = SQFSTAR.require()?;
     // Run as the root directory's owner (see the module docs).
+    // SAFETY: geteuid and getegid take nothing and cannot fail.
     let as_owner = unsafe { libc::geteuid() == root.uid && libc::getegid() == root.gid };
     let (launcher, mut cmd) = if as_owner {
         (SQFSTAR, SQFSTAR.command())

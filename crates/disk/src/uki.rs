@@ -8,7 +8,7 @@
 //! order `.osrel`, `.cmdline`, `.initrd`, `.linux`, each at an address
 //! aligned to the stub's section alignment and at least 4 KiB (page
 //! aligned, so firmware can map them with memory protections). `.linux`
-//! comes last as ukify places it: the kernel may use memory past its
+//! comes last as ukify places it: the kernel may need memory past its
 //! section's end while it decompresses.
 //!
 //! Reproducibility: objcopy (binutils 2.40) writes the current time into
@@ -19,7 +19,7 @@
 //! loader, so `.cmdline` — carrying the dm-verity root hash — is the one
 //! that counts once the UKI is signed. In kiln the stub (systemd-boot-efi)
 //! and the kernel come from the image's own packages, never from the
-//! build host; tests use the host's stub only to check the format.
+//! build host; the tests take the host's stub only to check the format.
 
 use crate::pe::{self, Pe};
 use crate::tool::OBJCOPY;
