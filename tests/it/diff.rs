@@ -856,10 +856,9 @@ Version: 1
 /// Devices, capabilities and hard links, which only a base tarball can
 /// carry: trees made with mknod, setcap and ln, packed by GNU tar.
 #[test]
+#[ignore = "needs root"]
 fn devices_capabilities_and_hard_links_from_gnu_tar() {
-    if !require_root("devices_capabilities_and_hard_links_from_gnu_tar") {
-        return;
-    }
+    require_root("devices_capabilities_and_hard_links_from_gnu_tar");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     sh(
@@ -915,7 +914,9 @@ fn devices_capabilities_and_hard_links_from_gnu_tar() {
 /// Paths and contents come from untrusted images: the text report must not
 /// let them drive the reviewer's terminal or fake a line.
 #[test]
+#[ignore = "needs root"]
 fn hostile_names_and_contents_are_escaped_in_the_text_report() {
+    common::require_root("hostile_names_and_contents_are_escaped_in_the_text_report");
     let work = tempfile::tempdir().unwrap();
     let dir = work.path();
     sh(

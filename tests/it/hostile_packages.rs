@@ -582,10 +582,9 @@ say "chroot escape: ${result:-contained}"
 "#;
 
 #[test]
+#[ignore = "needs root"]
 fn chroot_tricks_stay_in_the_image() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(&host, "hostile-chroot", CHROOT_ESCAPE, CHROOT_ESCAPE, &[]);
     host.assert_untouched(&b);
@@ -607,10 +606,9 @@ fn chroot_tricks_stay_in_the_image() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn other_processes_proc_roots_and_cwds_lead_nowhere() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -673,10 +671,9 @@ cat /proc/self/mountinfo >> $E
 }
 
 #[test]
+#[ignore = "needs root"]
 fn device_nodes_cannot_be_made_and_fifos_stay_in_the_image() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -730,10 +727,9 @@ exit 0
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_script_that_insists_on_a_device_node_fails_the_build_naming_its_package() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -759,10 +755,9 @@ fn a_script_that_insists_on_a_device_node_fails_the_build_naming_its_package() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn mounts_stay_inside_the_sandbox() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -807,10 +802,9 @@ exit 0
 }
 
 #[test]
+#[ignore = "needs root"]
 fn processes_outside_cannot_be_signalled_traced_or_read() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -851,10 +845,9 @@ sleep 1
 }
 
 #[test]
+#[ignore = "needs root"]
 fn sysfs_and_proc_sys_cannot_be_written() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     // Each write puts back the value the file has, so that a kiln that
     // let it through changes nothing, yet is caught by the script's own
@@ -894,10 +887,9 @@ exit 0
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_daemon_dies_with_the_sandbox() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -925,10 +917,9 @@ exit 0
 }
 
 #[test]
+#[ignore = "needs root"]
 fn the_network_is_a_loopback_of_the_sandboxs_own() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -961,10 +952,9 @@ exit 0
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_script_that_never_ends_is_killed_at_the_timeout() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -988,10 +978,9 @@ fn a_script_that_never_ends_is_killed_at_the_timeout() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_fork_bomb_stops_at_the_process_limit() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,
@@ -1024,10 +1013,9 @@ exit 0
 }
 
 #[test]
+#[ignore = "needs root"]
 fn a_flood_of_output_is_cut_short() {
-    if !require_root("maintainer scripts in kiln's sandbox as root") {
-        return;
-    }
+    require_root("maintainer scripts in kiln's sandbox as root");
     let mut host = Host::watch();
     let b = build(
         &host,

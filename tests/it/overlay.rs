@@ -64,7 +64,9 @@ fn owners_defined_by_the_recipe_itself_resolve() {
 }
 
 #[test]
+#[ignore = "needs root"]
 fn overlay_dest_rules_parents_and_existing_directories() {
+    common::require_root("overlay_dest_rules_parents_and_existing_directories");
     let work = tempfile::tempdir().unwrap();
     sh(
         work.path(),

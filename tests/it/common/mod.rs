@@ -116,15 +116,12 @@ pub fn is_root() -> bool {
 /// Tests that need root (devices, owners, capabilities, namespaces) are
 /// marked `#[ignore = "needs root"]` and call this first: a plain `cargo
 /// test` lists them as ignored, and when `--include-ignored` asks for them
-/// without root they fail here rather than pass without running. Returns
-/// true, so that the older `if !require_root(..) { return; }` form still
-/// compiles (and now fails too).
-pub fn require_root(test: &str) -> bool {
+/// without root they fail here rather than pass without running.
+pub fn require_root(test: &str) {
     assert!(
         is_root(),
         "{test}: needs root: run as root, or leave out --include-ignored"
     );
-    true
 }
 
 pub fn sha256_file(path: &Path) -> String {
