@@ -2,6 +2,8 @@
 //! real `kiln` binary against real tools (dpkg, apt, gpg, sshd, nft,
 //! minisign, mmdebstrap); `common` has the shared helpers.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is its failure
+
 mod archive;
 mod audit_cli;
 mod audit_debian;

@@ -4,6 +4,8 @@
 //! and sqfscat for the root. A missing tool fails its test and names the
 //! Debian package to install.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is its failure
+
 #[path = "real_tools/common.rs"]
 mod common;
 #[path = "real_tools/disk.rs"]

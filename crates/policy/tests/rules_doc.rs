@@ -1,6 +1,8 @@
 //! docs/rules.md is generated from the rule catalogue; this test keeps it
 //! in step. With KILN_BLESS=1 it writes the file instead of comparing.
 
+#![allow(clippy::unwrap_used)] // a panic in a test is its failure
+
 use std::path::PathBuf;
 
 const REGENERATE: &str = "KILN_BLESS=1 cargo test -p kiln-policy --test rules_doc";
