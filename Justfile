@@ -4,7 +4,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the build and the test suite use (real tools as oracles).
-debian_packages := "tar zstd gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd openssh-server nftables iproute2 util-linux python3-yaml libxml2-utils time bc uidmap"
+debian_packages := "tar zstd diffutils patch squashfs-tools cryptsetup-bin dosfstools mtools systemd-boot-efi binutils gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd openssh-server nftables iproute2 util-linux python3-yaml libxml2-utils time bc uidmap"
 
 default:
     @just --list
@@ -58,6 +58,7 @@ lint:
 # The whole test suite, every tier (lints, unit and integration tests); CI runs it as root.
 test: deps lint
     cargo test --workspace --locked --all-targets -- --include-ignored --test-threads 2
+    just bench-smoke
 
 # The untiered tests only: no root, no network; the tiers show as ignored.
 test-quick: deps
@@ -90,6 +91,16 @@ mutants:
     exit "$failed"
 
 # Benchmarks: kiln against the tools a user would otherwise pick; prints ratios.
+# Every benchmark once, at small sizes, with the debug build: proves `just
+# bench` runs end to end (CI runs it); the numbers mean nothing.
+bench-smoke:
+    cargo build --locked --bin kiln
+    KILN=target/debug/kiln bash benches/pack.sh /usr/share/perl5
+    KILN=target/debug/kiln bash benches/verify.sh 8
+    KILN=target/debug/kiln bash benches/audit.sh 300
+    KILN=target/debug/kiln bash benches/debian.sh
+    KILN=target/debug/kiln bash benches/install.sh
+
 bench: deps build
     bash benches/pack.sh
     bash benches/verify.sh

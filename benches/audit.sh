@@ -33,17 +33,9 @@ printf 'root:x:0:\n' > "$root/etc/group"
 count=$(find "$root" | wc -l)
 echo "input: $count paths under $root; $(nproc) cores"
 
-if "$kiln" audit --help >/dev/null 2>&1; then
-    for run in 1 2 3; do
-        /usr/bin/time -f "%e %M" -o "$work/time" "$kiln" audit "$root" --format json -o "$work/report.json" --fail-on none >/dev/null 2>&1 || true
-        read -r secs kib < "$work/time"
-        printf 'run %d: kiln audit %7.3f s  %8d KiB peak\n' "$run" "$secs" "$kib"
-    done
-else
-    # `kiln audit` not wired into the command line yet: the library through
-    # the test harness's benchmark driver (release build).
-    echo "(kiln audit is not a subcommand of $kiln; timing the library instead)"
-    cd "$repo"
-    KILN_AUDIT_BENCH_DIR="$root" cargo test --release --quiet --test audit_sources \
-        bench_audit_directory -- --ignored --nocapture 2>/dev/null | grep '^run '
-fi
+for run in 1 2 3; do
+    /usr/bin/time -f "%e %M" -o "$work/time" "$kiln" audit "$root" --format json -o "$work/report.json" --fail-on none >/dev/null 2>"$work/log" \
+        || { echo "benches/audit.sh: kiln audit failed:" >&2; cat "$work/log" >&2; exit 1; }
+    read -r secs kib < "$work/time"
+    printf 'run %d: kiln audit %7.3f s  %8d KiB peak\n' "$run" "$secs" "$kib"
+done
