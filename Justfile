@@ -95,11 +95,11 @@ mutants:
 # bench` runs end to end (CI runs it); the numbers mean nothing.
 bench-smoke:
     cargo build --locked --bin kiln
-    KILN=target/debug/kiln bash benches/pack.sh /usr/share/perl5
-    KILN=target/debug/kiln bash benches/verify.sh 8
-    KILN=target/debug/kiln bash benches/audit.sh 300
-    KILN=target/debug/kiln bash benches/debian.sh
-    KILN=target/debug/kiln bash benches/install.sh
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/pack.sh /usr/share/perl5
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/verify.sh 8
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/audit.sh 300
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/debian.sh
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/install.sh
 
 bench: deps build
     bash benches/pack.sh
