@@ -1,0 +1,25 @@
+//! A hostile lockfile: `Lock::read` on any bytes.
+//!
+//! Property: no panic; a lock that reads is written back by `to_toml` into
+//! text that reads as the same lock.
+#![no_main]
+
+use kiln_debian::lock::Lock;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("r.lock");
+    std::fs::write(&path, data).expect("writing the input");
+    let Ok(Some(lock)) = Lock::read(&path) else {
+        return;
+    };
+    let text = lock
+        .to_toml()
+        .unwrap_or_else(|e| panic!("a lock that reads does not write: {e:#}"));
+    std::fs::write(&path, text).expect("writing the lock back");
+    let again = Lock::read(&path)
+        .unwrap_or_else(|e| panic!("a lock kiln wrote does not read: {e:#}"))
+        .expect("the file is there");
+    assert_eq!(again, lock, "the lock reads back differently");
+});
