@@ -109,7 +109,7 @@ bench: deps build
     bash benches/audit.sh
 
 # Fuzz each parser of untrusted input for SECONDS each (cargo-fuzz on stable); fails on any crash.
-fuzz seconds="20" sanitizer="none":
+fuzz seconds="60" sanitizer="none":
     #!/usr/bin/env bash
     set -euo pipefail
     shopt -s nullglob
