@@ -15,10 +15,10 @@
 
 mod cache;
 mod dpkg_db;
+mod ids;
 mod isolate;
 pub mod normalise;
 mod order;
-mod sandbox;
 mod userns;
 
 pub use isolate::run_shell;
@@ -208,7 +208,7 @@ fn configure(
     options: &InstallOptions,
     ui: &Ui,
 ) -> Result<()> {
-    let ids = sandbox::Ids::detect()?;
+    let ids = ids::Ids::detect()?;
     let timeout = configure_timeout()?;
     let started = std::time::Instant::now();
     let policy = ImagePath::new(POLICY_RC_D)?;
@@ -248,7 +248,7 @@ fn configure(
                 std::thread::sleep(std::time::Duration::from_millis(200));
             }
         });
-        let outcome = ids.run(tree, store, &job);
+        let outcome = userns::run(&ids, tree, store, &job);
         done.store(true, std::sync::atomic::Ordering::Relaxed);
         outcome
     })?;

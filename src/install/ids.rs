@@ -1,0 +1,174 @@
+//! Whose ids the sandbox's user namespace maps the image's onto: as root,
+//! a fixed range of host ids kiln maps itself (`HOST_ID_BASE`);
+//! without root, the building user and its subordinate ids from
+//! /etc/subuid and /etc/subgid. The scripts run the same way in both
+//! (`userns.rs`, then `isolate.rs` inside).
+
+use anyhow::{Result, bail};
+
+/// Where the image's ids 0–65535 live on the host while scripts run.
+pub enum Ids {
+    /// kiln is root: `HOST_ID_BASE` + id.
+    Root,
+    /// kiln is not: the user for 0, its subordinate ids for the others.
+    Subordinate(IdRanges),
+}
+
+impl std::fmt::Display for Ids {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ids::Root => write!(
+                f,
+                "in a user namespace, image ids 0-{} as host ids {HOST_ID_BASE}-{}",
+                IMAGE_IDS - 1,
+                HOST_ID_BASE + (IMAGE_IDS - 1)
+            ),
+            Ids::Subordinate(ids) => write!(
+                f,
+                "in a user namespace, image ids 1-{} as subordinate uids from {} and gids from {}",
+                IMAGE_IDS - 1,
+                ids.sub_uid,
+                ids.sub_gid
+            ),
+        }
+    }
+}
+
+impl Ids {
+    /// The fixed range if kiln runs as root, else the user's subordinate
+    /// ids; otherwise an error saying what to do.
+    pub fn detect() -> Result<Ids> {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } == 0 {
+            if let Err(why) = host_ids_available() {
+                bail!(
+                    "maintainer scripts run in a sandbox whose root is not the host's, on host ids \
+                     kiln maps itself when it runs as root; but {why}: run kiln build as a user with \
+                     65536 subordinate ids instead"
+                );
+            }
+            return Ok(Ids::Root);
+        }
+        match IdRanges::of_this_user() {
+            Ok(ids) => Ok(Ids::Subordinate(ids)),
+            Err(why) => bail!(
+                "installing Debian packages runs their maintainer scripts in a sandbox (a user \
+                 namespace), which needs root or subordinate ids: run kiln build as root (sudo, \
+                 or a container or CI job running as root), or give this user 65536 subordinate \
+                 ids and install newuidmap ({why})"
+            ),
+        }
+    }
+}
+
+/// How many ids the image has: 0–65535 (65534 is nobody).
+pub const IMAGE_IDS: u32 = 65536;
+
+/// As root, the image's ids 0–65535 are host ids 2130706432–2130771967
+/// (0x7F000000 + id). The range is unused by convention: above systemd's
+/// container ranges (524288–1879048191) and below its foreign range
+/// (from 2147352576) and 2^31 (which some tools treat as signed), far
+/// above what useradd hands out as subordinate ids (from 100000), aligned
+/// to 65536 as systemd-nspawn aligns its ranges. No host file or process
+/// has these ids, so a script has only the "other" permissions on
+/// anything of the host's it could name (and it can name nothing).
+pub const HOST_ID_BASE: u32 = 0x7F00_0000;
+
+/// The building user and the subordinate ids the host grants it.
+pub struct IdRanges {
+    pub uid: u32,
+    pub gid: u32,
+    pub sub_uid: u32,
+    pub sub_gid: u32,
+}
+
+impl IdRanges {
+    /// This user's ranges, or why there are none.
+    pub fn of_this_user() -> Result<IdRanges, String> {
+        // SAFETY: getuid and getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let name = user_name(uid).unwrap_or_else(|| uid.to_string());
+        for tool in ["newuidmap", "newgidmap"] {
+            if !on_path(tool) {
+                return Err(format!("{tool} is missing: apt-get install uidmap"));
+            }
+        }
+        Ok(IdRanges {
+            uid,
+            gid,
+            sub_uid: range_start("/etc/subuid", &name, uid)?,
+            sub_gid: range_start("/etc/subgid", &name, uid)?,
+        })
+    }
+}
+
+/// The user's name as the system knows it (NSS: files, LDAP, …).
+fn user_name(uid: u32) -> Option<String> {
+    let mut buf = vec![0 as libc::c_char; 1 << 16];
+    // SAFETY: an all-zero passwd is a valid value to be filled in.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found = std::ptr::null_mut();
+    // SAFETY: every pointer is valid for the call, `buf` for its length.
+    let rc = unsafe { libc::getpwuid_r(uid, &mut entry, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc != 0 || found.is_null() {
+        return None;
+    }
+    // SAFETY: on success pw_name points to a NUL-terminated string in `buf`.
+    let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+    Some(name.to_string_lossy().into_owned())
+}
+
+fn on_path(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
+}
+
+/// The image's ids besides root come from the subordinate range.
+pub const SUBORDINATE_IDS: u32 = IMAGE_IDS - 1;
+
+/// The start of the first range in `file` (`name:start:count` lines, by
+/// user name or uid) large enough for an image.
+fn range_start(file: &str, name: &str, uid: u32) -> Result<u32, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.trim().split(':');
+            let (owner, start, count) = (fields.next()?, fields.next()?, fields.next()?);
+            let (start, count): (u32, u32) = (start.parse().ok()?, count.parse().ok()?);
+            ((owner == name || owner == uid.to_string()) && count >= SUBORDINATE_IDS)
+                .then_some(start)
+        })
+        .next()
+        .ok_or_else(|| {
+            format!(
+                "{file} gives {name} no range of {SUBORDINATE_IDS} ids; as root: \
+                 usermod --add-subuids 100000-165535 --add-subgids 100000-165535 {name}"
+            )
+        })
+}
+
+/// Whether this process may map `HOST_ID_BASE`… in a child namespace: they
+/// must be ids of its own user namespace (not so in a rootless container,
+/// whose root is itself a mapped user).
+pub fn host_ids_available() -> Result<(), String> {
+    for file in ["/proc/self/uid_map", "/proc/self/gid_map"] {
+        let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {file}: {e}"))?;
+        let covered = text.lines().any(|line| {
+            let fields: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            matches!(fields[..], [inside, _, count]
+                if inside <= u64::from(HOST_ID_BASE)
+                    && u64::from(HOST_ID_BASE) + u64::from(IMAGE_IDS) <= inside + count)
+        });
+        if !covered {
+            return Err(format!(
+                "the ids {HOST_ID_BASE}-{} that kiln gives the image are not mapped in this user \
+                 namespace ({file}), as in a rootless container",
+                HOST_ID_BASE + (IMAGE_IDS - 1)
+            ));
+        }
+    }
+    Ok(())
+}
