@@ -11,6 +11,7 @@ use crate::manifest::{
     ArtifactRecord, BaseInfo, BuilderInfo, ImageInfo, Manifest, PackageRecord, RecipeFileRecord,
     RecipeInfo,
 };
+use crate::recipe::boot::Format;
 use crate::recipe::{self, Plan};
 use crate::ui::{Ui, human_bytes};
 use anyhow::{Context, Result, bail};
@@ -24,6 +25,8 @@ pub struct BuildOptions {
     pub recipe: PathBuf,
     pub out_dir: PathBuf,
     pub compression: ArchiveCompression,
+    /// Outputs (empty: the recipe's `[boot] formats`, else the rootfs).
+    pub formats: Vec<Format>,
     /// Signs the manifest when given (`NAME-VERSION.manifest.json.minisig`).
     pub key: Option<kiln_minisign::SecretKey>,
     /// Mirrors, cache and offline artifacts for `[debian]` and `[[artifact]]`.
@@ -45,6 +48,7 @@ pub struct BuildOutput {
 pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     let plan = recipe::load(&options.recipe)?;
     let epoch = source_date_epoch(&plan)?;
+    let formats = formats(options, &plan)?;
     ui.step(format!(
         "building {}-{} ({}) from {}, SOURCE_DATE_EPOCH={epoch}",
         plan.image.name,
@@ -90,6 +94,12 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         }
         None => Vec::new(),
     };
+    if let Some(boot) = &plan.boot {
+        crate::boot::layout::check_packages(
+            &boot.loc,
+            packages.iter().map(|(p, _)| p.name.as_str()),
+        )?;
+    }
 
     let mut tree = match &plan.base {
         Some(base) => load_base(base, &store, ui)?,
@@ -127,6 +137,9 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     if let Some(timer) = &plan.check_timer {
         crate::node_check::install(timer, &mut tree, &store)?;
     }
+    for warning in crate::boot::layout::apply(&plan, &mut tree, &store)? {
+        ui.warn(warning);
+    }
     ui.step(format!(
         "image tree: {} paths, {} of file content",
         tree.len(),
@@ -136,26 +149,42 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     let audit = audit_gate(&plan, &tree, &store, epoch, ui)?;
 
     let stem = format!("{}-{}", plan.image.name, plan.image.version);
-    let archive_name = format!("{stem}.rootfs.{}", options.compression.extension());
-    let archive_tmp = work.path().join(&archive_name);
-    let progress = ui.bytes(content_bytes(&tree), "packing");
-    let file = File::create(&archive_tmp)
-        .with_context(|| format!("cannot create {}", archive_tmp.display()))?;
-    let (writer, packed) = pack_rootfs(
-        &tree,
-        &store,
-        epoch,
-        options.compression,
-        BufWriter::with_capacity(1 << 20, file),
-        &|n| progress.inc(n),
-    )
-    .context("cannot pack the rootfs archive")?;
-    finish_file(writer)?;
-    let seconds = progress.finish();
-    ui.step(format!(
-        "packed {archive_name} ({}) in {seconds:.1}s",
-        human_bytes(packed.size)
-    ));
+    let mut artifacts = Vec::new();
+    let mut artifact_tmps = Vec::new();
+    if formats.contains(&Format::Rootfs) {
+        let (record, tmp) = write_rootfs(&tree, &store, &stem, epoch, options, work.path(), ui)?;
+        artifacts.push(record);
+        artifact_tmps.push(tmp);
+    }
+    if formats.contains(&Format::Raw) {
+        let boot = plan.boot.as_ref().context("--format raw needs [boot]")?;
+        let name = format!("{stem}.raw");
+        let tmp = work.path().join(&name);
+        ui.step(format!("making the disk {name} (squashfs root, dm-verity, UKI)"));
+        let started = std::time::Instant::now();
+        let report = crate::boot::disk::write(
+            &tree,
+            &store,
+            &crate::boot::disk::DiskInputs {
+                name: &plan.image.name,
+                version: &plan.image.version,
+                arch: &plan.image.arch,
+                cmdline: &boot.cmdline,
+                epoch,
+            },
+            &work.path().join("boot-files"),
+            &tmp,
+        )
+        .context("cannot make the disk image")?;
+        ui.step(format!(
+            "made {name} ({}, root hash {}) in {:.1}s",
+            human_bytes(report.size),
+            hex::encode(report.root_hash),
+            started.elapsed().as_secs_f64()
+        ));
+        artifacts.push(ArtifactRecord::disk(name, &report));
+        artifact_tmps.push(tmp);
+    }
 
     let manifest = Manifest {
         manifest_version: crate::manifest::MANIFEST_VERSION,
@@ -190,14 +219,7 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
                 sha256: p.sha256.clone(),
             })
             .collect(),
-        artifacts: vec![ArtifactRecord {
-            name: archive_name.clone(),
-            format: options.compression.format().into(),
-            size: packed.size,
-            sha256: packed.sha256.hex(),
-            uncompressed_sha256: Some(packed.tar_sha256.hex()),
-            uncompressed_size: Some(packed.tar_size),
-        }],
+        artifacts,
         files: crate::manifest::file_records(&tree),
         mutable_paths: plan.mutable_paths.clone(),
         audit: Some(audit),
@@ -220,22 +242,85 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
 
     // Artifacts first, the manifest last: a manifest never names an
     // artifact that is not there yet.
-    let archive_path = publish(&archive_tmp, &options.out_dir)?;
+    let artifact_paths = artifact_tmps
+        .iter()
+        .map(|tmp| publish(tmp, &options.out_dir))
+        .collect::<Result<Vec<_>>>()?;
     let signature_path = signature_tmp
         .map(|tmp| publish(&tmp, &options.out_dir))
         .transpose()?;
     let manifest_path = publish(&manifest_tmp, &options.out_dir)?;
-    ui.step(format!(
-        "wrote {} and {}",
-        archive_path.display(),
-        manifest_path.display()
-    ));
+    for path in artifact_paths.iter().chain([&manifest_path]) {
+        ui.step(format!("wrote {}", path.display()));
+    }
     Ok(BuildOutput {
         manifest_path,
         signature_path,
-        artifact_paths: vec![archive_path],
+        artifact_paths,
         manifest,
     })
+}
+
+/// The outputs: the command line's, else the recipe's `[boot] formats`,
+/// else the rootfs archive.
+fn formats(options: &BuildOptions, plan: &Plan) -> Result<Vec<Format>> {
+    let mut formats = if !options.formats.is_empty() {
+        options.formats.clone()
+    } else if let Some(boot) = &plan.boot {
+        boot.formats.clone()
+    } else {
+        vec![Format::Rootfs]
+    };
+    formats.sort();
+    formats.dedup();
+    if formats.contains(&Format::Raw) && plan.boot.is_none() {
+        bail!(
+            "--format raw needs a [boot] section in the recipe (the read-only root's layout, a kernel and an initrd); see docs/boot.md"
+        );
+    }
+    Ok(formats)
+}
+
+/// The rootfs archive, packed into the work directory.
+fn write_rootfs(
+    tree: &Tree,
+    store: &Store,
+    stem: &str,
+    epoch: u64,
+    options: &BuildOptions,
+    work: &Path,
+    ui: &Ui,
+) -> Result<(ArtifactRecord, PathBuf)> {
+    let archive_name = format!("{stem}.rootfs.{}", options.compression.extension());
+    let archive_tmp = work.join(&archive_name);
+    let progress = ui.bytes(content_bytes(tree), "packing");
+    let file = File::create(&archive_tmp)
+        .with_context(|| format!("cannot create {}", archive_tmp.display()))?;
+    let (writer, packed) = pack_rootfs(
+        tree,
+        store,
+        epoch,
+        options.compression,
+        BufWriter::with_capacity(1 << 20, file),
+        &|n| progress.inc(n),
+    )
+    .context("cannot pack the rootfs archive")?;
+    finish_file(writer)?;
+    let seconds = progress.finish();
+    ui.step(format!(
+        "packed {archive_name} ({}) in {seconds:.1}s",
+        human_bytes(packed.size)
+    ));
+    let record = ArtifactRecord {
+        name: archive_name,
+        format: options.compression.format().into(),
+        size: packed.size,
+        sha256: packed.sha256.hex(),
+        uncompressed_sha256: Some(packed.tar_sha256.hex()),
+        uncompressed_size: Some(packed.tar_size),
+        disk: None,
+    };
+    Ok((record, archive_tmp))
 }
 
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {

@@ -7,6 +7,7 @@
 //! file contents live in a content-addressed [`tree::Store`] on disk.
 
 pub mod assemble;
+pub mod boot;
 pub mod build;
 pub mod cleanup;
 pub mod cmd;

@@ -70,6 +70,10 @@ enum Command {
         /// Compression of the rootfs archive.
         #[arg(long, value_enum, default_value_t = ArchiveCompression::Zstd)]
         compression: ArchiveCompression,
+        /// Outputs to write (repeatable; default: the recipe's [boot]
+        /// formats, else rootfs).
+        #[arg(long = "format", value_enum, value_name = "FORMAT")]
+        formats: Vec<kiln::recipe::boot::Format>,
         #[command(flatten)]
         signing: SigningArgs,
         /// Fail instead of updating a lockfile that does not match the recipe.
@@ -428,6 +432,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             recipe,
             output,
             compression,
+            formats,
             signing,
             locked,
             artifact,
@@ -441,6 +446,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 recipe,
                 out_dir: output,
                 compression,
+                formats,
                 key,
                 archive,
                 locked,

@@ -130,6 +130,65 @@ pub struct ArtifactRecord {
     pub uncompressed_sha256: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uncompressed_size: Option<u64>,
+    /// For a bootable disk: what it boots and how it is verified.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskRecord>,
+}
+
+/// The boot facts of a `raw` disk.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskRecord {
+    /// The dm-verity root hash of the root partition (also in the UKI's
+    /// command line: what the node trusts while booting).
+    pub root_hash: String,
+    /// The kernel command line sealed in the UKI.
+    pub cmdline: String,
+    pub uki_sha256: String,
+    pub partitions: Vec<PartitionRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartitionRecord {
+    /// `esp`, `root` or `root-verity`.
+    pub role: String,
+    pub uuid: String,
+    pub offset: u64,
+    pub size: u64,
+    /// Of the partition's content (the padding after it is zeros).
+    pub data_size: u64,
+    pub sha256: String,
+}
+
+impl ArtifactRecord {
+    pub fn disk(name: String, report: &kiln_disk::DiskReport) -> ArtifactRecord {
+        ArtifactRecord {
+            name,
+            format: "raw".into(),
+            size: report.size,
+            sha256: report.sha256.hex(),
+            uncompressed_sha256: None,
+            uncompressed_size: None,
+            disk: Some(DiskRecord {
+                root_hash: hex::encode(report.root_hash),
+                cmdline: report.cmdline.clone(),
+                uki_sha256: report.uki_sha256.hex(),
+                partitions: report
+                    .parts
+                    .iter()
+                    .map(|p| PartitionRecord {
+                        role: p.role.into(),
+                        uuid: p.uuid.to_string(),
+                        offset: p.offset,
+                        size: p.size,
+                        data_size: p.data_size,
+                        sha256: p.sha256.hex(),
+                    })
+                    .collect(),
+            }),
+        }
+    }
 }
 
 /// One path of the image.

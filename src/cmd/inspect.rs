@@ -73,6 +73,7 @@ pub fn inspect(path: &Path) -> Result<Summary> {
         sha256: digest.hex(),
         uncompressed_sha256: None,
         uncompressed_size: None,
+        disk: None,
     };
     let mut summary = summarise(&crate::manifest::file_records(&tree));
     summary.source = "archive";

@@ -127,6 +127,10 @@ fn install_afresh(
         human_bytes(total)
     ));
 
+    if crate::boot::initrd::uses_dracut(unpacked.iter().map(|p| p.name.as_str())) {
+        // Before the kernel's postinst runs dracut.
+        crate::boot::initrd::place(tree, store)?;
+    }
     let to_configure: Vec<&str> = unpacked
         .iter()
         .filter(|p| p.needs_configure())

@@ -5,6 +5,7 @@
 //! that wrote them. The format is documented in docs/recipe.md.
 
 pub mod audit;
+pub mod boot;
 pub mod debian;
 mod fields;
 pub mod hardening;
@@ -55,6 +56,8 @@ pub struct Plan {
     pub debian: debian::DebianPlan,
     pub hardening: hardening::HardeningPlan,
     pub audit: audit::AuditPlan,
+    /// `[boot]`: the image boots from a disk (read-only root, state on /var).
+    pub boot: Option<boot::BootPlan>,
     /// The top recipe file first, then each file it extends.
     pub sources: Vec<RecipeSource>,
 }
@@ -339,6 +342,7 @@ struct PlanBuilder {
     debian: debian::DebianPlan,
     hardening: hardening::HardeningPlan,
     audit: audit::AuditPlan,
+    boot: Option<boot::BootPlan>,
 }
 
 impl PlanBuilder {
@@ -355,6 +359,9 @@ impl PlanBuilder {
         )?;
         if let Some(audit) = raw.audit.take() {
             self.audit.add_layer(&file, &dir, audit)?;
+        }
+        if let Some(boot) = raw.boot.take() {
+            self.boot = Some(boot::BootPlan::add_layer(self.boot.take(), &file, boot)?);
         }
         let hardening = hardening::RawHardening {
             users: std::mem::take(&mut raw.user),
@@ -620,6 +627,7 @@ impl PlanBuilder {
             debian: self.debian,
             hardening: self.hardening,
             audit: self.audit,
+            boot: self.boot,
             sources,
         })
     }

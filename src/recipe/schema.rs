@@ -35,6 +35,7 @@ pub struct RawRecipe {
     pub sysctl: Option<Spanned<super::hardening::RawSysctl>>,
     pub minimize: Option<Spanned<super::hardening::RawMinimize>>,
     pub kernel: Option<Spanned<super::hardening::RawKernel>>,
+    pub boot: Option<Spanned<super::boot::RawBoot>>,
 }
 
 #[derive(Deserialize)]

@@ -1,0 +1,121 @@
+//! `[boot]`: what makes the image boot as a node from a disk, validated
+//! into a [`BootPlan`].
+//!
+//! ```toml
+//! [boot]
+//! formats = ["rootfs", "raw"]            # outputs of `kiln build` (--format overrides)
+//! cmdline = ["console=ttyS0,115200"]     # kernel arguments; kiln adds the root's
+//! ```
+//!
+//! A recipe with `[boot]` gets the read-only root's runtime layout (a
+//! writable /var made at first boot, network, hostname; see docs/boot.md).
+//! A file that `extends` another overrides `formats` and adds to `cmdline`.
+
+use super::{Loc, RecipeError, SourceFile, did_you_mean};
+use kiln_diag::quote;
+use serde::Deserialize;
+use std::sync::Arc;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBoot {
+    pub formats: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    pub cmdline: Vec<Spanned<String>>,
+}
+
+/// An output `kiln build` writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+pub enum Format {
+    /// `NAME-VERSION.rootfs.tar.zst`: the root file system as a tar archive.
+    Rootfs,
+    /// `NAME-VERSION.raw`: a GPT disk that UEFI firmware boots, with a
+    /// read-only root verified by dm-verity (needs `[boot]`).
+    Raw,
+}
+
+impl Format {
+    pub const ALL: &[(&str, Format)] = &[("rootfs", Format::Rootfs), ("raw", Format::Raw)];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Rootfs => "rootfs",
+            Format::Raw => "raw",
+        }
+    }
+}
+
+/// Kernel arguments kiln sets itself.
+const OWN_ARGS: &[&str] = &["root", "roothash", "usrhash", "mount.usr", "rootflags"];
+
+#[derive(Debug, Clone)]
+pub struct BootPlan {
+    pub formats: Vec<Format>,
+    pub cmdline: Vec<String>,
+    pub loc: Loc,
+}
+
+impl BootPlan {
+    pub fn add_layer(
+        previous: Option<BootPlan>,
+        file: &Arc<SourceFile>,
+        raw: Spanned<RawBoot>,
+    ) -> Result<BootPlan, RecipeError> {
+        let loc = Loc::new(file, raw.span());
+        let raw = raw.into_inner();
+        let mut plan = previous.unwrap_or(BootPlan {
+            formats: vec![Format::Rootfs, Format::Raw],
+            cmdline: Vec::new(),
+            loc: loc.clone(),
+        });
+        plan.loc = loc;
+        if let Some(formats) = raw.formats {
+            let span = formats.span();
+            let mut chosen = Vec::new();
+            for name in formats.into_inner() {
+                let here = Loc::new(file, name.span());
+                let format = Format::ALL
+                    .iter()
+                    .find(|(n, _)| *n == name.get_ref())
+                    .map(|(_, f)| *f)
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = Format::ALL.iter().map(|(n, _)| *n).collect();
+                        let hint = did_you_mean(name.get_ref(), names.iter().copied())
+                            .map(|n| format!(" (did you mean \"{n}\"?)"))
+                            .unwrap_or_default();
+                        here.error(format!(
+                            "unknown format {}{hint}; formats are {}",
+                            quote(name.get_ref()),
+                            names.join(", ")
+                        ))
+                    })?;
+                chosen.push(format);
+            }
+            chosen.sort();
+            chosen.dedup();
+            if chosen.is_empty() {
+                return Err(Loc::new(file, span)
+                    .error("formats is empty; list at least one of \"rootfs\", \"raw\""));
+            }
+            plan.formats = chosen;
+        }
+        for arg in raw.cmdline {
+            let here = Loc::new(file, arg.span());
+            let value = arg.into_inner();
+            if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(here.error(
+                    "a kernel argument is one word without spaces; write each as its own string: cmdline = [\"console=ttyS0\", \"quiet\"]",
+                ));
+            }
+            let key = value.split('=').next().unwrap_or(&value);
+            if OWN_ARGS.contains(&key) || key.starts_with("systemd.verity") {
+                return Err(here.error(format!(
+                    "kiln sets {key}= itself (the verified root); remove it from cmdline"
+                )));
+            }
+            plan.cmdline.push(value);
+        }
+        Ok(plan)
+    }
+}
