@@ -145,14 +145,14 @@ impl Sysctl {
             if key.is_empty() {
                 continue;
             }
-            if let Some(&i) = self.entries.get(&key) {
-                let old = &self.all[i];
-                if old.exclude == exclude && old.value == value {
-                    // the same again keeps its place
-                    continue;
-                }
+            // the same again keeps the earlier line's place
+            let same = self
+                .entries
+                .get(&key)
+                .is_some_and(|&i| self.all[i].exclude == exclude && self.all[i].value == value);
+            if !same {
+                self.entries.insert(key.clone(), self.all.len());
             }
-            self.entries.insert(key.clone(), self.all.len());
             self.all.push(Assignment {
                 key,
                 value,
