@@ -1,10 +1,16 @@
 //! `[sysctl]` and the kernel settings K3s needs: /etc/sysctl.d/90-kubelet.conf
 //! (the values `protect-kernel-defaults` makes the kubelet insist on),
-//! /etc/sysctl.d/91-kiln-hardening.conf (network and kernel hardening that
-//! does not fight Kubernetes: forwarding stays on, modules stay loadable),
-//! and /etc/modules-load.d/kiln.conf (overlay, br_netfilter and `[kernel]
-//! load`). Both sysctl files sort after the distribution's (50-default),
-//! so their values win.
+//! /etc/sysctl.d/99-zz-kiln-hardening.conf (network and kernel hardening
+//! that does not fight Kubernetes: forwarding stays on, modules stay
+//! loadable, plus the recipe's keys), and /etc/modules-load.d/kiln.conf
+//! (overlay, br_netfilter and `[kernel] load`).
+//!
+//! systemd-sysctl applies sysctl.d files by file name, whatever their
+//! directory, so a package's /usr/lib/sysctl.d file overrides an /etc one
+//! named before it: the hardening file's name sorts after every file Debian
+//! ships (procps's 99-protect-links.conf set fs.protected_fifos back to 1
+//! over a 91- name), so the recipe's values are the ones in effect. The
+//! audit's sys.kiln-effective checks that they are.
 
 use super::Ctx;
 use crate::recipe::Loc;

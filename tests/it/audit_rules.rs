@@ -499,14 +499,30 @@ fn breakers() -> Vec<Breaker> {
             sysctl_late(i, "kernel.yama.ptrace_scope = 0\n")
         }),
         ("sys.aslr-dump", |i| {
-            // /etc/sysctl.conf is read last, after every sysctl.d file
-            i.file("/etc/sysctl.conf", 0o644, "kernel.sysrq = 438\n");
+            // /etc/sysctl.conf counts through the link Debian's systemd
+            // ships, at the place of its name
+            i.file("/etc/sysctl.conf", 0o644, "kernel.sysrq = 438\n")
+                .symlink("/etc/sysctl.d/99-sysctl.conf", "../sysctl.conf");
         }),
         ("sys.fs-protected", |i| {
             sysctl_late(i, "fs.protected_regular = 1\n")
         }),
         ("sys.bpf-kexec", |i| {
             sysctl_late(i, "kernel.unprivileged_bpf_disabled = 0\n")
+        }),
+        ("sys.kiln-effective", |i| {
+            // the bug it was written for: procps's file, read after kiln's
+            // old 91- name, set fs.protected_fifos back to 1
+            i.file(
+                "/etc/sysctl.d/91-kiln-hardening.conf",
+                0o644,
+                "fs.protected_fifos = 2\n",
+            )
+            .file(
+                "/usr/lib/sysctl.d/99-protect-links.conf",
+                0o644,
+                "fs.protected_fifos = 1\n",
+            );
         }),
         ("fs.setuid", |i| {
             i.file("/usr/bin/ping", 0o4755, "ELF");
@@ -631,6 +647,80 @@ fn findings_point_at_the_offending_line() {
         "tokens are redacted: {:?}",
         token.findings
     );
+}
+
+#[test]
+fn kilns_sysctl_values_must_be_the_ones_in_effect() {
+    let findings = |img: &Img| {
+        let report = img.audit();
+        let r = report
+            .results
+            .iter()
+            .find(|r| r.rule.id == "sys.kiln-effective")
+            .unwrap();
+        (r.status, r.findings.clone())
+    };
+    // procps's file sorts after the old name and wins, though
+    // sys.fs-protected is content with 1
+    let mut img = hardened();
+    img.file(
+        "/etc/sysctl.d/91-kiln-hardening.conf",
+        0o644,
+        "# kiln\nfs.protected_fifos = 2\n",
+    )
+    .file(
+        "/usr/lib/sysctl.d/99-protect-links.conf",
+        0o644,
+        "fs.protected_fifos = 1\nfs.protected_regular = 2\n",
+    );
+    let (status, found) = findings(&img);
+    assert_eq!(status, Status::Fail);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].path, "/usr/lib/sysctl.d/99-protect-links.conf");
+    assert_eq!(found[0].line, Some(1));
+    assert_eq!(found[0].value, "fs.protected_fifos = 1");
+    assert_eq!(
+        found[0].message,
+        "overrides kiln's fs.protected_fifos = 2 (/etc/sysctl.d/91-kiln-hardening.conf:2)"
+    );
+    assert_eq!(status_of(&img.audit(), "sys.fs-protected"), Status::Pass);
+
+    // kiln's name now sorts after it: the recipe's value is in effect
+    let mut img = hardened();
+    img.file(
+        "/etc/sysctl.d/99-zz-kiln-hardening.conf",
+        0o644,
+        "fs.protected_fifos = 2\n",
+    )
+    .file(
+        "/usr/lib/sysctl.d/99-protect-links.conf",
+        0o644,
+        "fs.protected_fifos = 1\n",
+    );
+    assert_eq!(findings(&img), (Status::Pass, vec![]));
+
+    // an exclusion later on drops a value; a masked kiln file drops all
+    let mut img = hardened();
+    img.file("/etc/sysctl.d/99-zzz.conf", 0o644, "-kernel.panic\n");
+    let (status, found) = findings(&img);
+    assert_eq!(status, Status::Fail);
+    assert_eq!(found[0].value, "-kernel.panic");
+    assert!(
+        found[0]
+            .message
+            .starts_with("drops kiln's kernel.panic = 10")
+    );
+    let mut img = hardened();
+    img.symlink("/etc/sysctl.d/90-kubelet.conf", "/dev/null");
+    let (status, found) = findings(&img);
+    assert_eq!(status, Status::Fail);
+    assert_eq!(found[0].path, "/etc/sysctl.d/90-kubelet.conf");
+    assert_eq!(found[0].value, "masked");
+
+    // without kiln's files there is nothing of kiln's to hold
+    let mut img = hardened();
+    img.remove("/etc/sysctl.d/90-kubelet.conf");
+    assert_eq!(findings(&img).0, Status::NotApplicable);
 }
 
 #[test]

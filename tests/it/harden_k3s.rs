@@ -155,7 +155,7 @@ fn config_yaml_holds_the_hardening_guide() {
         assert!(sysctl.lines().any(|l| l == line), "{line}:\n{sysctl}");
     }
     let hardening =
-        std::fs::read_to_string(root.join("etc/sysctl.d/91-kiln-hardening.conf")).unwrap();
+        std::fs::read_to_string(root.join("etc/sysctl.d/99-zz-kiln-hardening.conf")).unwrap();
     assert!(
         hardening.contains("\nnet.ipv4.ip_forward = 1\n"),
         "{hardening}"
@@ -322,7 +322,8 @@ fn sysctl_overrides_cannot_break_the_kubelet_or_weaken_silently() {
         "[sysctl]\nkernel.yama.ptrace_scope = 2\n\"net.core.somaxconn\" = 4096\nkernel.sysrq = 176\nallow_weaker = \"the console team needs SysRq sync and reboot\"\n",
     );
     let root = build(w);
-    let text = std::fs::read_to_string(root.join("etc/sysctl.d/91-kiln-hardening.conf")).unwrap();
+    let text =
+        std::fs::read_to_string(root.join("etc/sysctl.d/99-zz-kiln-hardening.conf")).unwrap();
     for line in [
         "kernel.yama.ptrace_scope = 2",
         "net.core.somaxconn = 4096",
@@ -330,6 +331,66 @@ fn sysctl_overrides_cannot_break_the_kubelet_or_weaken_silently() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line}:\n{text}");
     }
+}
+
+/// sysctl.d files apply by file name, whatever their directory: procps's
+/// /usr/lib/sysctl.d/99-protect-links.conf (fs.protected_fifos = 1) used
+/// to override the recipe's value in kiln's 91-kiln-hardening.conf. Now
+/// kiln's file is read after it; and a file named after kiln's, which does
+/// override a recipe value, fails sys.kiln-effective naming it.
+#[test]
+fn package_sysctl_files_cannot_silently_override_the_recipe() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    recipe(
+        w,
+        "",
+        r#"[[file]]
+dest = "/usr/lib/sysctl.d/99-protect-links.conf"
+content = "fs.protected_fifos = 1\nfs.protected_regular = 2\n"
+
+[[file]]
+dest = "/usr/lib/sysctl.d/99-zzz-late.conf"
+content = "net.core.somaxconn = 128\n"
+
+[sysctl]
+fs.protected_fifos = 2
+"net.core.somaxconn" = 4096
+"#,
+    );
+    let root = build(w);
+    assert!(!root.join("etc/sysctl.d/91-kiln-hardening.conf").exists());
+    let out = kiln()
+        .current_dir(w)
+        .args([
+            "audit",
+            "dist/agent-1.rootfs.tar.zst",
+            "--fail-on",
+            "none",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rule = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "sys.kiln-effective")
+        .unwrap();
+    assert_eq!(rule["status"], "fail", "{rule:#}");
+    let findings = rule["findings"].as_array().unwrap();
+    assert_eq!(findings.len(), 1, "only the later file wins: {rule:#}");
+    assert_eq!(findings[0]["path"], "/usr/lib/sysctl.d/99-zzz-late.conf");
+    assert_eq!(findings[0]["line"], 1);
+    assert_eq!(findings[0]["value"], "net.core.somaxconn = 128");
+    let message = findings[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains("net.core.somaxconn = 4096 (/etc/sysctl.d/99-zz-kiln-hardening.conf:"),
+        "{message}"
+    );
 }
 
 /// The same recipe built in another directory, with another umask, time

@@ -8,8 +8,9 @@
 //! - fw.*: always applicable; every fw rule fails when /etc/nftables.conf
 //!   is absent, since this product requires default-deny.
 //! - ssh.*: not applicable without /usr/sbin/sshd.
-//! - sys.*, fs.setuid, fs.world-writable, fs.devices, pkg.*,
-//!   acct.trust-files: always applicable.
+//! - sys.* (but kiln-effective), fs.setuid, fs.world-writable,
+//!   fs.devices, pkg.*, acct.trust-files: always applicable.
+//! - sys.kiln-effective: not applicable without kiln's sysctl files.
 //! - fs.unowned and acct.* (but trust-files): not applicable without
 //!   /etc/passwd.
 //! - img.*, ssh.no-host-keys, k3s.no-node-identity, k3s.no-baked-token:
@@ -202,8 +203,8 @@ const GROUPS: &[Group] = &[
     },
     Group {
         prefix: "sys",
-        subject: "kernel and network parameters set at boot (sysctl.d); a key no file sets fails",
-        not_applicable: "never",
+        subject: "kernel and network parameters in effect at boot, computed over sysctl.d as systemd-sysctl does; a key no file sets fails",
+        not_applicable: "sys.kiln-effective when the image has none of kiln's sysctl files; the others never",
     },
     Group {
         prefix: "fs",

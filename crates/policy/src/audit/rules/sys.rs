@@ -1,9 +1,12 @@
 //! sys.*: kernel and network parameters set at boot (sysctl.d). A key no
 //! file sets fails: the kernel's default depends on its build and version,
-//! and an image states its own posture.
+//! and an image states its own posture. Values are the effective ones, as
+//! systemd-sysctl computes them ([`crate::sysctl`]); sys.kiln-effective
+//! holds kiln's own files (the recipe's values) to being in effect.
 
-use super::{Rule, SysctlWant, findings, rule, sysctl_findings};
-use crate::audit::{Check, Ctx};
+use super::{Rule, SysctlWant, findings, not_applicable, rule, sysctl_findings};
+use crate::audit::{Check, Ctx, Finding};
+use crate::sysctl::KILN_FILES;
 
 pub const RULES: &[Rule] = &[
     rule!("sys.rp-filter", Medium, rp_filter,
@@ -51,6 +54,11 @@ pub const RULES: &[Rule] = &[
         source: "DA; LY",
         rationale: "Unprivileged BPF and perf are frequent kernel exploit paths; kexec can replace the running kernel.",
         remediation: "Set kernel.unprivileged_bpf_disabled=1, net.core.bpf_jit_harden=2, kernel.perf_event_paranoid=2 (or 3), kernel.kexec_load_disabled=1."),
+    rule!("sys.kiln-effective", High, kiln_effective,
+        title: "every value kiln's sysctl files set is the one in effect",
+        source: "kiln (sysctl.d(5) precedence)",
+        rationale: "sysctl.d files apply in the order of their names, whatever their directory: a file a package or overlay ships that sorts after kiln's silently replaces the recipe's values (procps's 99-protect-links.conf did so with fs.protected_fifos).",
+        remediation: "Remove the overriding line or file, or mask that file with a link to /dev/null of the same name in /etc/sysctl.d. kiln writes the recipe's values to /etc/sysctl.d/99-zz-kiln-hardening.conf, read after every file Debian ships; only a file named after it can override them."),
 ];
 
 fn expect(ctx: &Ctx, wanted: &[SysctlWant]) -> Check {
@@ -165,4 +173,68 @@ fn bpf_kexec(ctx: &Ctx) -> Check {
             ("kernel.kexec_load_disabled", "1", |v| v == 1),
         ],
     )
+}
+
+/// Each line of kiln's files whose key ends up with another value (or
+/// none), reported at the line in effect, which names the file that won.
+fn kiln_effective(ctx: &Ctx) -> Check {
+    let present: Vec<&str> = KILN_FILES
+        .iter()
+        .copied()
+        .filter(|f| ctx.img.exists(f))
+        .collect();
+    if present.is_empty() {
+        return not_applicable(format!(
+            "none of kiln's sysctl files ({})",
+            KILN_FILES.join(", ")
+        ));
+    }
+    let sysctl = ctx.sysctl();
+    let mut out = Vec::new();
+    for file in present {
+        if sysctl.masked.iter().any(|m| m == file) {
+            out.push(Finding::new(
+                file,
+                "masked",
+                "linked to /dev/null, a device, or empty: none of kiln's values in it apply",
+            ));
+            continue;
+        }
+        for own in sysctl.all.iter().filter(|a| a.path == file && !a.exclude) {
+            let wanted = format!("kiln's {} = {} ({file}:{})", own.key, own.value, own.line);
+            let in_effect = if own.key.contains(['*', '?', '[']) {
+                sysctl.entry(&own.key)
+            } else {
+                sysctl.get(&own.key).or_else(|| sysctl.entry(&own.key))
+            };
+            match in_effect {
+                Some(a) if !a.exclude && a.value == own.value => {}
+                Some(a) if a.exclude => out.push(
+                    Finding::new(
+                        a.path.clone(),
+                        format!("-{}", a.key),
+                        format!("drops {wanted}"),
+                    )
+                    .at_line(a.line),
+                ),
+                Some(a) => out.push(
+                    Finding::new(
+                        a.path.clone(),
+                        format!("{} = {}", a.key, a.value),
+                        format!("overrides {wanted}"),
+                    )
+                    .at_line(a.line),
+                ),
+                None => out.push(
+                    Finding::new(
+                        file,
+                        format!("{} = {}", own.key, own.value),
+                        "not in effect",
+                    )
+                    .at_line(own.line),
+                ),
+            }
+        }
+    }
+    findings(out)
 }
