@@ -39,3 +39,4 @@ mod recipe_errors;
 mod reproducible;
 mod resolve;
 mod signing;
+mod verify_tamper;
