@@ -38,5 +38,6 @@ mod overlay;
 mod recipe_errors;
 mod reproducible;
 mod resolve;
+mod sandbox_probe;
 mod signing;
 mod verify_tamper;
