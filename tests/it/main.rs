@@ -40,4 +40,5 @@ mod reproducible;
 mod resolve;
 mod sandbox_probe;
 mod signing;
+mod signing_cli;
 mod verify_tamper;

@@ -241,9 +241,15 @@ fn missing_renamed_and_unlisted_artifacts() {
     let case = pristine.case();
     let intact = case.verify(&[MANIFEST]).1;
     let artifact_ok = intact.lines().nth(1).unwrap().to_owned();
-    assert!(
-        artifact_ok.starts_with(&format!("ok      artifact {ARTIFACT}: ")),
-        "{intact}"
+    let archive = case.read(ARCHIVE);
+    assert!(archive.len() < 1024, "{} bytes", archive.len());
+    assert_eq!(
+        artifact_ok,
+        format!(
+            "ok      artifact {ARTIFACT}: {} B, sha256 {}",
+            archive.len(),
+            &sha256(&archive)[..16]
+        )
     );
 
     // an extra file beside the image is no part of it: the manifest does
@@ -276,6 +282,60 @@ fn missing_renamed_and_unlisted_artifacts() {
         format!(
             "error: cannot open {ARCHIVE}\n  caused by: No such file or directory (os error 2)\n"
         )
+    );
+
+    // an artifact that cannot be read is no absent one
+    let case = pristine.case();
+    std::fs::remove_file(case.path(ARCHIVE)).unwrap();
+    std::os::unix::fs::symlink(ARTIFACT, case.path(ARCHIVE)).unwrap();
+    assert_eq!(
+        case.verify(&[MANIFEST]),
+        (
+            Some(4),
+            format!(
+                "{}FAILED  artifact {ARTIFACT}: cannot read: Too many levels of symbolic links \
+                 (os error 40)\n{FAILED_1}",
+                case.signature_ok()
+            )
+        )
+    );
+
+    // named without a directory, from the directory itself
+    let case = pristine.case();
+    let out = kiln()
+        .current_dir(case.path("dist"))
+        .args(["verify", "--key", "../keys/release.pub", ARTIFACT])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", output_text(&out));
+
+    // a file whose name is not UTF-8 is not the artifact whose name shows
+    // like it: the artifact the manifest lists is missing
+    let case = pristine.case();
+    let shown = "odd-\u{FFFD}.bin";
+    let mut manifest = case.manifest();
+    let mut record = manifest["artifacts"][0].clone();
+    record["name"] = shown.into();
+    record["format"] = "file".into();
+    manifest["artifacts"].as_array_mut().unwrap().push(record);
+    case.resign(&manifest);
+    let odd = {
+        use std::os::unix::ffi::OsStrExt;
+        case.path("dist")
+            .join(std::ffi::OsStr::from_bytes(b"odd-\xff.bin"))
+    };
+    std::fs::copy(case.path(ARCHIVE), &odd).unwrap();
+    let out = kiln()
+        .current_dir(case.dir.path())
+        .args(["verify", "--key", "keys/release.pub"])
+        .arg(&odd)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        report.contains(&format!("FAILED  artifact {shown}: missing\n")),
+        "{report}"
     );
 
     // another image's artifact under this one's name
@@ -392,6 +452,25 @@ fn a_changed_or_foreign_signature_is_refused() {
         )
     );
 
+    // no signature at all, or a directory where it should be
+    let case = pristine.case();
+    std::fs::remove_file(case.path(SIG)).unwrap();
+    assert_eq!(
+        case.verify(&[MANIFEST]),
+        (
+            Some(4),
+            signature_failed(&format!("no signature: {SIG} does not exist"))
+        )
+    );
+    std::fs::create_dir(case.path(SIG)).unwrap();
+    let error = case.verify_error(&[MANIFEST]);
+    assert!(
+        error.starts_with(&format!(
+            "error: cannot read signature {SIG}\n  caused by: "
+        )),
+        "{error}"
+    );
+
     // the signature of another manifest, by the same key
     let case = pristine.case();
     std::fs::copy(case.path(MANIFEST), case.path("dist/copy.manifest.json")).unwrap();
@@ -467,6 +546,30 @@ fn a_valid_signature_whose_kiln_comment_names_another_manifest_is_refused() {
     // kiln's exact comment, by minisign: the same as kiln's signature
     sign(&case.trusted_comment());
     assert_eq!(case.verify(&[MANIFEST]).0, Some(0));
+}
+
+/// A manifest that is signed but that this kiln cannot read is an error
+/// (exit 1) that says why, not a verification failure.
+#[test]
+fn a_signed_manifest_of_another_version_is_an_error_saying_so() {
+    let pristine = Pristine::new();
+    let case = pristine.case();
+    let text = String::from_utf8(case.read(MANIFEST)).unwrap();
+    let edited = text.replace("\"manifest_version\": 1,", "\"manifest_version\": 2,");
+    assert_ne!(edited, text);
+    case.write(MANIFEST, edited);
+    sh(
+        case.dir.path(),
+        &format!("minisign -S -s keys/release.key -m {MANIFEST} -t test"),
+    );
+    assert_eq!(
+        case.verify_error(&[MANIFEST]),
+        format!(
+            "error: {MANIFEST}: manifest_version 2 is not supported by kiln {} (it reads \
+             version 1)\n",
+            env!("CARGO_PKG_VERSION")
+        )
+    );
 }
 
 #[test]
@@ -549,6 +652,11 @@ fn contents_that_differ_from_a_signed_manifest_are_listed() {
             "a file left out",
             Box::new(|files| files.retain(|f| f["path"] != "/etc/motd")),
             "/etc/motd is in the archive but not in the manifest".to_owned(),
+        ),
+        (
+            "a file left out before another",
+            Box::new(|files| files.retain(|f| f["path"] != "/etc/issue")),
+            "/etc/issue is in the archive but not in the manifest".to_owned(),
         ),
         (
             "a file made up at the end",
