@@ -300,6 +300,17 @@ fn missing_renamed_and_unlisted_artifacts() {
         )
     );
 
+    // a manifest under another name is still known by its JSON
+    let case = pristine.case();
+    std::fs::copy(case.path(MANIFEST), case.path("dist/release.json")).unwrap();
+    std::fs::copy(case.path(SIG), case.path("dist/release.json.minisig")).unwrap();
+    let (code, report) = case.verify(&["dist/release.json"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert!(
+        report.ends_with("verified tamper 1.2.0 (amd64)\n"),
+        "{report}"
+    );
+
     // named without a directory, from the directory itself
     let case = pristine.case();
     let out = kiln()
