@@ -108,7 +108,8 @@ fn unique_tag() -> String {
 }
 
 /// A base tarball of the host's tools (above) on a merged /usr.
-fn host_tools_base(dir: &Path) -> PathBuf {
+/// `extra` runs last, in the shell that made it (`$b` is the base).
+fn host_tools_base(dir: &Path, extra: &str) -> PathBuf {
     let base = dir.join("host-tools");
     sh(
         dir,
@@ -123,7 +124,8 @@ fn host_tools_base(dir: &Path) -> PathBuf {
                     mkdir -p "$b$(dirname "$lib")"
                     cp -L "$lib" "$b$lib"
                 done
-            done"#,
+            done
+            {extra}"#,
             base = base.display(),
             tools = TOOLS.join(" ")
         ),
@@ -410,7 +412,7 @@ impl Build {
         output_text(&self.out)
     }
 
-    fn image(&self) -> BTreeMap<String, (Member, Vec<u8>)> {
+    pub(super) fn image(&self) -> BTreeMap<String, (Member, Vec<u8>)> {
         read_tar(&self.dir.join("out/deb-1.rootfs.tar"))
     }
 
@@ -477,6 +479,19 @@ pub(super) fn build(
     postinst: &str,
     env: &[(&str, &str)],
 ) -> Build {
+    build_on(host, name, preinst, postinst, env, "")
+}
+
+/// [`build`] on a base that `extra` (a shell snippet, `$b` the base
+/// directory) adds to.
+pub(super) fn build_on(
+    host: &Host,
+    name: &'static str,
+    preinst: &str,
+    postinst: &str,
+    env: &[(&str, &str)],
+    extra: &str,
+) -> Build {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let tag = unique_tag();
@@ -499,7 +514,7 @@ pub(super) fn build(
     );
     repo.publish(SUITE, "");
     std::fs::copy(&repo.keyring, dir.join("keyring.gpg")).unwrap();
-    let base = host_tools_base(&dir);
+    let base = host_tools_base(&dir, extra);
     std::fs::write(
         dir.join("r.toml"),
         format!(

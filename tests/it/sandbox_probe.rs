@@ -5,7 +5,7 @@
 //! `src/install/{ids,userns,isolate}.rs` (see the Justfile's `mutants`).
 
 use crate::common::*;
-use crate::hostile_packages::{Host, build};
+use crate::hostile_packages::{Host, build, build_on};
 
 /// Writes what the sandbox looks like into the evidence, one fact a line.
 const PROBE: &str = r#"
@@ -131,5 +131,40 @@ fn the_sandbox_as_a_script_sees_it() {
         for option in *required {
             assert!(options.contains(option), "{at} lacks {option}: {report}");
         }
+    }
+}
+
+/// The base's device nodes wait outside the sandbox (a user namespace
+/// cannot make them, and the scripts' /dev is a tmpfs) and come back
+/// where they were, with their modes.
+#[test]
+#[ignore = "needs root"]
+fn device_nodes_of_the_base_come_back_after_the_scripts() {
+    require_root("device nodes in a base tarball");
+    let mut host = Host::watch();
+    let b = build_on(
+        &host,
+        "sandbox-devices",
+        "",
+        "say \"dev: $(ls /dev | tr '\\n' ' ')\"\nexit 0\n",
+        &[],
+        "mkdir -p $b/dev/sub && mknod -m 600 $b/dev/console c 5 1 && \
+         mknod -m 666 $b/dev/sub/zero c 1 5",
+    );
+    host.assert_untouched(&b);
+    assert!(b.ok(), "{}", b.report());
+    // the scripts saw only the sandbox's own /dev
+    assert!(
+        b.evidence()
+            .contains("dev: fd full null ptmx pts random shm stderr stdin stdout tty urandom zero"),
+        "{}",
+        b.report()
+    );
+    let image = b.image();
+    for (path, mode) in [("/dev/console", 0o600), ("/dev/sub/zero", 0o666)] {
+        let (member, _) = image
+            .get(path)
+            .unwrap_or_else(|| panic!("{path} is missing: {}", b.report()));
+        assert_eq!((member.kind, member.mode & 0o7777), ('c', mode), "{path}");
     }
 }
