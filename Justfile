@@ -143,7 +143,7 @@ mutants:
         --exclude-re 'isolate\.rs:326:65: replace \| with & in Prepared::enter' \
         --exclude-re 'replace < with (==|<=) in Prepared::enter' \
         --exclude-re '(delete - |replace != with == |replace \+ with [-*] )in Prepared::enter' \
-        --exclude-re 'replace && with \|\| in run$' --exclude-re 'userns\.rs:(375:|314:63:)' \
+        --exclude-re 'replace && with \|\| in run$' --exclude-re 'userns\.rs:(375:(43|69)|314:63):' \
         -- -- --include-ignored sandbox_probe:: install_offline::a_failing_maintainer_script \
         install_offline::without_root_a_user_namespace
     exit "$failed"
