@@ -64,7 +64,8 @@ test: deps lint
 test-quick: deps
     cargo test --workspace --locked --all-targets -- --test-threads 2
 
-# Mutation testing of image paths and Debian versions (cargo-mutants); slow, not run by CI.
+# Mutation testing of image paths, Debian versions, signatures, verification and
+# the sandbox (cargo-mutants, one job); slow, not run by CI. The sandbox needs root.
 mutants:
     #!/usr/bin/env bash
     set -euo pipefail
@@ -88,6 +89,63 @@ mutants:
     # punctuation weight stays above the letters' and in the same order.
     mutants target/mutants/version --package kiln-debian --file crates/debian/src/version.rs \
         --exclude-re 'replace \+ with \* in order'
+    # Dependencies optimised (ed25519, scrypt, zstd, sha2): each mutant's
+    # tests then take seconds, not minutes. Only kiln's code is mutated.
+    opt=(--cargo-arg=--config --cargo-arg='profile.dev.package."*".opt-level=3')
+    # `<` to `<=` in scrypt_params is an equivalent mutant: at opslimit ==
+    # memlimit / 32 both of libsodium's branches give the same N, and p = 1.
+    mutants target/mutants/minisign --package kiln-minisign "${opt[@]}" \
+        --exclude-re 'replace < with <= in scrypt_params'
+    # Verification: the kiln binary, run by the tests of signing and verify.
+    # `<` to `<=` in check_contents is equivalent: the loop ends on (None,
+    # None) anyway, and equal paths were matched by the arm before.
+    mutants target/mutants/verify --package kiln --file src/signing.rs --file src/cmd/verify.rs \
+        --exclude-re 'replace < with <= in check_contents' \
+        "${opt[@]}" --cargo-arg=--test=it -- -- verify_tamper:: signing_cli:: signing::keygen \
+        signing::a_manifest_that_does_not_parse signing::oversized signing::key_rotation \
+        signing::verify_accepts signing::rollback
+    # The sandbox (root): pure parts (id ranges, the log cap) against the
+    # unit tests; the system calls against one probe build, base device
+    # nodes, a failing script and a build without root.
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "mutants: the sandbox (src/install/{ids,userns,isolate}.rs) needs root; skipped"
+        exit "$failed"
+    fi
+    sandbox=(--package kiln --file src/install/ids.rs --file src/install/userns.rs
+        --file src/install/isolate.rs "${opt[@]}")
+    # `written > 0` to `>= 0` (isolate.rs:193) is equivalent: nothing
+    # written yet means the output still ends a line.
+    mutants target/mutants/sandbox-units "${sandbox[@]}" --cargo-arg=--lib \
+        --re 'ids\.rs|copy_capped|Phases|is_progress_line|isolate\.rs:[0-9:]+ replace << with >>$' \
+        --exclude-re 'isolate\.rs:193:24: replace > with >= in copy_capped' \
+        -- -- --include-ignored install::
+    # Equivalent or harmless mutants of the system calls:
+    # - mount, unshare and clone flags are distinct bits: `|` to `^` is `|`;
+    # - O_WRONLY & O_CLOEXEC (isolate.rs:326) leaves O_CREAT: the placeholder
+    #   for a device is made and closed at once either way;
+    # - `< 0` to `== 0`/`<= 0` for open() and setsid(): neither returns 0
+    #   (stdin is open; the session is PID 1's), a failed open fails the
+    #   bind mount onto it, and a fresh child's setsid() cannot fail;
+    # - the waitpid retry (`== -1`, `!= EINTR`): no handler is installed in
+    #   the helper, so waitpid is never interrupted;
+    # - `128 + signal` for a killed PID 1: the scripts failed either way,
+    #   only the number in the message differs;
+    # - a base's device node always has its parent directory (`&&` to
+    #   `||`): nodes are only accepted below /dev, which the scripts cannot
+    #   change (theirs is a tmpfs);
+    # - the directory that shows the exchange directory (userns.rs:375):
+    #   every choice is /tmp on a host where anyone may enter /tmp;
+    # - setgroups refused with EPERM (userns.rs:314:63): only when
+    #   newgidmap denies setgroups, which current shadow does not.
+    mutants target/mutants/sandbox "${sandbox[@]}" --cargo-arg=--test=it \
+        --re 'userns\.rs|Prepared::enter|run_shell|replace c -> Result' \
+        --exclude-re 'replace \| with \^ in (Prepared::enter|helper)' \
+        --exclude-re 'isolate\.rs:326:65: replace \| with & in Prepared::enter' \
+        --exclude-re 'replace < with (==|<=) in Prepared::enter' \
+        --exclude-re '(delete - |replace != with == |replace \+ with [-*] )in Prepared::enter' \
+        --exclude-re 'replace && with \|\| in run$' --exclude-re 'userns\.rs:(375:(43|69)|314:63):' \
+        -- -- --include-ignored sandbox_probe:: install_offline::a_failing_maintainer_script \
+        install_offline::without_root_a_user_namespace
     exit "$failed"
 
 # Benchmarks: kiln against the tools a user would otherwise pick; prints ratios.

@@ -468,4 +468,115 @@ mod tests {
         copy_capped(&b"short\n"[..], &mut log, 1 << 20).unwrap();
         assert_eq!(log, b"short\n");
     }
+
+    /// A reader that hands out `chunks` one read at a time, after an
+    /// interrupted read.
+    struct Chunks(Vec<std::io::Result<Vec<u8>>>);
+
+    impl Read for Chunks {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.0.remove(0)?;
+            buf[..chunk.len()].copy_from_slice(&chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    fn capped(chunks: &[&[u8]], cap: u64) -> String {
+        let mut reads = vec![Err(std::io::ErrorKind::Interrupted.into())];
+        reads.extend(chunks.iter().map(|c| Ok(c.to_vec())));
+        let mut log = Vec::new();
+        copy_capped(Chunks(reads), &mut log, cap).unwrap();
+        String::from_utf8(log).unwrap()
+    }
+
+    const LEFT_OUT: &str = "bytes of the scripts' output left out of this log (it keeps 0 MiB)";
+
+    #[test]
+    fn the_cap_counts_every_byte_and_the_note_counts_what_was_left_out() {
+        // up to the cap exactly: everything, and no note
+        assert_eq!(capped(&[b"0123", b"456789"], 10), "0123456789");
+        assert_eq!(capped(&[b"0123\n", b"5678\n"], 10), "0123\n5678\n");
+        // one byte more: that read and everything after it is left out
+        assert_eq!(
+            capped(&[b"0123", b"456789", b"x"], 10),
+            format!("0123456789\nkiln: 1 {LEFT_OUT}\n")
+        );
+        // a line cut by the cap ends before what follows; a whole line
+        // needs no extra break
+        assert_eq!(
+            capped(&[b"ab", b"cdefghijkl\nSetting up p (1) ...\nz\n"], 10),
+            format!("ab\nSetting up p (1) ...\nkiln: 13 {LEFT_OUT}\n")
+        );
+        assert_eq!(
+            capped(&[b"ab\n", b"cdefghijkl\nSetting up p (1) ...\n"], 10),
+            format!("ab\nSetting up p (1) ...\nkiln: 11 {LEFT_OUT}\n")
+        );
+        // the very first read past the cap: no break before the progress
+        assert_eq!(
+            capped(&[b"Setting up q (2) ...\ntail"], 10),
+            format!("Setting up q (2) ...\nkiln: 4 {LEFT_OUT}\n")
+        );
+        // a progress line longer than 4096 bytes is kept cut short, and
+        // the rest of it counted
+        let long = format!("Setting up {}\n", "y".repeat(5000));
+        assert_eq!(
+            capped(&[b"ab\n", long.as_bytes()], 2),
+            format!(
+                "{}\nkiln: {} {LEFT_OUT}\n",
+                &long[..4096],
+                3 + long.len() - 1 - 4096
+            )
+        );
+        // nothing left out at all: no note
+        assert_eq!(capped(&[b"short\n"], 10), "short\n");
+        assert_eq!(capped(&[], 0), "");
+    }
+
+    #[test]
+    fn read_errors_other_than_interruptions_end_the_copy() {
+        let mut log = Vec::new();
+        let error = copy_capped(
+            Chunks(vec![
+                Ok(b"a\n".to_vec()),
+                Err(std::io::Error::other("gone")),
+            ]),
+            &mut log,
+            10,
+        )
+        .unwrap_err();
+        assert_eq!(error.to_string(), "gone");
+        assert_eq!(log, b"a\n");
+    }
+
+    #[test]
+    fn the_log_keeps_sixteen_mebibytes() {
+        assert_eq!(LOG_CAP, 16 << 20);
+        let mut log = Vec::new();
+        copy_capped(&b"x\n"[..], &mut log, LOG_CAP).unwrap();
+        assert_eq!(log, b"x\n");
+    }
+
+    #[test]
+    fn phases_are_listed_in_order_with_their_durations() {
+        let mut phases = Phases::start();
+        std::thread::sleep(Duration::from_millis(120));
+        phases.end("first");
+        phases.end("second");
+        let shown = phases.to_string();
+        let parts: Vec<(&str, f64)> = shown
+            .split(", ")
+            .map(|p| {
+                let (name, secs) = p.split_once(' ').unwrap();
+                (name, secs.strip_suffix('s').unwrap().parse().unwrap())
+            })
+            .collect();
+        assert_eq!(parts.len(), 2, "{shown}");
+        assert_eq!((parts[0].0, parts[1].0), ("first", "second"), "{shown}");
+        assert!(parts[0].1 >= 0.1, "{shown}");
+        assert!(parts[1].1 < parts[0].1, "{shown}");
+        assert_eq!(Phases::start().to_string(), "");
+    }
 }

@@ -108,7 +108,8 @@ fn unique_tag() -> String {
 }
 
 /// A base tarball of the host's tools (above) on a merged /usr.
-fn host_tools_base(dir: &Path) -> PathBuf {
+/// `extra` runs last, in the shell that made it (`$b` is the base).
+fn host_tools_base(dir: &Path, extra: &str) -> PathBuf {
     let base = dir.join("host-tools");
     sh(
         dir,
@@ -123,7 +124,8 @@ fn host_tools_base(dir: &Path) -> PathBuf {
                     mkdir -p "$b$(dirname "$lib")"
                     cp -L "$lib" "$b$lib"
                 done
-            done"#,
+            done
+            {extra}"#,
             base = base.display(),
             tools = TOOLS.join(" ")
         ),
@@ -218,7 +220,7 @@ fn changed_since(root: &Path, depth: usize, since: (i64, i64), out: &mut Vec<Str
 
 /// The build host, watched: a canary tree, a TCP listener, a process the
 /// scripts look for.
-struct Host {
+pub(super) struct Host {
     /// Holds the canary tree and the marker; not inside the build's
     /// directories.
     tmp: tempfile::TempDir,
@@ -242,7 +244,7 @@ const SYSCTLS: &[&str] = &[
 ];
 
 impl Host {
-    fn watch() -> Host {
+    pub(super) fn watch() -> Host {
         let tmp = tempfile::tempdir().unwrap();
         // Anyone may enter: the world-writable canaries are the ones a
         // sandboxed process with host ids of its own could reach.
@@ -320,7 +322,7 @@ impl Host {
     }
 
     /// Every check of the host; panics with what changed.
-    fn assert_untouched(&mut self, build: &Build) {
+    pub(super) fn assert_untouched(&mut self, build: &Build) {
         let after = snapshot(&self.canary);
         for (path, before) in &self.canary_before {
             assert_eq!(
@@ -391,7 +393,7 @@ impl Drop for Host {
 }
 
 /// A build of one hostile package.
-struct Build {
+pub(super) struct Build {
     package: &'static str,
     /// What `@TAG@` stood for in its scripts.
     tag: String,
@@ -402,20 +404,20 @@ struct Build {
 }
 
 impl Build {
-    fn ok(&self) -> bool {
+    pub(super) fn ok(&self) -> bool {
         self.out.status.success()
     }
 
-    fn text(&self) -> String {
+    pub(super) fn text(&self) -> String {
         output_text(&self.out)
     }
 
-    fn image(&self) -> BTreeMap<String, (Member, Vec<u8>)> {
+    pub(super) fn image(&self) -> BTreeMap<String, (Member, Vec<u8>)> {
         read_tar(&self.dir.join("out/deb-1.rootfs.tar"))
     }
 
     /// What the scripts wrote down, if the image exists.
-    fn evidence(&self) -> String {
+    pub(super) fn evidence(&self) -> String {
         if !self.ok() {
             return String::new();
         }
@@ -425,7 +427,7 @@ impl Build {
             .unwrap_or_default()
     }
 
-    fn report(&self) -> String {
+    pub(super) fn report(&self) -> String {
         format!(
             "build {} after {:.1}s:\n{}\nevidence:\n{}",
             self.out.status,
@@ -436,7 +438,7 @@ impl Build {
     }
 
     /// Succeeded with a clean image, or failed naming the package.
-    fn assert_contained(&self) {
+    pub(super) fn assert_contained(&self) {
         if !self.ok() {
             assert!(
                 self.text().contains(self.package),
@@ -470,12 +472,25 @@ impl Build {
 
 /// Builds a recipe with the package `name` (its `preinst` and `postinst`
 /// as given, either may be empty) on the base of host tools.
-fn build(
+pub(super) fn build(
     host: &Host,
     name: &'static str,
     preinst: &str,
     postinst: &str,
     env: &[(&str, &str)],
+) -> Build {
+    build_on(host, name, preinst, postinst, env, "")
+}
+
+/// [`build`] on a base that `extra` (a shell snippet, `$b` the base
+/// directory) adds to.
+pub(super) fn build_on(
+    host: &Host,
+    name: &'static str,
+    preinst: &str,
+    postinst: &str,
+    env: &[(&str, &str)],
+    extra: &str,
 ) -> Build {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
@@ -499,7 +514,7 @@ fn build(
     );
     repo.publish(SUITE, "");
     std::fs::copy(&repo.keyring, dir.join("keyring.gpg")).unwrap();
-    let base = host_tools_base(&dir);
+    let base = host_tools_base(&dir, extra);
     std::fs::write(
         dir.join("r.toml"),
         format!(

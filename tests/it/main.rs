@@ -38,4 +38,7 @@ mod overlay;
 mod recipe_errors;
 mod reproducible;
 mod resolve;
+mod sandbox_probe;
 mod signing;
+mod signing_cli;
+mod verify_tamper;

@@ -239,3 +239,47 @@ impl std::error::Error for VerifyError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::test_support::*;
+    use crate::{PublicKey, Signature};
+
+    /// The underlying errors stay reachable for callers that walk the chain
+    /// (anyhow's `{:#}`), and only those two carry one.
+    #[test]
+    fn sources_are_the_base64_and_io_errors() {
+        let base64 = PublicKey::parse("untrusted comment: k\nRW!!\n").unwrap_err();
+        assert!(matches!(base64, Error::Base64 { .. }), "{base64:?}");
+        let source = base64.source().expect("a base64 error has a source");
+        assert!(
+            source.is::<base64::DecodeError>(),
+            "{source:?} is not the base64 error"
+        );
+        assert_eq!(
+            base64.to_string(),
+            format!("public key file: invalid base64: {source}")
+        );
+
+        let io = Error::Io(io::Error::other("disk on fire"));
+        let source = io.source().expect("an I/O error has a source");
+        assert_eq!(source.to_string(), "disk on fire");
+        assert!(source.is::<io::Error>());
+
+        assert!(Error::WrongPassword.source().is_none());
+        assert!(Error::KdfLimits(CHEAP).source().is_none());
+
+        let io = VerifyError::Io(io::Error::other("cable cut"));
+        let source = io.source().expect("an I/O error has a source");
+        assert_eq!(source.to_string(), "cable cut");
+        assert!(source.is::<io::Error>());
+        assert!(VerifyError::DataMismatch.source().is_none());
+        let (pk, sig) = kiln_sig();
+        let sig = Signature::parse(sig.as_bytes()).unwrap();
+        let mismatch = crate::verify(std::slice::from_ref(&pk), &sig, &b"other"[..]).unwrap_err();
+        assert!(mismatch.source().is_none());
+    }
+}

@@ -44,20 +44,26 @@ fn scrypt_params(limits: KdfLimits) -> (u32, u32, u32) {
     }
 }
 
-/// The 104 bytes of scrypt output that encrypt a secret key's payload.
-pub(super) fn scrypt_stream(
-    password: &str,
-    salt: &[u8],
-    limits: KdfLimits,
-) -> Result<[u8; SECRET_PAYLOAD_LEN], Error> {
+/// scrypt's parameters for `limits`, refused when they cost more memory
+/// than [`MAX_SCRYPT_COST`] or scrypt rejects them.
+fn checked_params(limits: KdfLimits) -> Result<scrypt::Params, Error> {
     let (log_n, r, p) = scrypt_params(limits);
     let cost = (1u128 << log_n) * u128::from(r) * u128::from(p) * 128;
     if cost > MAX_SCRYPT_COST {
         return Err(Error::KdfLimits(limits));
     }
     // The length argument only matters for scrypt's PHC strings, unused here.
-    let params = scrypt::Params::new(log_n as u8, r, p, scrypt::Params::RECOMMENDED_LEN)
-        .map_err(|_| Error::KdfLimits(limits))?;
+    scrypt::Params::new(log_n as u8, r, p, scrypt::Params::RECOMMENDED_LEN)
+        .map_err(|_| Error::KdfLimits(limits))
+}
+
+/// The 104 bytes of scrypt output that encrypt a secret key's payload.
+pub(super) fn scrypt_stream(
+    password: &str,
+    salt: &[u8],
+    limits: KdfLimits,
+) -> Result<[u8; SECRET_PAYLOAD_LEN], Error> {
+    let params = checked_params(limits)?;
     let mut stream = [0u8; SECRET_PAYLOAD_LEN];
     scrypt::scrypt(password.as_bytes(), salt, &params, &mut stream)
         .map_err(|_| Error::KdfLimits(limits))?;
@@ -88,6 +94,23 @@ mod tests {
         // Absurd limits: N tops out at 2^63 and p at 0x3fffffff / 8.
         assert_eq!(params(u64::MAX, u64::MAX).0, 53);
         assert_eq!(params(u64::MAX, 0), (1, 8, 0x3fff_ffff / 8));
+    }
+
+    /// The cap lets through exactly minisign's cost (N·r·p·128 = 2^30), by
+    /// a large N or by a large p, and nothing above it.
+    #[test]
+    fn the_cost_cap_admits_minisigns_default_and_no_more() {
+        let params = |opslimit, memlimit| {
+            checked_params(KdfLimits { opslimit, memlimit })
+                .map(|p| (p.log_n(), p.r(), p.p()))
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(params(33_554_432, 1 << 30), Ok((20, 8, 1)));
+        assert_eq!(params(1 << 25, 1 << 20), Ok((10, 8, 1024)));
+        assert_eq!(params(32_768, 1 << 20), Ok((10, 8, 1)));
+        // one step above: twice the memory, or twice the passes
+        assert!(params(1 << 26, 1 << 31).is_err());
+        assert!(params(1 << 26, 1 << 20).is_err());
     }
 
     #[test]

@@ -25,7 +25,10 @@ const KDF_NONE: [u8; 2] = [0, 0];
 const CHECKSUM_BLAKE2B: [u8; 2] = *b"B2";
 
 const PUBLIC_KEY_LEN: usize = 2 + 8 + 32;
-const SECRET_KEY_LEN: usize = 2 + 2 + 2 + 32 + 8 + 8 + SECRET_PAYLOAD_LEN;
+/// The algorithm, KDF and checksum tags (2 bytes each), salt, opslimit,
+/// memlimit and payload. (The tags are counted as one 6: `2 + 2 + 2`
+/// would make mutants that turn a `+` into a `*` and change nothing.)
+const SECRET_KEY_LEN: usize = 6 + 32 + 8 + 8 + SECRET_PAYLOAD_LEN;
 
 /// An 8-byte key identifier, stored in every key and signature.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]

@@ -49,16 +49,7 @@ fn verify_with<'k>(
     }
     let message = match sig.algorithm {
         Algorithm::Prehashed => blake2b512(data).map_err(VerifyError::Io)?.to_vec(),
-        Algorithm::Legacy => {
-            let mut message = Vec::new();
-            data.take(MAX_LEGACY_DATA_LEN + 1)
-                .read_to_end(&mut message)
-                .map_err(VerifyError::Io)?;
-            if message.len() as u64 > MAX_LEGACY_DATA_LEN {
-                return Err(VerifyError::LegacyDataTooLarge);
-            }
-            message
-        }
+        Algorithm::Legacy => read_at_most(data, MAX_LEGACY_DATA_LEN)?,
     };
     let signature = ed25519_dalek::Signature::from_bytes(&sig.signature);
     let global_signature = ed25519_dalek::Signature::from_bytes(&sig.global_signature);
@@ -79,6 +70,19 @@ fn verify_with<'k>(
         }
     }
     Err(error)
+}
+
+/// All of `data` when it is at most `limit` bytes long, reading no more
+/// than one byte past the limit.
+fn read_at_most(data: impl Read, limit: u64) -> Result<Vec<u8>, VerifyError> {
+    let mut message = Vec::new();
+    data.take(limit + 1)
+        .read_to_end(&mut message)
+        .map_err(VerifyError::Io)?;
+    if message.len() as u64 > limit {
+        return Err(VerifyError::LegacyDataTooLarge);
+    }
+    Ok(message)
 }
 
 #[cfg(test)]
@@ -112,6 +116,32 @@ mod tests {
             verify_allow_legacy(&keys, &relabelled, DATA),
             "signature does not match the data",
         );
+    }
+
+    /// The legacy data limit, at a size a test can afford (the real one is
+    /// 1 GiB): up to the limit is read whole, one byte more is refused, and
+    /// nothing past that byte is read.
+    #[test]
+    fn legacy_data_is_read_up_to_the_limit_and_no_further() {
+        let data = [7u8; 12];
+        assert_eq!(read_at_most(&data[..10], 10).unwrap(), [7u8; 10]);
+        assert_eq!(read_at_most(&data[..9], 10).unwrap(), [7u8; 9]);
+        assert_eq!(read_at_most(&data[..0], 10).unwrap(), [0u8; 0]);
+        for len in [11, 12] {
+            expect_err(
+                read_at_most(&data[..len], 10),
+                "legacy signatures cover the raw data, which must be at most 1 GiB (as in minisign)",
+            );
+        }
+        let mut endless = io::repeat(1);
+        expect_err(
+            read_at_most(&mut endless, 10),
+            "legacy signatures cover the raw data, which must be at most 1 GiB (as in minisign)",
+        );
+        // exactly one byte past the limit was taken from the reader
+        let mut rest = &data[..];
+        assert!(read_at_most(&mut rest, 10).is_err());
+        assert_eq!(rest.len(), 1);
     }
 
     #[test]
