@@ -160,7 +160,9 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         let boot = plan.boot.as_ref().context("--format raw needs [boot]")?;
         let name = format!("{stem}.raw");
         let tmp = work.path().join(&name);
-        ui.step(format!("making the disk {name} (squashfs root, dm-verity, UKI)"));
+        ui.step(format!(
+            "making the disk {name} (squashfs root, dm-verity, UKI)"
+        ));
         let started = std::time::Instant::now();
         let report = crate::boot::disk::write(
             &tree,

@@ -37,7 +37,13 @@ pub fn write(
     std::fs::create_dir_all(scratch)
         .with_context(|| format!("cannot create {}", scratch.display()))?;
     let kernel_file = extract(tree, store, &kernel, "the kernel", scratch)?;
-    let initrd_file = extract(tree, store, &initrd, "the initrd (is dracut in [debian] packages?)", scratch)?;
+    let initrd_file = extract(
+        tree,
+        store,
+        &initrd,
+        "the initrd (is dracut in [debian] packages?)",
+        scratch,
+    )?;
     let stub_file = extract(
         tree,
         store,

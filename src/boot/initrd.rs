@@ -15,11 +15,7 @@ pub const MODULE_DIR: &str = "/usr/lib/dracut/modules.d/90kiln-state";
 /// (path, content, mode) of each file placed before configuring.
 pub fn files() -> [(String, &'static str, u32); 4] {
     [
-        (
-            DRACUT_CONF.into(),
-            include_str!("files/dracut.conf"),
-            0o644,
-        ),
+        (DRACUT_CONF.into(), include_str!("files/dracut.conf"), 0o644),
         (
             format!("{MODULE_DIR}/module-setup.sh"),
             include_str!("files/module-setup.sh"),

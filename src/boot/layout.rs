@@ -30,7 +30,10 @@ const UNITS: &[&str] = &[
 /// Packages the layout relies on, with what each brings.
 const NEEDS: &[(&str, &str)] = &[
     ("dracut", "the initrd that opens the verified root"),
-    ("systemd-boot-efi", "the EFI stub of the unified kernel image"),
+    (
+        "systemd-boot-efi",
+        "the EFI stub of the unified kernel image",
+    ),
     ("systemd-resolved", "DNS"),
     ("dbus", "logind and power-off"),
     ("apparmor", "the AppArmor profiles containerd expects"),
