@@ -24,6 +24,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kiln-debian",
             "kiln-policy",
             "kiln-minisign",
+            "kiln-disk",
         ],
     ),
 ];
