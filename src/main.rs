@@ -83,6 +83,11 @@ enum Command {
         /// sha256 must still match the recipe's pin.
         #[arg(long, value_name = "NAME=PATH")]
         artifact: Vec<String>,
+        /// Build without [[artifact]] NAME when it cannot be downloaded,
+        /// saying so in one line; content that does not match its pin
+        /// still fails the build.
+        #[arg(long, value_name = "NAME")]
+        optional_artifact: Vec<String>,
         /// Install and configure the Debian packages afresh, even when the
         /// same installed tree is in the cache.
         #[arg(long)]
@@ -300,6 +305,7 @@ impl ArchiveArgs {
             },
             workers: self.jobs.max(1),
             artifact_overrides: overrides,
+            optional_artifacts: Default::default(),
         })
     }
 }
@@ -436,12 +442,14 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             signing,
             locked,
             artifact,
+            optional_artifact,
             no_install_cache,
             archive,
         } => {
             // Unlock the key first: a wrong password should not cost a build.
             let key = signing.load()?;
-            let archive = archive.options(&artifact)?;
+            let mut archive = archive.options(&artifact)?;
+            archive.optional_artifacts = optional_artifact.into_iter().collect();
             let options = BuildOptions {
                 recipe,
                 out_dir: output,

@@ -12,7 +12,7 @@ use crate::recipe::{Plan, RecipeError};
 use crate::ui::{Ui, human_bytes};
 use anyhow::{Context, Result, anyhow, bail};
 use kiln_debian::archive::{self, SuiteSource};
-use kiln_debian::fetch::{Cache, FetchItem, FetchPolicy, Fetcher, fetch_all};
+use kiln_debian::fetch::{Cache, ContentMismatch, FetchItem, FetchPolicy, Fetcher, fetch_all};
 use kiln_debian::index::PackageIndex;
 use kiln_debian::lock::{
     IndexRecord, LOCK_VERSION, Lock, LockDiff, LockedArtifact, LockedPackage, lock_path,
@@ -20,7 +20,7 @@ use kiln_debian::lock::{
 use kiln_debian::resolve::{Request, ResolveError, resolve};
 use kiln_debian::sources::{mirror_for, read_apt_sources};
 use kiln_tree::Digest;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// Where packages come from and where they are kept.
@@ -34,6 +34,9 @@ pub struct ArchiveOptions {
     pub workers: usize,
     /// Artifacts supplied on the command line (`--artifact NAME=PATH`).
     pub artifact_overrides: BTreeMap<String, PathBuf>,
+    /// Artifacts the build may leave out when they cannot be downloaded
+    /// (`--optional-artifact NAME`).
+    pub optional_artifacts: BTreeSet<String>,
 }
 
 impl ArchiveOptions {
@@ -408,7 +411,11 @@ pub fn fetch_artifacts<'p>(
     options: &ArchiveOptions,
     ui: &Ui,
 ) -> Result<Vec<(&'p ArtifactPlan, PathBuf)>> {
-    for name in options.artifact_overrides.keys() {
+    for name in options
+        .artifact_overrides
+        .keys()
+        .chain(&options.optional_artifacts)
+    {
         if !plan.debian.artifacts.iter().any(|a| &a.name == name) {
             let known: Vec<&str> = plan
                 .debian
@@ -417,7 +424,7 @@ pub fn fetch_artifacts<'p>(
                 .map(|a| a.name.as_str())
                 .collect();
             bail!(
-                "--artifact {name}=…: the recipe has no [[artifact]] named {name} (it has: {})",
+                "--artifact/--optional-artifact {name}: the recipe has no [[artifact]] named {name} (it has: {})",
                 known.join(", ")
             );
         }
@@ -462,16 +469,31 @@ pub fn fetch_artifacts<'p>(
                     sha256: artifact.sha256,
                     size: None,
                 };
-                fetch_all(
+                match fetch_all(
                     &fetcher,
                     &cache,
                     std::slice::from_ref(&item),
                     1,
                     &|_| {},
                     &|_| {},
-                )
-                .with_context(context)?
-                .remove(0)
+                ) {
+                    Ok(mut paths) => paths.remove(0),
+                    // Unreachable, not wrong: the image is built without it,
+                    // and the one line says so and how to add it.
+                    Err(e)
+                        if options.optional_artifacts.contains(&artifact.name)
+                            && !ContentMismatch::in_chain(&e) =>
+                    {
+                        ui.warn(format!(
+                            "left out artifact {name} ({dest}): it could not be downloaded ({cause}); add it with --artifact {name}=FILE",
+                            name = artifact.name,
+                            dest = artifact.dest,
+                            cause = e.root_cause(),
+                        ));
+                        continue;
+                    }
+                    Err(e) => return Err(e).with_context(context),
+                }
             }
         };
         ui.step(format!(

@@ -25,7 +25,11 @@ const UNITS: &[&str] = &[
     "systemd-resolved.service",
     "apparmor.service",
     "kiln-hostname.service",
+    "kiln-time-wait.service",
 ];
+
+/// The systemd-networkd file of the node's links, from `[network]`.
+pub const NETWORK_FILE: &str = "/etc/systemd/network/80-kiln.network";
 
 /// Packages the layout relies on, with what each brings.
 const NEEDS: &[(&str, &str)] = &[
@@ -100,9 +104,13 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
         0o644,
         loc,
     )?;
+    let network = plan.network.clone().unwrap_or_default();
+    cx.write(NETWORK_FILE, &network.render(), 0o644, loc)?;
+    // K3s's certificates need a right clock: time-sync.target waits for
+    // the first synchronisation, but not forever (see the unit).
     cx.write(
-        "/etc/systemd/network/80-kiln-ethernet.network",
-        include_str!("files/ethernet.network"),
+        "/usr/lib/systemd/system/kiln-time-wait.service",
+        include_str!("files/kiln-time-wait.service"),
         0o644,
         loc,
     )?;

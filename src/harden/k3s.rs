@@ -91,8 +91,8 @@ pub fn render_unit(plan: &K3sPlan) -> String {
          [Unit]\n\
          Description=Lightweight Kubernetes agent (K3s)\n\
          Documentation=https://docs.k3s.io\n\
-         Wants=network-online.target\n\
-         After=network-online.target nftables.service\n\n\
+         Wants=network-online.target time-sync.target\n\
+         After=network-online.target time-sync.target nftables.service\n\n\
          [Service]\n\
          Type=notify\n\
          KillMode=process\n\
@@ -104,6 +104,7 @@ pub fn render_unit(plan: &K3sPlan) -> String {
          TimeoutStartSec=0\n\
          Restart=always\n\
          RestartSec=15s\n\
+         ExecStartPre=/bin/sh -c 'if [ ! -x {binary} ]; then echo \"k3s-agent: {binary} is not in this image (it was built without its K3s artifact); rebuild with kiln build --artifact k3s=FILE\" >&2; exit 1; fi'\n\
          ExecStartPre=/bin/sh -c 'if [ ! -s {token} ]; then echo \"k3s-agent: no join token at {token}; provisioning must write it (mode 0600) before K3s can join. See kiln docs/hardening.md\" >&2; exit 1; fi'\n\
          ExecStartPre=-/sbin/modprobe br_netfilter\n\
          ExecStartPre=-/sbin/modprobe overlay\n\

@@ -9,6 +9,7 @@ pub mod boot;
 pub mod debian;
 mod fields;
 pub mod hardening;
+pub mod network;
 pub(crate) mod schema;
 mod value;
 
@@ -58,6 +59,8 @@ pub struct Plan {
     pub audit: audit::AuditPlan,
     /// `[boot]`: the image boots from a disk (read-only root, state on /var).
     pub boot: Option<boot::BootPlan>,
+    /// `[network]`: the links of a booting node (DHCP when absent).
+    pub network: Option<network::NetworkPlan>,
     /// The top recipe file first, then each file it extends.
     pub sources: Vec<RecipeSource>,
 }
@@ -343,6 +346,7 @@ struct PlanBuilder {
     hardening: hardening::HardeningPlan,
     audit: audit::AuditPlan,
     boot: Option<boot::BootPlan>,
+    network: Option<network::NetworkPlan>,
 }
 
 impl PlanBuilder {
@@ -362,6 +366,13 @@ impl PlanBuilder {
         }
         if let Some(boot) = raw.boot.take() {
             self.boot = Some(boot::BootPlan::add_layer(self.boot.take(), &file, boot)?);
+        }
+        if let Some(network) = raw.network.take() {
+            self.network = Some(network::NetworkPlan::add_layer(
+                self.network.take(),
+                &file,
+                network,
+            )?);
         }
         let hardening = hardening::RawHardening {
             users: std::mem::take(&mut raw.user),
@@ -594,6 +605,13 @@ impl PlanBuilder {
             .image_loc
             .clone()
             .unwrap_or_else(|| Loc::new(top, 0..0));
+        if let (Some(network), None) = (&self.network, &self.boot)
+            && let Some(loc) = &network.loc
+        {
+            return Err(loc.error(
+                "[network] configures a node that boots from kiln's disk; add a [boot] section",
+            ));
+        }
         let missing = |field: &str, example: &str| {
             image_loc.error(format!(
                 "[image] {field} is missing; add {field} = {example} under [image]",
@@ -628,6 +646,7 @@ impl PlanBuilder {
             hardening: self.hardening,
             audit: self.audit,
             boot: self.boot,
+            network: self.network,
             sources,
         })
     }

@@ -36,6 +36,7 @@ pub struct RawRecipe {
     pub minimize: Option<Spanned<super::hardening::RawMinimize>>,
     pub kernel: Option<Spanned<super::hardening::RawKernel>>,
     pub boot: Option<Spanned<super::boot::RawBoot>>,
+    pub network: Option<Spanned<super::network::RawNetwork>>,
 }
 
 #[derive(Deserialize)]

@@ -1157,3 +1157,104 @@ fn an_oversized_recipe_is_refused_unread() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn boot_section_errors_point_at_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        d,
+        "format.toml",
+        &format!("{IMAGE}[boot]\nformats = [\"rootfs\", \"raww\"]\n"),
+    );
+    assert_invalid(
+        d,
+        "format.toml",
+        "format.toml:5:22: unknown format \"raww\" (did you mean \"raw\"?); formats are rootfs, raw",
+        "\"raww\"",
+    );
+    write(d, "empty.toml", &format!("{IMAGE}[boot]\nformats = []\n"));
+    assert_invalid(
+        d,
+        "empty.toml",
+        "empty.toml:5:11: formats is empty; list at least one of \"rootfs\", \"raw\"",
+        "[]",
+    );
+    write(
+        d,
+        "spaces.toml",
+        &format!("{IMAGE}[boot]\ncmdline = [\"console=ttyS0 quiet\"]\n"),
+    );
+    assert_invalid(
+        d,
+        "spaces.toml",
+        "spaces.toml:5:12: a kernel argument is one word without spaces; write each as its own string: cmdline = [\"console=ttyS0\", \"quiet\"]",
+        "\"console=ttyS0 quiet\"",
+    );
+    write(
+        d,
+        "root.toml",
+        &format!("{IMAGE}[boot]\ncmdline = [\"quiet\", \"roothash=00\"]\n"),
+    );
+    assert_invalid(
+        d,
+        "root.toml",
+        "root.toml:5:21: kiln sets roothash= itself (the verified root); remove it from cmdline",
+        "\"roothash=00\"",
+    );
+}
+
+#[test]
+fn network_section_errors_point_at_the_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let boot = "[boot]\nformats = [\"rootfs\"]\n";
+    let cases: &[(&str, &str, &str, &str)] = &[
+        (
+            "dhcp = \"maybe\"",
+            "7:8",
+            "dhcp is \"maybe\"; write one of \"yes\", \"ipv4\", \"ipv6\", \"no\"",
+            "\"maybe\"",
+        ),
+        (
+            "address = [\"192.0.2.20\"]",
+            "7:12",
+            "address \"192.0.2.20\" needs its prefix length, like \"192.0.2.20/24\" or \"2001:db8::20/64\"",
+            "\"192.0.2.20\"",
+        ),
+        (
+            "gateway = [\"192.0.2.1\", \"router\"]",
+            "7:25",
+            "gateway \"router\" is not an IP address, like \"192.0.2.1\"",
+            "\"router\"",
+        ),
+        (
+            "ntp = [\"ntp example\"]",
+            "7:8",
+            "ntp \"ntp example\" is not a host name or IP address, like \"ntp.example.org\"",
+            "\"ntp example\"",
+        ),
+        (
+            "speed = 10",
+            "7:1",
+            "unknown field \"speed\"; valid fields here: match, dhcp, address, gateway, dns, ntp, domains",
+            "speed",
+        ),
+    ];
+    for (i, (line, at, message, underlined)) in cases.iter().enumerate() {
+        let name = format!("network{i}.toml");
+        write(d, &name, &format!("{IMAGE}{boot}[network]\n{line}\n"));
+        assert_invalid(d, &name, &format!("{name}:{at}: {message}"), underlined);
+    }
+    write(
+        d,
+        "alone.toml",
+        &format!("{IMAGE}[network]\ndhcp = \"no\"\n"),
+    );
+    assert_invalid(
+        d,
+        "alone.toml",
+        "alone.toml:4:1: [network] configures a node that boots from kiln's disk; add a [boot] section",
+        "[network]",
+    );
+}

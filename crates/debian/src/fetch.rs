@@ -84,6 +84,28 @@ impl ureq::unversioned::resolver::Resolver for CachingResolver {
     }
 }
 
+/// Content that is not what its pin says (sha256 or size): callers that
+/// may go on without an unreachable file must still stop on this.
+#[derive(Debug)]
+pub struct ContentMismatch(String);
+
+impl std::fmt::Display for ContentMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ContentMismatch {}
+
+impl ContentMismatch {
+    /// Whether `error` or one of its causes is a mismatch.
+    pub fn in_chain(error: &anyhow::Error) -> bool {
+        error
+            .chain()
+            .any(|e| e.downcast_ref::<ContentMismatch>().is_some())
+    }
+}
+
 /// An error that retrying will not fix (404, 403, a bad URL).
 #[derive(Debug)]
 struct Permanent(String);
@@ -299,10 +321,16 @@ impl Cache {
         if let Some(expected) = size
             && len != expected
         {
-            bail!("size is {len} bytes, expected {expected}: truncated or wrong file");
+            return Err(ContentMismatch(format!(
+                "size is {len} bytes, expected {expected}: truncated or wrong file"
+            ))
+            .into());
         }
         if actual != *digest {
-            bail!("sha256 is {actual}, expected {digest}: the file was modified or corrupted");
+            return Err(ContentMismatch(format!(
+                "sha256 is {actual}, expected {digest}: the file was modified or corrupted"
+            ))
+            .into());
         }
         let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
         tmp.as_file().sync_all()?;
