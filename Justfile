@@ -3,49 +3,53 @@
 
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
-# Debian packages the build and the test suite use (real tools as oracles).
-debian_packages := "tar zstd diffutils patch squashfs-tools cryptsetup-bin dosfstools mtools systemd-boot-efi binutils gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd openssh-server nftables iproute2 util-linux python3-yaml libxml2-utils time bc uidmap"
+# Debian packages `kiln build` runs: the archive's signature check, the
+# disk's file systems and the user namespace of the install stage.
+build_packages := "ca-certificates gpgv debian-archive-keyring squashfs-tools dosfstools mtools binutils uidmap"
+
+# What the test suite adds: real tools as oracles, and QEMU + OVMF to boot
+# the images (qemu-system-x86 from bookworm-backports, see deps).
+test_packages := "tar zstd diffutils patch cryptsetup-bin systemd-boot-efi gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg mmdebstrap systemd openssh-server openssh-client nftables iproute2 util-linux python3-yaml libxml2-utils time bc ovmf qemu-system-x86"
 
 default:
     @just --list
 
-# Install missing Debian packages (apt-get only when something is missing).
-deps:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    missing=()
-    for p in {{debian_packages}}; do
-        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-    done
-    if [ ${#missing[@]} -gt 0 ]; then
-        echo "installing: ${missing[*]}"
-        sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
-        $sudo apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-    fi
+# Install what `kiln build` needs (apt-get only when something is missing).
+deps-build:
+    @bash .ci/apt-install {{build_packages}}
+
+# Install what the build and the whole test suite need.
+deps: deps-build
+    @bash .ci/apt-install {{test_packages}}
 
 # Build kiln (release).
 build:
     cargo build --release --locked
 
-# The main job: build the example recipe into signed artifacts in dist/.
-# Signs with $KILN_SIGNING_KEY (verified with $KILN_SIGNING_PUB, default
-# signing/), else with a throwaway development key kept under target/.
-image: deps build
+# Signs with $KILN_SIGNING_KEY (verified with $KILN_SIGNING_PUB, else with
+# that key's own public key), else with a throwaway development key under
+# target/. Where the pinned K3s release cannot be downloaded, the node is
+# built without it and kiln says so; KILN_K3S=FILE supplies it.
+# The main job: recipes/k3s-agent.toml into a signed, verified rootfs and bootable disk in dist/.
+image: deps-build build
     #!/usr/bin/env bash
     set -euo pipefail
     kiln=./target/release/kiln
-    sh recipes/base/make-minimal-base.sh recipes/base/minimal-base.tar
     key=${KILN_SIGNING_KEY:-}
-    pub=${KILN_SIGNING_PUB:-signing}
+    pub=${KILN_SIGNING_PUB:-}
     if [ -z "$key" ]; then
         key=target/dev-signing/dev.key
-        pub=target/dev-signing/dev.pub
         [ -f "$key" ] || "$kiln" keygen -o target/dev-signing/dev --no-password
         echo "kiln: signing with the throwaway development key $key (set KILN_SIGNING_KEY for releases)"
     fi
-    "$kiln" build recipes/minimal.toml -o dist --key "$key"
-    "$kiln" verify --key "$pub" dist/minimal-0.1.0.manifest.json --contents
+    if [ -z "$pub" ]; then
+        pub=target/dev-signing/signing-key.pub
+        "$kiln" pubkey --key "$key" > "$pub"
+    fi
+    k3s=(--optional-artifact k3s)
+    [ -z "${KILN_K3S:-}" ] || k3s=(--artifact "k3s=$KILN_K3S")
+    "$kiln" build recipes/k3s-agent.toml -o dist --key "$key" "${k3s[@]}"
+    "$kiln" verify --key "$pub" dist/k3s-agent-0.1.0.manifest.json --contents
 
 # Formatting and lints, warnings denied.
 lint:

@@ -207,6 +207,16 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Print the public key of a secret key, in minisign's .pub format.
+    #[command(
+        after_help = "Example:\n  kiln pubkey --key \"$KILN_SIGNING_KEY\" > release.pub\n\n\
+        Lets a pipeline that holds only the secret key verify what it signed; commit the \
+        public key (e.g. under signing/) so that others can."
+    )]
+    Pubkey {
+        #[command(flatten)]
+        signing: SigningArgs,
+    },
     /// Sign a manifest (writes MANIFEST.minisig).
     #[command(
         after_help = "Example:\n  kiln sign --key signing/release.key dist/minimal-0.1.0.manifest.json\n\n\
@@ -603,6 +613,12 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             let (public, secret, id) = kiln::signing::keygen(&output, password.as_deref(), force)?;
             ui.step(format!("generated key {id}"));
             print(&format!("{}\n{}\n", public.display(), secret.display()))?;
+        }
+        Command::Pubkey { signing } => {
+            let Some(key) = signing.load()? else {
+                anyhow::bail!("give --key SECRET_KEY")
+            };
+            print(&key.public_key().to_file_string(None)?)?;
         }
         Command::Sign { manifest, signing } => {
             let Some(key) = signing.load()? else {

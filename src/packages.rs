@@ -492,7 +492,17 @@ pub fn fetch_artifacts<'p>(
                         ));
                         continue;
                     }
-                    Err(e) => return Err(e).with_context(context),
+                    Err(e) if ContentMismatch::in_chain(&e) => {
+                        return Err(e).with_context(context);
+                    }
+                    Err(e) => {
+                        return Err(e).with_context(context).with_context(|| {
+                            format!(
+                                "artifact {name} could not be downloaded: supply the file with --artifact {name}=FILE, build without it with --optional-artifact {name}, or re-pin it (url or path, sha256) in a recipe that extends this one",
+                                name = artifact.name
+                            )
+                        });
+                    }
                 }
             }
         };

@@ -95,6 +95,17 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
             }
         }
     }
+    // K3s keeps the node's password in /etc/rancher/node: a link into
+    // the state partition, like the host keys.
+    if plan.hardening.k3s.is_some() {
+        cx.mkdir(&format!("{STATE_DIR}/rancher-node"), Meta::root(0o700), loc)?;
+        cx.remove("/etc/rancher/node")?;
+        cx.symlink(
+            "/etc/rancher/node",
+            &format!("{STATE_DIR}/rancher-node"),
+            loc,
+        )?;
+    }
     // /tmp is a tmpfs: the root is read-only, and systemd's PrivateTmp=
     // needs a writable /tmp.
     cx.write("/etc/fstab", include_str!("files/fstab"), 0o644, loc)?;

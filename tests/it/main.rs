@@ -34,6 +34,7 @@ mod layering;
 mod minimal_recipe;
 mod minisign_interop;
 mod node_check;
+mod optional_artifact;
 mod overlay;
 mod recipe_errors;
 mod reproducible;

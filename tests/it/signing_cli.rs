@@ -191,3 +191,34 @@ fn check_refuses_an_untrusted_manifest_saying_why() {
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "");
 }
+
+#[test]
+fn pubkey_prints_the_public_key_of_an_encrypted_secret_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    run_ok(
+        kiln()
+            .current_dir(d)
+            .args(["keygen", "-o", "release"])
+            .env("KILN_KEY_PASSWORD", "correct horse"),
+    );
+    let out = run_ok(
+        kiln()
+            .current_dir(d)
+            .args(["pubkey", "--key", "release.key"])
+            .env("KILN_KEY_PASSWORD", "correct horse"),
+    );
+    let written = std::fs::read_to_string(d.join("release.pub")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), written);
+    let wrong = kiln()
+        .current_dir(d)
+        .args(["pubkey", "--key", "release.key"])
+        .env("KILN_KEY_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        wrong.stdout.is_empty(),
+        "nothing printed for a wrong password"
+    );
+}
