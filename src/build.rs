@@ -46,7 +46,18 @@ pub struct BuildOutput {
 }
 
 pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
-    let plan = recipe::load(&options.recipe)?;
+    let mut plan = recipe::load(&options.recipe)?;
+    // The units a booting node needs are enabled by the boot layout, after
+    // [minimize] prunes the others: they count as kept.
+    if plan.boot.is_some()
+        && let Some(keep) = plan
+            .hardening
+            .minimize
+            .as_mut()
+            .and_then(|m| m.keep_services.as_mut())
+    {
+        keep.extend(crate::boot::layout::UNITS.iter().map(|u| u.to_string()));
+    }
     let epoch = source_date_epoch(&plan)?;
     let formats = formats(options, &plan)?;
     ui.step(format!(
@@ -80,7 +91,18 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     let _registration = cleanup::Registration::new(work.path());
     let store = Store::open(&work.path().join("store"))?;
 
-    let artifacts = crate::packages::fetch_artifacts(&plan, &options.archive, ui)?;
+    let artifacts: Vec<(crate::recipe::debian::ArtifactPlan, std::path::PathBuf)> =
+        crate::packages::fetch_artifacts(&plan, &options.archive, ui)?
+            .into_iter()
+            .map(|(artifact, path)| (artifact.clone(), path))
+            .collect();
+    // A K3s binary left out (--optional-artifact) is not an error of the
+    // recipe: the image is built without it, and its unit says so.
+    if let Some(k3s) = plan.hardening.k3s.as_mut() {
+        k3s.binary_left_out = plan.debian.artifacts.iter().any(|a| {
+            a.dest.as_str() == k3s.binary.value && !artifacts.iter().any(|(f, _)| f.name == a.name)
+        });
+    }
     let packages = match &plan.debian.section {
         Some(_) => {
             let lock = crate::packages::lock_for_build(

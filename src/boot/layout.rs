@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 pub const STATE_DIR: &str = "/var/lib/kiln";
 
 /// Units a booting node needs, enabled as `systemctl enable` would.
-const UNITS: &[&str] = &[
+pub const UNITS: &[&str] = &[
     "systemd-networkd.service",
     "systemd-networkd.socket",
     "systemd-networkd-wait-online.service",

@@ -131,7 +131,11 @@ pub fn apply(cx: &mut Ctx, plan: &K3sPlan, _ssh: Option<&SshPlan>) -> Result<()>
     }
     let binary = &plan.binary.value;
     let binary_loc = plan.binary.loc.clone().unwrap_or(loc.clone());
-    if !cx.is_file(binary) {
+    if !cx.is_file(binary) && plan.binary_left_out {
+        cx.warn(format!(
+            "the K3s agent's {binary} is not in this image: k3s-agent.service will say so until the image is rebuilt with it"
+        ));
+    } else if !cx.is_file(binary) {
         return Err(binary_loc
             .error(format!(
                 "the K3s agent runs {binary}, which is not a file in the image: add the k3s [[artifact]] with dest = \"{binary}\" (or set [k3s] binary)"

@@ -72,7 +72,7 @@ pub struct DebianSection {
     pub exclude_locs: BTreeMap<String, Loc>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct ArtifactPlan {
     pub name: String,
     pub source: ArtifactSource,

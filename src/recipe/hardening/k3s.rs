@@ -53,6 +53,9 @@ pub struct K3sPlan {
     pub server: Option<Set<String>>,
     pub token_file: Set<String>,
     pub binary: Set<String>,
+    /// The build leaves the binary's artifact out (it could not be
+    /// downloaded and the build was told it may go on without it).
+    pub binary_left_out: bool,
     pub servers: Vec<Cidr>,
     pub node_cidrs: Vec<Cidr>,
     pub cluster_cidr: Vec<Cidr>,
@@ -80,6 +83,7 @@ impl K3sPlan {
             server: None,
             token_file: Set::default(hk3s::TOKEN_FILE.to_owned()),
             binary: Set::default(hk3s::BINARY.to_owned()),
+            binary_left_out: false,
             servers: Vec::new(),
             node_cidrs: Vec::new(),
             cluster_cidr: cidr("10.42.0.0/16"),
