@@ -10,7 +10,7 @@
 
 use crate::harden::{Ctx, units};
 use crate::recipe::{Loc, Plan};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use kiln_tree::{Meta, Store, Tree};
 use std::collections::BTreeSet;
 
@@ -26,7 +26,11 @@ pub const UNITS: &[&str] = &[
     "apparmor.service",
     "kiln-hostname.service",
     "kiln-time-wait.service",
+    "kiln-provision.service",
 ];
+
+/// Where kiln's node program is in the image.
+pub const NODE_PROGRAM: &str = "/usr/lib/kiln/kiln-node";
 
 /// The systemd-networkd file of the node's links, from `[network]`.
 pub const NETWORK_FILE: &str = "/etc/systemd/network/80-kiln.network";
@@ -95,6 +99,54 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
             }
         }
     }
+    // First-boot provisioning: kiln's own program (no cloud-init, no
+    // interpreter), its unit, and the places it writes that sshd and K3s
+    // read.
+    let program = node_program()?;
+    let file = std::fs::File::open(&program)
+        .with_context(|| format!("cannot read {}", program.display()))?;
+    let (digest, size) = store.put(std::io::BufReader::new(file))?;
+    let entry = kiln_tree::Entry {
+        kind: kiln_tree::Kind::File { digest, size },
+        meta: Meta::root(0o755),
+    };
+    crate::assemble::place(
+        cx.tree,
+        &kiln_tree::ImagePath::new(NODE_PROGRAM)?,
+        entry,
+        loc,
+    )?;
+    cx.write(
+        "/usr/lib/systemd/system/kiln-provision.service",
+        include_str!("files/kiln-provision.service"),
+        0o644,
+        loc,
+    )?;
+    if plan.hardening.ssh.is_some() {
+        cx.write(
+            "/etc/ssh/sshd_config.d/10-kiln-provisioned-keys.conf",
+            "# Written by kiln: keys that provisioning adds (kiln-node provision) live\n\
+             # on the state partition, beside each user's keys from the image.\n\
+             AuthorizedKeysFile .ssh/authorized_keys /var/lib/kiln/authorized_keys/%u\n",
+            0o644,
+            loc,
+        )?;
+    }
+    if let Some(k3s) = &plan.hardening.k3s {
+        cx.write(
+            "/etc/systemd/system/k3s-agent.service.d/50-kiln-provision.conf",
+            &format!(
+                "# Written by kiln: node labels and taints from provisioning\n\
+                 # (kiln-node provision writes /var/lib/kiln/k3s-agent.env).\n\
+                 [Unit]\nAfter=kiln-provision.service\n\n\
+                 [Service]\nEnvironmentFile=-/var/lib/kiln/k3s-agent.env\n\
+                 ExecStart=\nExecStart={} agent $KILN_K3S_ARGS\n",
+                k3s.binary.value
+            ),
+            0o644,
+            loc,
+        )?;
+    }
     // K3s keeps the node's password in /etc/rancher/node: a link into
     // the state partition, like the host keys.
     if plan.hardening.k3s.is_some() {
@@ -148,4 +200,21 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
         units::enable(&mut cx, unit, loc)?;
     }
     Ok(cx.warnings)
+}
+
+/// kiln-node, built beside kiln (`cargo build` makes both), or
+/// `KILN_NODE_PROGRAM`.
+fn node_program() -> Result<std::path::PathBuf> {
+    if let Some(path) = std::env::var_os("KILN_NODE_PROGRAM").filter(|p| !p.is_empty()) {
+        return Ok(path.into());
+    }
+    let exe = std::env::current_exe().context("cannot find kiln's own program")?;
+    let path = exe.with_file_name("kiln-node");
+    if !path.is_file() {
+        bail!(
+            "{} is missing: kiln puts it into images that boot; build it with kiln (cargo build builds both) or set KILN_NODE_PROGRAM",
+            path.display()
+        );
+    }
+    Ok(path)
 }

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kiln-debian", &["kiln-diag", "kiln-tree"]),
     ("kiln-policy", &["kiln-diag", "kiln-tree"]),
     ("kiln-disk", &["kiln-tree"]),
+    ("kiln-node", &[]),
     (
         "kiln",
         &[
@@ -25,6 +26,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kiln-policy",
             "kiln-minisign",
             "kiln-disk",
+            "kiln-node",
         ],
     ),
 ];

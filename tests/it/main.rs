@@ -36,6 +36,7 @@ mod minisign_interop;
 mod node_check;
 mod optional_artifact;
 mod overlay;
+mod provision;
 mod recipe_errors;
 mod reproducible;
 mod resolve;

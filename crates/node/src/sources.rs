@@ -1,0 +1,349 @@
+//! Where a node's provisioning data comes from, in this order; the first
+//! one present is used and the others are not asked:
+//!
+//! 1. a NoCloud seed: a volume labelled `cidata` (vfat or ISO 9660) with
+//!    `meta-data` and `user-data` (cloud-localds, Proxmox, OpenStack config
+//!    drives);
+//! 2. `kiln.provision=URL` on the kernel command line (PXE): `#cloud-config`
+//!    user-data fetched once per boot over HTTP(S);
+//! 3. a cloud's metadata service: `kiln.provision=ec2|gce|azure`, or found
+//!    from the firmware's DMI vendor strings (EC2 with an IMDSv2 token
+//!    first). `kiln.metadata=URL` points at another endpoint (tests).
+
+use crate::provision::{self, MAX_INPUT, Provision, Refusals};
+use anyhow::{Context, Result, anyhow, bail};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A NoCloud seed already readable as a directory.
+    SeedDir(PathBuf),
+    /// A NoCloud seed volume, mounted read-only while it is read.
+    SeedDevice(PathBuf),
+    Url(String),
+    Metadata(Cloud, String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cloud {
+    Ec2,
+    Gce,
+    Azure,
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::SeedDir(d) => write!(f, "the NoCloud seed {}", d.display()),
+            Source::SeedDevice(d) => write!(f, "the NoCloud seed volume {}", d.display()),
+            Source::Url(u) => write!(f, "{u}"),
+            Source::Metadata(c, base) => write!(f, "the {c:?} metadata service at {base}"),
+        }
+    }
+}
+
+const METADATA: &str = "http://169.254.169.254";
+
+/// What the node offers, in order of precedence.
+pub struct Node<'a> {
+    /// Where NoCloud volumes appear (`/dev/disk/by-label`).
+    pub labels_dir: &'a Path,
+    /// The kernel command line.
+    pub cmdline: &'a str,
+    /// The firmware's DMI strings (`/sys/class/dmi/id`).
+    pub dmi_dir: &'a Path,
+}
+
+/// The source to read, if any.
+pub fn find(node: &Node) -> Result<Option<Source>> {
+    for label in ["cidata", "CIDATA"] {
+        let dev = node.labels_dir.join(label);
+        if dev.exists() {
+            return Ok(Some(Source::SeedDevice(dev)));
+        }
+    }
+    let arg = |name: &str| {
+        node.cmdline
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix(name)?.strip_prefix('='))
+    };
+    let base = arg("kiln.metadata")
+        .unwrap_or(METADATA)
+        .trim_end_matches('/');
+    if !base.starts_with("http://") && !base.starts_with("https://") {
+        bail!("kiln.metadata={base}: expected an http:// or https:// URL");
+    }
+    let cloud = match arg("kiln.provision") {
+        Some("ec2") => Some(Cloud::Ec2),
+        Some("gce") => Some(Cloud::Gce),
+        Some("azure") => Some(Cloud::Azure),
+        Some("none") => return Ok(None),
+        Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+            return Ok(Some(Source::Url(url.to_owned())));
+        }
+        Some(other) => {
+            bail!("kiln.provision={other}: expected an http(s) URL, ec2, gce, azure or none")
+        }
+        None => dmi_cloud(node.dmi_dir),
+    };
+    Ok(cloud.map(|c| Source::Metadata(c, base.to_owned())))
+}
+
+fn dmi_cloud(dir: &Path) -> Option<Cloud> {
+    let read = |name: &str| {
+        std::fs::read_to_string(dir.join(name))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    };
+    if read("sys_vendor") == "Amazon EC2" || read("bios_vendor") == "Amazon EC2" {
+        Some(Cloud::Ec2)
+    } else if read("product_name") == "Google Compute Engine" {
+        Some(Cloud::Gce)
+    } else if read("chassis_asset_tag") == "7783-7084-3265-9085-8269-3286-77" {
+        Some(Cloud::Azure)
+    } else {
+        None
+    }
+}
+
+/// The provisioning data of `source`, validated.
+pub fn read(source: &Source) -> Result<Result<Provision, Refusals>> {
+    match source {
+        Source::SeedDir(dir) => read_seed(dir),
+        Source::SeedDevice(dev) => {
+            let mount = Path::new("/run/kiln-provision/seed");
+            std::fs::create_dir_all(mount)?;
+            run("mount", &["-o", "ro,nosuid,nodev,noexec"], dev, mount)?;
+            let result = read_seed(mount);
+            let _ = std::process::Command::new("umount").arg(mount).status();
+            result
+        }
+        Source::Url(url) => {
+            let body = get(url, &[])?.ok_or_else(|| anyhow!("{url}: not found (404)"))?;
+            Ok(parse(None, Some(&body)))
+        }
+        Source::Metadata(cloud, base) => metadata(*cloud, base),
+    }
+}
+
+fn run(program: &str, options: &[&str], dev: &Path, dir: &Path) -> Result<()> {
+    let status = std::process::Command::new(program)
+        .args(options)
+        .arg(dev)
+        .arg(dir)
+        .status()
+        .with_context(|| format!("cannot run {program}"))?;
+    if !status.success() {
+        bail!(
+            "{program} {} {} failed ({status})",
+            dev.display(),
+            dir.display()
+        );
+    }
+    Ok(())
+}
+
+fn read_seed(dir: &Path) -> Result<Result<Provision, Refusals>> {
+    let file = |name: &str| -> Result<Option<Vec<u8>>> {
+        let path = dir.join(name);
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
+        read_bounded(file, &path.display().to_string()).map(Some)
+    };
+    Ok(parse(
+        file("meta-data")?.as_deref(),
+        file("user-data")?.as_deref(),
+    ))
+}
+
+/// meta-data first, then user-data, whose hostname wins.
+fn parse(meta: Option<&[u8]>, user: Option<&[u8]>) -> Result<Provision, Refusals> {
+    let mut out = Provision::default();
+    if let Some(meta) = meta {
+        provision::meta_data(meta, &mut out)?;
+    }
+    if let Some(user) = user {
+        provision::user_data(user, &mut out)?;
+    }
+    Ok(out)
+}
+
+fn metadata(cloud: Cloud, base: &str) -> Result<Result<Provision, Refusals>> {
+    let text =
+        |bytes: Option<Vec<u8>>| bytes.map(|b| String::from_utf8_lossy(&b).trim().to_owned());
+    let (user, hostname, key) = match cloud {
+        Cloud::Ec2 => {
+            // IMDSv2: a session token first, sent with every request.
+            let token = put_token(&format!("{base}/latest/api/token"))?;
+            let h = [("X-aws-ec2-metadata-token", token.as_str())];
+            (
+                get(&format!("{base}/latest/user-data"), &h)?,
+                text(get(&format!("{base}/latest/meta-data/local-hostname"), &h)?),
+                text(get(
+                    &format!("{base}/latest/meta-data/public-keys/0/openssh-key"),
+                    &h,
+                )?),
+            )
+        }
+        Cloud::Gce => {
+            let h = [("Metadata-Flavor", "Google")];
+            let v1 = format!("{base}/computeMetadata/v1/instance");
+            (
+                get(&format!("{v1}/attributes/user-data"), &h)?,
+                text(get(&format!("{v1}/hostname"), &h)?),
+                None,
+            )
+        }
+        Cloud::Azure => {
+            let h = [("Metadata", "true")];
+            let q = "api-version=2021-01-01&format=text";
+            let compute = format!("{base}/metadata/instance/compute");
+            let user = match text(get(&format!("{compute}/userData?{q}"), &h)?) {
+                Some(b64) if !b64.is_empty() => {
+                    use base64::Engine;
+                    Some(
+                        base64::engine::general_purpose::STANDARD
+                            .decode(b64)
+                            .context("Azure userData is not base64")?,
+                    )
+                }
+                _ => None,
+            };
+            (user, text(get(&format!("{compute}/name?{q}"), &h)?), None)
+        }
+    };
+    let mut meta = String::new();
+    if let Some(h) = hostname.filter(|h| !h.is_empty()) {
+        meta.push_str(&format!(
+            "local-hostname: \"{}\"\n",
+            h.replace(['"', '\\'], "")
+        ));
+    }
+    let mut out = match parse(Some(meta.as_bytes()), user.as_deref()) {
+        Ok(p) => p,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if let Some(key) = key.filter(|k| !k.is_empty()) {
+        let doc = format!(
+            "#cloud-config\nssh_authorized_keys: [\"{}\"]\n",
+            key.replace(['"', '\\'], "")
+        );
+        let mut keys = Provision::default();
+        if let Err(refused) = provision::user_data(doc.as_bytes(), &mut keys) {
+            return Ok(Err(refused));
+        }
+        for (user, list) in keys.keys {
+            out.keys.entry(user).or_default().extend(list);
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// GET with a few tries; `None` on 404 (nothing provided there).
+fn get(url: &str, headers: &[(&str, &str)]) -> Result<Option<Vec<u8>>> {
+    let mut last = None;
+    for attempt in 0..3 {
+        if attempt > 0 {
+            std::thread::sleep(Duration::from_secs(2));
+        }
+        let mut request = agent().get(url);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        match request.call() {
+            Ok(response) if response.status() == 404 => return Ok(None),
+            Ok(response) if response.status().is_success() => {
+                let reader = response.into_body().into_reader();
+                return read_bounded(reader, url).map(Some);
+            }
+            Ok(response) => last = Some(anyhow!("GET {url}: {}", response.status())),
+            Err(e) => last = Some(anyhow!("GET {url}: {e}")),
+        }
+    }
+    Err(last.unwrap_or_else(|| anyhow!("GET {url} failed")))
+}
+
+fn put_token(url: &str) -> Result<String> {
+    let response = agent()
+        .put(url)
+        .header("X-aws-ec2-metadata-token-ttl-seconds", "300")
+        .send_empty()
+        .with_context(|| format!("PUT {url}"))?;
+    if !response.status().is_success() {
+        bail!("PUT {url}: {} (IMDSv2 token)", response.status());
+    }
+    let token = read_bounded(response.into_body().into_reader(), url)?;
+    let token = String::from_utf8(token).context("the IMDSv2 token is not text")?;
+    if token.trim().is_empty() || token.contains(['\r', '\n']) {
+        bail!("PUT {url}: no usable IMDSv2 token");
+    }
+    Ok(token)
+}
+
+fn read_bounded(reader: impl Read, what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_INPUT as u64 + 1)
+        .read_to_end(&mut bytes)
+        .with_context(|| format!("cannot read {what}"))?;
+    if bytes.len() > MAX_INPUT {
+        bail!("{what} is larger than {MAX_INPUT} bytes; refused unread");
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_order_of_sources() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = dir.path().join("by-label");
+        let dmi = dir.path().join("dmi");
+        std::fs::create_dir_all(&labels).unwrap();
+        std::fs::create_dir_all(&dmi).unwrap();
+        let find_with = |cmdline: &str| {
+            find(&Node {
+                labels_dir: &labels,
+                cmdline,
+                dmi_dir: &dmi,
+            })
+        };
+        assert_eq!(find_with("quiet").unwrap(), None);
+        std::fs::write(dmi.join("sys_vendor"), "Amazon EC2\n").unwrap();
+        assert_eq!(
+            find_with("quiet").unwrap(),
+            Some(Source::Metadata(Cloud::Ec2, METADATA.into()))
+        );
+        assert_eq!(find_with("kiln.provision=none").unwrap(), None);
+        assert_eq!(
+            find_with("kiln.provision=gce kiln.metadata=http://10.0.2.2:8080/").unwrap(),
+            Some(Source::Metadata(Cloud::Gce, "http://10.0.2.2:8080".into()))
+        );
+        assert_eq!(
+            find_with("kiln.provision=https://pxe/n1.yaml").unwrap(),
+            Some(Source::Url("https://pxe/n1.yaml".into()))
+        );
+        assert!(find_with("kiln.provision=ftp://x").is_err());
+        assert!(find_with("kiln.provision=ec2 kiln.metadata=file:///etc").is_err());
+        std::fs::write(labels.join("CIDATA"), "").unwrap();
+        assert_eq!(
+            find_with("kiln.provision=ec2").unwrap(),
+            Some(Source::SeedDevice(labels.join("CIDATA")))
+        );
+    }
+}
