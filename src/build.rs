@@ -178,8 +178,8 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         artifacts.push(record);
         artifact_tmps.push(tmp);
     }
-    if formats.contains(&Format::Raw) {
-        let boot = plan.boot.as_ref().context("--format raw needs [boot]")?;
+    if formats.iter().any(|f| f.is_disk()) {
+        let boot = plan.boot.as_ref().context("a disk format needs [boot]")?;
         let name = format!("{stem}.raw");
         let tmp = work.path().join(&name);
         ui.step(format!(
@@ -206,8 +206,21 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
             hex::encode(report.root_hash),
             started.elapsed().as_secs_f64()
         ));
-        artifacts.push(ArtifactRecord::disk(name, &report));
-        artifact_tmps.push(tmp);
+        let raw = ArtifactRecord::disk(name, &report);
+        for format in formats.iter().filter(|f| f.is_disk() && **f != Format::Raw) {
+            let (name, out) = cloud_format(*format, &stem, &tmp, &report, epoch, work.path(), ui)?;
+            let mut record = raw.clone();
+            record.name = name;
+            record.format = format.name().into();
+            (record.size, record.sha256) = size_and_sha256(&out)?;
+            artifacts.push(record);
+            artifact_tmps.push(out);
+        }
+        // The raw disk is published when asked for; the others are made from it.
+        if formats.contains(&Format::Raw) {
+            artifacts.push(raw);
+            artifact_tmps.push(tmp);
+        }
     }
 
     let manifest = Manifest {
@@ -297,9 +310,12 @@ fn formats(options: &BuildOptions, plan: &Plan) -> Result<Vec<Format>> {
     };
     formats.sort();
     formats.dedup();
-    if formats.contains(&Format::Raw) && plan.boot.is_none() {
+    if let Some(disk) = formats.iter().find(|f| f.is_disk())
+        && plan.boot.is_none()
+    {
         bail!(
-            "--format raw needs a [boot] section in the recipe (the read-only root's layout, a kernel and an initrd); see docs/boot.md"
+            "--format {} needs a [boot] section in the recipe (the read-only root's layout, a kernel and an initrd); see docs/boot.md",
+            disk.name()
         );
     }
     Ok(formats)
@@ -503,4 +519,41 @@ fn publish(tmp: &Path, out_dir: &Path) -> Result<PathBuf> {
     std::fs::rename(tmp, &dest)
         .with_context(|| format!("cannot move {} into {}", dest.display(), out_dir.display()))?;
     Ok(dest)
+}
+
+/// One cloud format made from the raw disk `raw`, into the work directory.
+fn cloud_format(
+    format: Format,
+    stem: &str,
+    raw: &Path,
+    report: &kiln_disk::DiskReport,
+    epoch: u64,
+    work: &Path,
+    ui: &Ui,
+) -> Result<(String, PathBuf)> {
+    let started = std::time::Instant::now();
+    let name = match format {
+        Format::Qcow2 => format!("{stem}.qcow2"),
+        Format::Vhd => format!("{stem}.vhd"),
+        Format::Gce => format!("{stem}.gce.tar.gz"),
+        Format::Rootfs | Format::Raw => bail!("{} is not a cloud format", format.name()),
+    };
+    let out = work.join(&name);
+    match format {
+        Format::Qcow2 => kiln_disk::cloud::qcow2(raw, &out),
+        Format::Vhd => kiln_disk::cloud::vhd(raw, &report.sha256.0, epoch, &out),
+        _ => kiln_disk::cloud::gce(raw, epoch, &out),
+    }
+    .with_context(|| format!("cannot make {name}"))?;
+    ui.step(format!(
+        "made {name} in {:.1}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok((name, out))
+}
+
+fn size_and_sha256(path: &Path) -> Result<(u64, String)> {
+    let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (digest, size) = kiln_tree::hash_reader(std::io::BufReader::with_capacity(1 << 20, file))?;
+    Ok((size, digest.hex()))
 }

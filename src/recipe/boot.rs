@@ -31,18 +31,38 @@ pub enum Format {
     /// `NAME-VERSION.rootfs.tar.zst`: the root file system as a tar archive.
     Rootfs,
     /// `NAME-VERSION.raw`: a GPT disk that UEFI firmware boots, with a
-    /// read-only root verified by dm-verity (needs `[boot]`).
+    /// read-only root verified by dm-verity (needs `[boot]`). AWS imports it.
     Raw,
+    /// `NAME-VERSION.qcow2`: the disk for OpenStack, Proxmox, libvirt.
+    Qcow2,
+    /// `NAME-VERSION.vhd`: the disk as a fixed VHD, for Azure.
+    Vhd,
+    /// `NAME-VERSION.gce.tar.gz`: the disk as Google Compute Engine imports it.
+    Gce,
 }
 
 impl Format {
-    pub const ALL: &[(&str, Format)] = &[("rootfs", Format::Rootfs), ("raw", Format::Raw)];
+    pub const ALL: &[(&str, Format)] = &[
+        ("rootfs", Format::Rootfs),
+        ("raw", Format::Raw),
+        ("qcow2", Format::Qcow2),
+        ("vhd", Format::Vhd),
+        ("gce", Format::Gce),
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Format::Rootfs => "rootfs",
             Format::Raw => "raw",
+            Format::Qcow2 => "qcow2",
+            Format::Vhd => "vhd",
+            Format::Gce => "gce",
         }
+    }
+
+    /// A disk, made from the raw disk (all but `rootfs`).
+    pub fn is_disk(self) -> bool {
+        self != Format::Rootfs
     }
 }
 

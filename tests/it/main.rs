@@ -14,6 +14,7 @@ mod audit_rules;
 mod audit_sources;
 mod audit_sshd;
 mod check;
+mod cloud_formats;
 mod common;
 mod deb_unpack;
 mod debian_archive;

@@ -1170,7 +1170,7 @@ fn boot_section_errors_point_at_the_value() {
     assert_invalid(
         d,
         "format.toml",
-        "format.toml:5:22: unknown format \"raww\" (did you mean \"raw\"?); formats are rootfs, raw",
+        "format.toml:5:22: unknown format \"raww\" (did you mean \"raw\"?); formats are rootfs, raw, qcow2, vhd, gce",
         "\"raww\"",
     );
     write(d, "empty.toml", &format!("{IMAGE}[boot]\nformats = []\n"));

@@ -7,6 +7,7 @@
 //! [`Disk::build`] is the whole assembly; the modules are its parts and
 //! usable alone. `docs/disk.md` describes the layout and the decisions.
 
+pub mod cloud;
 pub mod esp;
 pub mod gpt;
 pub mod guid;
