@@ -284,3 +284,47 @@ fn the_ec2_metadata_service_with_an_imdsv2_token() {
     let seen = seen.lock().unwrap().clone();
     assert_eq!(seen[0], "PUT /latest/api/token", "token first: {seen:?}");
 }
+
+#[test]
+fn an_openstack_config_drive() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = node_root(dir.path());
+    let seed = dir.path().join("config-2");
+    let latest = seed.join("openstack/latest");
+    std::fs::create_dir_all(&latest).unwrap();
+    std::fs::write(
+        latest.join("meta_data.json"),
+        format!(
+            r#"{{"uuid": "u-1", "hostname": "worker-3.novalocal", "public_keys": {{"mykey": "{KEY}\n"}}}}"#
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        latest.join("user_data"),
+        "#cloud-config\nwrite_files:\n  - path: /var/lib/rancher/k3s/agent-token\n    content: K10os\n",
+    )
+    .unwrap();
+    let out = provision(&root, &["--seed", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(
+        std::fs::read_to_string(root.join("var/lib/kiln/hostname")).unwrap(),
+        "worker-3\n"
+    );
+    assert_eq!(
+        std::fs::read(root.join("var/lib/rancher/k3s/agent-token")).unwrap(),
+        b"K10os"
+    );
+    assert!(
+        std::fs::read_to_string(root.join("var/lib/kiln/authorized_keys/ops"))
+            .unwrap()
+            .contains(KEY)
+    );
+    std::fs::write(latest.join("meta_data.json"), "{not json").unwrap();
+    let out = provision(&root, &["--seed", seed.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("meta_data.json is not valid JSON"),
+        "{}",
+        text(&out)
+    );
+}

@@ -2,8 +2,9 @@
 //! one present is used and the others are not asked:
 //!
 //! 1. a NoCloud seed: a volume labelled `cidata` (vfat or ISO 9660) with
-//!    `meta-data` and `user-data` (cloud-localds, Proxmox, OpenStack config
-//!    drives);
+//!    `meta-data` and `user-data` (cloud-localds, Proxmox), or an OpenStack
+//!    config drive (`config-2`: `openstack/latest/user_data` and
+//!    `meta_data.json`);
 //! 2. `kiln.provision=URL` on the kernel command line (PXE): `#cloud-config`
 //!    user-data fetched once per boot over HTTP(S);
 //! 3. a cloud's metadata service: `kiln.provision=ec2|gce|azure`, or found
@@ -58,7 +59,7 @@ pub struct Node<'a> {
 
 /// The source to read, if any.
 pub fn find(node: &Node) -> Result<Option<Source>> {
-    for label in ["cidata", "CIDATA"] {
+    for label in ["cidata", "CIDATA", "config-2"] {
         let dev = node.labels_dir.join(label);
         if dev.exists() {
             return Ok(Some(Source::SeedDevice(dev)));
@@ -146,6 +147,9 @@ fn run(program: &str, options: &[&str], dev: &Path, dir: &Path) -> Result<()> {
 }
 
 fn read_seed(dir: &Path) -> Result<Result<Provision, Refusals>> {
+    if dir.join("openstack/latest").is_dir() {
+        return read_config_drive(&dir.join("openstack/latest"));
+    }
     let file = |name: &str| -> Result<Option<Vec<u8>>> {
         let path = dir.join(name);
         let file = match std::fs::File::open(&path) {
@@ -159,6 +163,70 @@ fn read_seed(dir: &Path) -> Result<Result<Provision, Refusals>> {
         file("meta-data")?.as_deref(),
         file("user-data")?.as_deref(),
     ))
+}
+
+/// An OpenStack config drive: `meta_data.json` gives the hostname and
+/// the instance's key pair, `user_data` the `#cloud-config`.
+fn read_config_drive(dir: &Path) -> Result<Result<Provision, Refusals>> {
+    let read = |name: &str| -> Result<Option<Vec<u8>>> {
+        let path = dir.join(name);
+        match std::fs::File::open(&path) {
+            Ok(f) => read_bounded(f, &path.display().to_string()).map(Some),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    };
+    let mut meta = String::new();
+    let mut keys = Vec::new();
+    if let Some(json) = read("meta_data.json")? {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&json) else {
+            return Ok(Err(vec!["meta_data.json is not valid JSON".into()]));
+        };
+        if let Some(name) = value["hostname"].as_str() {
+            // The short name: OpenStack gives an FQDN ending in .novalocal.
+            let short = name.split('.').next().unwrap_or(name);
+            meta.push_str(&format!(
+                "local-hostname: \"{}\"\n",
+                short.replace(['"', '\\'], "")
+            ));
+        }
+        if let Some(map) = value["public_keys"].as_object() {
+            keys.extend(
+                map.values()
+                    .filter_map(|k| k.as_str())
+                    .map(|k| k.trim().to_owned()),
+            );
+        }
+    }
+    let mut out = match parse(Some(meta.as_bytes()), read("user_data")?.as_deref()) {
+        Ok(p) => p,
+        Err(refused) => return Ok(Err(refused)),
+    };
+    if let Err(refused) = add_default_keys(&mut out, &keys) {
+        return Ok(Err(refused));
+    }
+    Ok(Ok(out))
+}
+
+/// Keys the platform gives (not user-data) for the default user.
+fn add_default_keys(out: &mut Provision, keys: &[String]) -> Result<(), Refusals> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let quoted: Vec<String> = keys
+        .iter()
+        .map(|k| format!("\"{}\"", k.replace(['"', '\\'], "")))
+        .collect();
+    let doc = format!(
+        "#cloud-config\nssh_authorized_keys: [{}]\n",
+        quoted.join(", ")
+    );
+    let mut found = Provision::default();
+    provision::user_data(doc.as_bytes(), &mut found)?;
+    for (user, list) in found.keys {
+        out.keys.entry(user).or_default().extend(list);
+    }
+    Ok(())
 }
 
 /// meta-data first, then user-data, whose hostname wins.
@@ -228,18 +296,9 @@ fn metadata(cloud: Cloud, base: &str) -> Result<Result<Provision, Refusals>> {
         Ok(p) => p,
         Err(refused) => return Ok(Err(refused)),
     };
-    if let Some(key) = key.filter(|k| !k.is_empty()) {
-        let doc = format!(
-            "#cloud-config\nssh_authorized_keys: [\"{}\"]\n",
-            key.replace(['"', '\\'], "")
-        );
-        let mut keys = Provision::default();
-        if let Err(refused) = provision::user_data(doc.as_bytes(), &mut keys) {
-            return Ok(Err(refused));
-        }
-        for (user, list) in keys.keys {
-            out.keys.entry(user).or_default().extend(list);
-        }
+    let keys: Vec<String> = key.into_iter().filter(|k| !k.is_empty()).collect();
+    if let Err(refused) = add_default_keys(&mut out, &keys) {
+        return Ok(Err(refused));
     }
     Ok(Ok(out))
 }
