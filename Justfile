@@ -162,6 +162,7 @@ bench-smoke:
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/audit.sh 300
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/debian.sh
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/install.sh
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/disk.sh smoke
 
 bench: deps build
     bash benches/pack.sh
@@ -169,6 +170,7 @@ bench: deps build
     bash benches/debian.sh
     bash benches/install.sh
     bash benches/audit.sh
+    bash benches/disk.sh
 
 # Fuzz each parser of untrusted input for SECONDS each (cargo-fuzz on stable); fails on any crash.
 fuzz seconds="60" sanitizer="none":
