@@ -120,7 +120,7 @@ pub fn render_unit(plan: &K3sPlan) -> String {
          Restart=always\n\
          RestartSec=15s\n\
          ExecStartPre=/bin/sh -c 'if [ ! -x {binary} ]; then echo \"k3s-agent: {binary} is not in this image (it was built without its K3s artifact); rebuild with kiln build --artifact k3s=FILE\" >&2; exit 1; fi'\n\
-         ExecStartPre=/bin/sh -c 'if [ -z \"$$(tr -d \"[:space:]\" < {token} 2>/dev/null)\" ]; then echo \"k3s-agent: no join token at {token} (missing, empty or only whitespace; K3s would stop with --token is required); provisioning must write it (mode 0600) before K3s can join. See kiln docs/hardening.md\" >&2; exit 1; fi'\n\
+         ExecStartPre=/bin/sh -c 'if [ -z \"$$(tr -d \"[:space:]\" < {token} 2>/dev/null)\" ]; then echo \"k3s-agent: no join token at {token} (missing, empty or only whitespace, which K3s trims to no token); provisioning must write it (mode 0600) before K3s can join. See kiln docs/hardening.md\" >&2; exit 1; fi'\n\
          ExecStartPre=/usr/bin/install -D -m 0600 {cri} {cri_dest}\n\
          ExecStartPre=-/sbin/modprobe br_netfilter\n\
          ExecStartPre=-/sbin/modprobe overlay\n\
