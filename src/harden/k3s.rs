@@ -21,7 +21,10 @@ fn quote(s: &str) -> String {
 
 /// The recipe's kubelet arguments (and kubelet_address) that have a
 /// KubeletConfiguration field go into kiln's drop-in; the rest stay flags.
-fn kubelet_split(plan: &K3sPlan) -> (Vec<(String, String)>, Vec<(String, String)>) {
+/// Kubelet arguments by name: (name, value).
+type Args = Vec<(String, String)>;
+
+fn kubelet_split(plan: &K3sPlan) -> (Args, Args) {
     let mut fields = Vec::new();
     let mut flags = Vec::new();
     if let Some(address) = &plan.kubelet_address {
