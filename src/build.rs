@@ -102,6 +102,16 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         k3s.binary_left_out = plan.debian.artifacts.iter().any(|a| {
             a.dest.as_str() == k3s.binary.value && !artifacts.iter().any(|(f, _)| f.name == a.name)
         });
+        // The release the image runs decides which kubelet settings take
+        // effect: the artifact's URL names it (a stand-in binary's does not).
+        k3s.version = plan.debian.artifacts.iter().find_map(|a| match &a.source {
+            crate::recipe::debian::ArtifactSource::Url(url)
+                if a.dest.as_str() == k3s.binary.value =>
+            {
+                kiln_policy::kubelet::K3sVersion::find(url)
+            }
+            _ => None,
+        });
     }
     let packages = match &plan.debian.section {
         Some(_) => {

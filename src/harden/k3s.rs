@@ -10,30 +10,51 @@
 use super::{Ctx, units};
 use crate::recipe::hardening::{K3sPlan, SshPlan};
 use anyhow::Result;
-use kiln_policy::k3s::{CONFIG, UNIT, hardened_kubelet_args};
+use kiln_policy::containerd;
+use kiln_policy::k3s::{CONFIG, UNIT};
+use kiln_policy::kubelet;
 use kiln_tree::Kind;
 
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// config.yaml: the hardened kubelet arguments with the recipe's merged
-/// in by name (the recipe's value replaces kiln's in place; new ones
-/// follow).
-pub fn render_config(plan: &K3sPlan) -> String {
-    let mut kubelet: Vec<(String, String)> = hardened_kubelet_args()
-        .into_iter()
-        .map(|(n, v)| (n.to_owned(), v))
-        .collect();
+/// The recipe's kubelet arguments (and kubelet_address) that have a
+/// KubeletConfiguration field go into kiln's drop-in; the rest stay flags.
+/// Kubelet arguments by name: (name, value).
+type Args = Vec<(String, String)>;
+
+fn kubelet_split(plan: &K3sPlan) -> (Args, Args) {
+    let mut fields = Vec::new();
+    let mut flags = Vec::new();
     if let Some(address) = &plan.kubelet_address {
-        kubelet.push(("address".into(), address.clone()));
+        fields.push(("address".to_owned(), address.clone()));
     }
     for (name, value, _) in &plan.kubelet_args {
-        match kubelet.iter_mut().find(|(n, _)| n == name) {
-            Some(slot) => slot.1 = value.clone(),
-            None => kubelet.push((name.clone(), value.clone())),
+        match kubelet::field_of(name) {
+            Some((_, kind)) if kubelet::flag_value(kind, value).is_some() => {
+                fields.push((name.clone(), value.clone()))
+            }
+            _ => flags.push((name.clone(), value.clone())),
         }
     }
+    (fields, flags)
+}
+
+/// kiln's KubeletConfiguration drop-in: the hardening guide's settings,
+/// with the recipe's that have a field.
+pub fn render_kubelet_dropin(plan: &K3sPlan) -> String {
+    let (fields, _) = kubelet_split(plan);
+    kubelet::render_dropin(&kubelet::hardened_dropin(plan.version, &fields))
+}
+
+/// config.yaml: the server, the token file, the kubelet's drop-in
+/// directory, and the recipe's kubelet arguments that have no
+/// configuration field, as flags.
+pub fn render_config(plan: &K3sPlan) -> String {
+    let (_, flags) = kubelet_split(plan);
+    let mut kubelet_args = vec![format!("config-dir={}", kubelet::DIR)];
+    kubelet_args.extend(flags.into_iter().map(|(n, v)| format!("{n}={v}")));
     let mut proxy: Vec<(String, String)> =
         vec![("metrics-bind-address".into(), "127.0.0.1".into())];
     for (name, value, _) in &plan.kube_proxy_args {
@@ -44,7 +65,9 @@ pub fn render_config(plan: &K3sPlan) -> String {
     }
     let mut out = String::from(
         "# Written by kiln from the recipe's [k3s] table (K3s CIS hardening guide).\n\
-         # No join token here: K3s reads it from token-file, written at provisioning.\n",
+         # No join token here: K3s reads it from token-file, written at provisioning.\n\
+         # The kubelet's settings are in the KubeletConfiguration drop-ins of the\n\
+         # config-dir below; kubelet-arg keeps only flags without a configuration field.\n",
     );
     if let Some(server) = &plan.server {
         out.push_str(&format!("server: {}\n", quote(&server.value)));
@@ -65,13 +88,7 @@ pub fn render_config(plan: &K3sPlan) -> String {
     };
     list("node-label", plan.node_labels.clone());
     list("node-taint", plan.node_taints.clone());
-    list(
-        "kubelet-arg",
-        kubelet
-            .into_iter()
-            .map(|(n, v)| format!("{n}={v}"))
-            .collect(),
-    );
+    list("kubelet-arg", kubelet_args);
     list(
         "kube-proxy-arg",
         proxy.into_iter().map(|(n, v)| format!("{n}={v}")).collect(),
@@ -84,6 +101,7 @@ pub fn render_config(plan: &K3sPlan) -> String {
 pub fn render_unit(plan: &K3sPlan) -> String {
     let token = &plan.token_file.value;
     let binary = &plan.binary.value;
+    let (cri, cri_dest) = (containerd::DROPIN, containerd::DROPIN_DEST);
     format!(
         "# Written by kiln from the recipe's [k3s] table. The join token is not in\n\
          # the image: provisioning (cloud-init write_files, the PXE server) writes\n\
@@ -105,7 +123,8 @@ pub fn render_unit(plan: &K3sPlan) -> String {
          Restart=always\n\
          RestartSec=15s\n\
          ExecStartPre=/bin/sh -c 'if [ ! -x {binary} ]; then echo \"k3s-agent: {binary} is not in this image (it was built without its K3s artifact); rebuild with kiln build --artifact k3s=FILE\" >&2; exit 1; fi'\n\
-         ExecStartPre=/bin/sh -c 'if [ ! -s {token} ]; then echo \"k3s-agent: no join token at {token}; provisioning must write it (mode 0600) before K3s can join. See kiln docs/hardening.md\" >&2; exit 1; fi'\n\
+         ExecStartPre=/bin/sh -c 'if [ -z \"$$(tr -d \"[:space:]\" < {token} 2>/dev/null)\" ]; then echo \"k3s-agent: no join token at {token} (missing, empty or only whitespace, which K3s trims to no token); provisioning must write it (mode 0600) before K3s can join. See kiln docs/hardening.md\" >&2; exit 1; fi'\n\
+         ExecStartPre=/usr/bin/install -D -m 0600 {cri} {cri_dest}\n\
          ExecStartPre=-/sbin/modprobe br_netfilter\n\
          ExecStartPre=-/sbin/modprobe overlay\n\
          ExecStart={binary} agent\n\n\
@@ -177,7 +196,34 @@ pub fn apply(cx: &mut Ctx, plan: &K3sPlan, _ssh: Option<&SshPlan>) -> Result<()>
             removed.join(", ")
         ));
     }
+    if plan
+        .version
+        .is_none_or(|v| !kubelet::streaming_timeout_has_effect(Some(v)))
+        && let Some((_, _, arg_loc)) = plan
+            .kubelet_args
+            .iter()
+            .find(|(n, _, _)| n == "streaming-connection-idle-timeout")
+    {
+        return Err(arg_loc
+            .error("streaming-connection-idle-timeout has had no effect since kubelet 1.34: kiln sets containerd's stream_idle_timeout instead")
+            .into());
+    }
     cx.write(CONFIG, &render_config(plan), 0o600, &loc)?;
+    cx.write(kubelet::DROPIN, &render_kubelet_dropin(plan), 0o600, &loc)?;
+    cx.write(
+        containerd::DROPIN,
+        &containerd::render_dropin(),
+        0o600,
+        &loc,
+    )?;
+    if let Some(version) = plan.version {
+        cx.write(
+            kiln_policy::node::K3S_VERSION,
+            &format!("{version}\n"),
+            0o644,
+            &loc,
+        )?;
+    }
     if let Some(d) = cx.resolve_dir("/etc/rancher/k3s/config.yaml.d") {
         let dropins: Vec<String> = cx
             .tree

@@ -174,7 +174,9 @@ table inet kiln {
 }
 ";
 
-const K3S_CONFIG: &str = "\
+/// What kiln wrote before K3s 1.36 was read closely: every kubelet setting
+/// as a (deprecated) flag.
+const K3S_CONFIG_FLAGS_ONLY: &str = "\
 protect-kernel-defaults: true
 kubelet-arg:
   - \"streaming-connection-idle-timeout=5m\"
@@ -183,6 +185,44 @@ kubelet-arg:
   - \"pod-max-pids=4096\"
   - \"seccomp-default=true\"
 kube-proxy-arg: [\"metrics-bind-address=127.0.0.1:10249\"]
+";
+
+/// What kiln writes: the kubelet's settings in a drop-in directory.
+const K3S_CONFIG: &str = "\
+protect-kernel-defaults: true
+kubelet-arg:
+  - \"config-dir=/etc/rancher/k3s/kubelet.conf.d\"
+kube-proxy-arg: [\"metrics-bind-address=127.0.0.1:10249\"]
+";
+
+/// A KubeletConfiguration drop-in, in YAML (kiln writes JSON; both are
+/// read).
+const KUBELET_DROPIN: &str = "\
+# hardening
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+authentication:
+  anonymous:
+    enabled: false
+authorization:
+  mode: Webhook
+protectKernelDefaults: true
+makeIPTablesUtilChains: true
+tlsCipherSuites:
+  - TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+  - TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384
+  - TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+  - TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+  - TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305
+  - TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305
+podPidsLimit: 4096
+seccompDefault: true
+";
+
+const K3S_UNIT: &str = "\
+[Service]
+ExecStartPre=/usr/bin/install -D -m 0600 /etc/rancher/k3s/containerd/50-kiln-cri.toml /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d/50-kiln-cri.toml
+ExecStart=/usr/local/bin/k3s agent
 ";
 
 const SYSCTL_KUBELET: &str = "\
@@ -251,6 +291,9 @@ fn hardened() -> Img {
         // K3s
         .file("/usr/local/bin/k3s", 0o755, "ELF")
         .file("/etc/rancher/k3s/config.yaml", 0o600, K3S_CONFIG)
+        .file("/etc/rancher/k3s/kubelet.conf.d/50-kiln-hardening.conf", 0o600, KUBELET_DROPIN)
+        .file("/etc/rancher/k3s/containerd/50-kiln-cri.toml", 0o600, &kiln_policy::containerd::render_dropin())
+        .file("/etc/systemd/system/k3s-agent.service", 0o644, K3S_UNIT)
         .file("/etc/sysctl.d/90-kubelet.conf", 0o644, SYSCTL_KUBELET)
         .file("/etc/sysctl.d/60-hardening.conf", 0o644, SYSCTL_HARDENING)
         // nftables
@@ -306,7 +349,7 @@ fn breakers() -> Vec<Breaker> {
     }
     vec![
         ("k3s.protect-kernel-defaults", |i| {
-            k3s_dropin(i, "protect-kernel-defaults: false\n")
+            k3s_dropin(i, "kubelet-arg+: [\"protect-kernel-defaults=false\"]\n")
         }),
         ("k3s.anonymous-auth", |i| {
             k3s_dropin(i, "kubelet-arg+: [\"anonymous-auth=true\"]\n")
@@ -733,12 +776,7 @@ fn a_later_k3s_dropin_replaces_a_list_unless_it_appends() {
         "kubelet-arg: [\"max-pods=50\"]\n",
     );
     let failed = failing(&img.audit()).into_iter().collect::<Vec<_>>();
-    for id in [
-        "k3s.streaming-timeout",
-        "k3s.tls-ciphers",
-        "k3s.pod-max-pids",
-        "k3s.seccomp-default",
-    ] {
+    for id in ["k3s.tls-ciphers", "k3s.pod-max-pids", "k3s.seccomp-default"] {
         assert!(failed.contains(&id), "{id} in {failed:?}");
     }
     let mut img = hardened();
@@ -1012,4 +1050,147 @@ fn flags_in_the_k3s_unit_override_the_config_files() {
         "[Service]\nExecStart=\nExecStart=/usr/local/bin/k3s agent\n",
     );
     assert_eq!(status(&img.audit(), "k3s.anonymous-auth"), Status::Pass);
+}
+
+/// The rule's findings, for its messages.
+fn rule_findings(report: &Report, id: &str) -> Vec<kiln_policy::audit::Finding> {
+    report
+        .results
+        .iter()
+        .find(|r| r.rule.id == id)
+        .map(|r| r.findings.clone())
+        .unwrap_or_default()
+}
+
+/// The configuration kiln wrote before: every setting a kubelet flag. The
+/// flags still take effect (deprecated, not removed), but the streaming
+/// timeout's has none since kubelet 1.34, and containerd's is unset: the
+/// rule fails saying so. On a K3s 1.33 image the flag still works.
+#[test]
+fn the_deprecated_flag_only_kubelet_fails_and_the_dropin_passes() {
+    let mut img = hardened();
+    img.remove("/etc/rancher/k3s/kubelet.conf.d/50-kiln-hardening.conf")
+        .remove("/etc/rancher/k3s/containerd/50-kiln-cri.toml")
+        .remove("/etc/systemd/system/k3s-agent.service")
+        .file("/etc/rancher/k3s/config.yaml", 0o600, K3S_CONFIG_FLAGS_ONLY)
+        .file("/usr/lib/kiln/k3s-version", 0o644, "v1.36.4+k3s1\n");
+    let report = img.audit();
+    assert_eq!(
+        failing(&report).into_iter().collect::<Vec<_>>(),
+        vec!["k3s.streaming-timeout"]
+    );
+    let messages: Vec<String> = rule_findings(&report, "k3s.streaming-timeout")
+        .iter()
+        .map(|f| format!("{}:{:?} {} — {}", f.path, f.line, f.value, f.message))
+        .collect();
+    assert!(
+        messages[0].contains("/etc/rancher/k3s/config.yaml:Some(")
+            && messages[0].contains("has no effect since kubelet 1.34 (K3s v1.36.4+k3s1)")
+            && messages[0].contains("stream_idle_timeout"),
+        "{messages:#?}"
+    );
+    assert!(
+        messages[1].contains("containerd: longer than 5m (its default; K3s sets none)"),
+        "{messages:#?}"
+    );
+    // an unknown release: the newest behaviour is assumed
+    img.remove("/usr/lib/kiln/k3s-version");
+    assert_eq!(
+        failing(&img.audit()).into_iter().collect::<Vec<_>>(),
+        vec!["k3s.streaming-timeout"]
+    );
+    // K3s 1.33: the kubelet still closes idle streams itself
+    img.file("/usr/lib/kiln/k3s-version", 0o644, "v1.33.5+k3s1\n");
+    assert!(failing(&img.audit()).is_empty());
+    // the drop-in configuration passes on 1.36 (the hardened tree has it)
+    let mut img = hardened();
+    img.file("/usr/lib/kiln/k3s-version", 0o644, "v1.36.4+k3s1\n");
+    assert!(failing(&img.audit()).is_empty());
+}
+
+/// Flags beat drop-ins, later drop-ins beat earlier ones, K3s's own
+/// directory counts, and K3s's defaults hold where nothing is set.
+#[test]
+fn the_kubelet_is_judged_by_its_effective_settings() {
+    // a later drop-in in K3s's own directory turns seccomp off
+    let mut img = hardened();
+    img.file(
+        "/var/lib/rancher/k3s/agent/etc/kubelet.conf.d/90-late.conf",
+        0o600,
+        "{\"seccompDefault\": false, \"authentication\": {\"anonymous\": {\"enabled\": true}}}\n",
+    );
+    let failed = failing(&img.audit());
+    assert_eq!(
+        failed.into_iter().collect::<Vec<_>>(),
+        vec!["k3s.anonymous-auth", "k3s.seccomp-default"]
+    );
+    // a flag turns it back on: flags win over every file
+    img.file(
+        "/etc/rancher/k3s/config.yaml.d/50-x.yaml",
+        0o600,
+        "kubelet-arg+: [\"seccomp-default=true\", \"anonymous-auth=false\"]\n",
+    );
+    assert!(failing(&img.audit()).is_empty());
+    // without the drop-in, the settings it held are gone
+    let mut img = hardened();
+    img.remove("/etc/rancher/k3s/kubelet.conf.d/50-kiln-hardening.conf");
+    let failed = failing(&img.audit());
+    for id in ["k3s.tls-ciphers", "k3s.pod-max-pids", "k3s.seccomp-default"] {
+        assert!(failed.contains(&id), "{id} in {failed:?}");
+    }
+    // K3s's defaults: anonymous off, Webhook, read-only port 0
+    for id in [
+        "k3s.anonymous-auth",
+        "k3s.authorization-mode",
+        "k3s.read-only-port",
+    ] {
+        assert!(!failed.contains(&id), "{id} in {failed:?}");
+    }
+    // a drop-in this reader cannot parse fails the kubelet rules
+    let mut img = hardened();
+    img.file(
+        "/etc/rancher/k3s/kubelet.conf.d/60-x.conf",
+        0o600,
+        "authentication:\n  anonymous: &a\n    enabled: true\n",
+    );
+    assert!(failing(&img.audit()).contains(&"k3s.anonymous-auth"));
+}
+
+/// containerd: an import that replaces the CRI table without the timeout
+/// brings back the 4h default; one that opens the streaming server beyond
+/// loopback fails too.
+#[test]
+fn containerd_streaming_is_judged_by_its_imports() {
+    let mut img = hardened();
+    img.file(
+        "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d/60-other.toml",
+        0o600,
+        "version = 3\n[plugins.'io.containerd.grpc.v1.cri']\n  stream_server_address = \"0.0.0.0\"\n",
+    );
+    let report = img.audit();
+    assert_eq!(
+        failing(&report).into_iter().collect::<Vec<_>>(),
+        vec!["k3s.streaming-timeout"]
+    );
+    let findings = rule_findings(&report, "k3s.streaming-timeout");
+    assert_eq!(findings.len(), 2, "{findings:#?}");
+    assert!(findings.iter().all(|f| f.path.ends_with("60-other.toml")));
+    // a broken import fails rather than passes
+    let mut img = hardened();
+    img.file(
+        "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d/60-other.toml",
+        0o600,
+        "version = 3\n[plugins\n",
+    );
+    assert_eq!(
+        failing(&img.audit()).into_iter().collect::<Vec<_>>(),
+        vec!["k3s.streaming-timeout"]
+    );
+    // without the unit's install, kiln's file in /etc is not used
+    let mut img = hardened();
+    img.remove("/etc/systemd/system/k3s-agent.service");
+    assert_eq!(
+        failing(&img.audit()).into_iter().collect::<Vec<_>>(),
+        vec!["k3s.streaming-timeout"]
+    );
 }

@@ -113,26 +113,43 @@ fn config_yaml_holds_the_hardening_guide() {
     for key in ["token", "agent-token"] {
         assert!(config.get(key).is_none(), "{key} baked: {config}");
     }
-    let args: Vec<&str> = config["kubelet-arg"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v.as_str().unwrap())
-        .collect();
+    // the kubelet's settings are a KubeletConfiguration drop-in; kubelet-arg
+    // only names its directory (both recipe arguments have a field)
     assert_eq!(
-        args,
-        [
-            "anonymous-auth=false",
-            "authorization-mode=Webhook",
-            "read-only-port=0",
-            "streaming-connection-idle-timeout=5m",
-            "tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
-            "make-iptables-util-chains=true",
-            "pod-max-pids=2048",
-            "seccomp-default=true",
-            "max-pods=200",
-        ]
+        config["kubelet-arg"],
+        serde_json::json!(["config-dir=/etc/rancher/k3s/kubelet.conf.d"])
     );
+    let dropin_path = root.join("etc/rancher/k3s/kubelet.conf.d/50-kiln-hardening.conf");
+    let meta = std::fs::metadata(&dropin_path).unwrap();
+    assert_eq!(
+        (meta.mode() & 0o7777, meta.uid(), meta.gid()),
+        (0o600, 0, 0)
+    );
+    let dropin = yaml(&dropin_path);
+    assert_strict_kubelet_configuration(&dropin);
+    assert_eq!(dropin["podPidsLimit"], 2048);
+    assert_eq!(dropin["maxPods"], 200);
+    assert_eq!(dropin["authentication"]["anonymous"]["enabled"], false);
+    assert_eq!(dropin["authorization"]["mode"], "Webhook");
+    assert_eq!(dropin["readOnlyPort"], 0);
+    assert_eq!(dropin["seccompDefault"], true);
+    assert_eq!(dropin["makeIPTablesUtilChains"], true);
+    assert_eq!(dropin["protectKernelDefaults"], true);
+    assert_eq!(
+        dropin["tlsCipherSuites"],
+        serde_json::json!([
+            "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+            "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+            "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+            "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305"
+        ])
+    );
+    // a stand-in binary: the release is unknown, the newest assumed, and
+    // the kubelet's streaming timeout (no effect since 1.34) is left out
+    assert!(dropin.get("streamingConnectionIdleTimeout").is_none());
+    assert!(!root.join("usr/lib/kiln/k3s-version").exists());
     assert_eq!(
         config["node-label"],
         serde_json::json!(["role=worker", "zone=a"])
@@ -192,9 +209,12 @@ fn the_agent_refuses_to_start_without_a_provisioned_token() {
     );
     let check = unit
         .lines()
+        .filter(|l| l.contains("no join token"))
         .find_map(|l| l.strip_prefix("ExecStartPre=/bin/sh -c '"))
         .and_then(|l| l.strip_suffix('\''))
         .expect("the token check")
+        // systemd turns $$ into $
+        .replace("$$", "$")
         .replace(
             "/var/lib/rancher/k3s/agent-token",
             &w.join("token").display().to_string(),
@@ -212,6 +232,18 @@ fn the_agent_refuses_to_start_without_a_provisioned_token() {
         Some(1),
         "an empty token file is no token"
     );
+    // K3s trims the token and stops with "--token is required" when nothing
+    // is left: so does the check, with its own message
+    for blank in ["\n", " \t\n\n", "   "] {
+        std::fs::write(w.join("token"), blank).unwrap();
+        let out = Command::new("sh").arg("-c").arg(&check).output().unwrap();
+        assert_eq!(out.status.code(), Some(1), "{blank:?} is no token");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("k3s-agent: no join token at") && stderr.contains("only whitespace"),
+            "{stderr}"
+        );
+    }
     std::fs::write(w.join("token"), "K10secret::server:abc\n").unwrap();
     let present = Command::new("sh").arg("-c").arg(&check).output().unwrap();
     assert_eq!(present.status.code(), Some(0), "{present:?}");
@@ -265,7 +297,8 @@ fn weakening_the_kubelet_fails_naming_the_rule_unless_waived() {
         "unknown rule \"k3s.streaming-timeuot\", did you mean \"k3s.streaming-timeout\"?"
     ));
 
-    // waived: built, and the log says what was weakened and why
+    // waived, it still has no effect on the K3s this image may run (a
+    // stand-in binary: the newest behaviour): the build says so
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     recipe(
@@ -273,16 +306,32 @@ fn weakening_the_kubelet_fails_naming_the_rule_unless_waived() {
         "kubelet_args = [\"streaming-connection-idle-timeout=30m\"]\nwaive = [{ rule = \"k3s.streaming-timeout\", reason = \"long kubectl exec sessions for the data team\" }]\n",
         "",
     );
+    let stderr = fails(w);
+    assert!(
+        stderr.contains("streaming-connection-idle-timeout has had no effect since kubelet 1.34"),
+        "{stderr}"
+    );
+
+    // a waived weakening with a configuration field: built into the
+    // drop-in, and the log says what was weakened and why
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    recipe(
+        w,
+        "kubelet_args = [\"seccomp-default=false\"]\nwaive = [{ rule = \"k3s.seccomp-default\", reason = \"a legacy workload needs unconfined syscalls\" }]\n",
+        "",
+    );
     let root = build(w);
     let log = std::fs::read_to_string(w.join("build.log")).unwrap();
-    assert!(log.contains("streaming-connection-idle-timeout=30m (k3s.streaming-timeout waived: long kubectl exec sessions"), "{log}");
-    let config = yaml(&root.join("etc/rancher/k3s/config.yaml"));
     assert!(
-        config["kubelet-arg"]
-            .as_array()
-            .unwrap()
-            .contains(&serde_json::json!("streaming-connection-idle-timeout=30m"))
+        log.contains("seccomp-default=false (k3s.seccomp-default waived: a legacy workload"),
+        "{log}"
     );
+    let dropin =
+        std::fs::read_to_string(root.join("etc/rancher/k3s/kubelet.conf.d/50-kiln-hardening.conf"))
+            .unwrap();
+    let dropin = kiln_policy::kubelet::parse(&dropin).unwrap();
+    assert_eq!(dropin["seccompDefault"], false);
 }
 
 #[test]
@@ -435,4 +484,169 @@ fn the_same_recipe_gives_the_same_image() {
         );
     }
     assert_eq!(digests[0], digests[1]);
+}
+
+/// The KubeletConfiguration v1beta1 schema, from tests/data/kubelet (its
+/// header names the Kubernetes source): struct → field → type.
+fn kubelet_schema() -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>
+{
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/data/kubelet/v1beta1-fields.txt")).unwrap();
+    let mut schema: std::collections::BTreeMap<_, std::collections::BTreeMap<_, _>> =
+        Default::default();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+    {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        schema
+            .entry(words[0].to_owned())
+            .or_default()
+            .insert(words[1].to_owned(), words[2].to_owned());
+    }
+    schema
+}
+
+/// Checks a configuration strictly: every key is a field of its struct
+/// (unknown fields refused, as `kubelet --config` with strict decoding
+/// does), every value of the field's type, no deprecated field.
+fn assert_strict_kubelet_configuration(config: &serde_json::Value) {
+    let schema = kubelet_schema();
+    assert_eq!(config["apiVersion"], "kubelet.config.k8s.io/v1beta1");
+    assert_eq!(config["kind"], "KubeletConfiguration");
+    fn check(
+        schema: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+        strukt: &str,
+        value: &serde_json::Value,
+        at: &str,
+    ) {
+        let fields = &schema[strukt];
+        let map = value
+            .as_object()
+            .unwrap_or_else(|| panic!("{at}: not a map"));
+        for (key, v) in map {
+            let path = format!("{at}{key}");
+            let ty = fields
+                .get(key)
+                .unwrap_or_else(|| panic!("{path}: unknown field of {strukt}"));
+            let ok = match ty.as_str() {
+                "bool" => v.is_boolean(),
+                "int" => v.is_i64() || v.is_u64(),
+                "float" => v.is_number(),
+                "string" => v.is_string(),
+                "duration" => v
+                    .as_str()
+                    .is_some_and(|d| kiln_policy::k3s::go_duration_seconds(d).is_some()),
+                "[]string" => v
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(serde_json::Value::is_string)),
+                "[]int" => v
+                    .as_array()
+                    .is_some_and(|a| a.iter().all(serde_json::Value::is_i64)),
+                "map[string]string" => v
+                    .as_object()
+                    .is_some_and(|m| m.values().all(serde_json::Value::is_string)),
+                "map[string]bool" => v
+                    .as_object()
+                    .is_some_and(|m| m.values().all(serde_json::Value::is_boolean)),
+                "map[string][]string" | "opaque" => true,
+                other => {
+                    let inner = other.strip_prefix("struct:").expect("a known type");
+                    check(schema, inner, v, &format!("{path}."));
+                    true
+                }
+            };
+            assert!(ok, "{path}: {v} is not a {ty}");
+        }
+    }
+    check(&schema, "KubeletConfiguration", config, "");
+    let text =
+        std::fs::read_to_string(repo_root().join("tests/data/kubelet/v1beta1-fields.txt")).unwrap();
+    for line in text.lines().filter(|l| l.ends_with(" deprecated")) {
+        let field = line.split_whitespace().nth(1).unwrap();
+        assert!(config.get(field).is_none(), "{field} has no effect");
+    }
+}
+
+/// kiln's drop-in, for every K3s release and recipe argument it renders
+/// differently, is a KubeletConfiguration the v1beta1 schema accepts; a
+/// made-up field is refused (the checker is strict).
+#[test]
+fn the_kubelet_dropin_is_strict_v1beta1() {
+    use kiln_policy::kubelet::{K3sVersion, hardened_dropin, parse, render_dropin};
+    let args: Vec<(String, String)> = [
+        ("pod-max-pids", "2048"),
+        ("max-pods", "200"),
+        ("address", "127.0.0.1"),
+        ("feature-gates", "RotateKubeletServerCertificate=true"),
+        ("event-qps", "0"),
+        ("tls-min-version", "VersionTLS12"),
+    ]
+    .iter()
+    .map(|(a, b)| (a.to_string(), b.to_string()))
+    .collect();
+    for version in [None, K3sVersion::find("v1.36.4+k3s1")] {
+        for args in [&[][..], &args[..]] {
+            let text = render_dropin(&hardened_dropin(version, args));
+            assert_strict_kubelet_configuration(&parse(&text).unwrap());
+        }
+    }
+    // before 1.34 the kubelet's own timeout still applies, and is set
+    let old = hardened_dropin(K3sVersion::find("v1.33.5+k3s1"), &[]);
+    assert_eq!(old["streamingConnectionIdleTimeout"], "5m");
+    let mut wrong = hardened_dropin(None, &[]);
+    wrong["streamingConnectionIdelTimeout"] = serde_json::json!("5m");
+    let refused = std::panic::catch_unwind(|| assert_strict_kubelet_configuration(&wrong));
+    assert!(refused.is_err(), "an unknown field must be refused");
+    let mut mistyped = hardened_dropin(None, &[]);
+    mistyped["authentication"]["anonymous"]["enabled"] = serde_json::json!("false");
+    assert!(std::panic::catch_unwind(|| assert_strict_kubelet_configuration(&mistyped)).is_err());
+}
+
+/// The image holds kiln's containerd import (TOML, the timeout, K3s's
+/// streaming server settings restated), and the unit installs it where
+/// K3s's base configuration imports from, at every start.
+#[test]
+fn containerd_gets_the_stream_idle_timeout() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    recipe(w, "", "");
+    let root = build(w);
+    let text =
+        std::fs::read_to_string(root.join("etc/rancher/k3s/containerd/50-kiln-cri.toml")).unwrap();
+    let toml: toml::Table = text.parse().unwrap();
+    assert_eq!(toml["version"].as_integer(), Some(3));
+    let cri = toml["plugins"]["io.containerd.grpc.v1.cri"]
+        .as_table()
+        .unwrap();
+    assert_eq!(cri["stream_idle_timeout"].as_str(), Some("5m"));
+    assert_eq!(cri["stream_server_address"].as_str(), Some("127.0.0.1"));
+    assert_eq!(cri["stream_server_port"].as_str(), Some("10010"));
+    assert_eq!(cri.len(), 3, "{cri:?}");
+    let unit = std::fs::read_to_string(root.join("etc/systemd/system/k3s-agent.service")).unwrap();
+    let install = unit
+        .lines()
+        .find(|l| l.contains("/install "))
+        .expect("the install line");
+    assert_eq!(
+        install,
+        "ExecStartPre=/usr/bin/install -D -m 0600 /etc/rancher/k3s/containerd/50-kiln-cri.toml /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d/50-kiln-cri.toml"
+    );
+    // the install command itself, run against a temporary K3s directory
+    let dest = w.join("state/config-v3.toml.d/50-kiln-cri.toml");
+    let command = install
+        .trim_start_matches("ExecStartPre=")
+        .replace(
+            "/etc/rancher/k3s/containerd/50-kiln-cri.toml",
+            &root
+                .join("etc/rancher/k3s/containerd/50-kiln-cri.toml")
+                .display()
+                .to_string(),
+        )
+        .replace(
+            "/var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d/50-kiln-cri.toml",
+            &dest.display().to_string(),
+        );
+    run_ok(Command::new("sh").arg("-c").arg(&command));
+    assert_eq!(std::fs::read_to_string(&dest).unwrap(), text);
 }

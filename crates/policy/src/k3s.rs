@@ -32,20 +32,6 @@ pub const BINARY: &str = "/usr/local/bin/k3s";
 pub const TOKEN_FILE: &str = "/var/lib/rancher/k3s/agent-token";
 pub const POD_MAX_PIDS: u32 = 4096;
 
-/// The kubelet arguments kiln sets (hardening guide, kube-bench 4.2.x).
-pub fn hardened_kubelet_args() -> Vec<(&'static str, String)> {
-    vec![
-        ("anonymous-auth", "false".into()),
-        ("authorization-mode", "Webhook".into()),
-        ("read-only-port", "0".into()),
-        ("streaming-connection-idle-timeout", "5m".into()),
-        ("tls-cipher-suites", TLS_CIPHER_SUITES.join(",")),
-        ("make-iptables-util-chains", "true".into()),
-        ("pod-max-pids", POD_MAX_PIDS.to_string()),
-        ("seccomp-default", "true".into()),
-    ]
-}
-
 /// The audit rules a kubelet or kube-proxy argument can weaken.
 pub const RULES: &[&str] = &[
     "k3s.protect-kernel-defaults",
@@ -98,12 +84,10 @@ pub fn kubelet_weakens(name: &str, value: &str) -> Option<(&'static str, String)
         "read-only-port" if v != "0" => {
             bad("k3s.read-only-port", "the unauthenticated read-only port")
         }
-        "streaming-connection-idle-timeout" => match go_duration_seconds(v) {
-            Some(s) if s > 0.0 && s <= 300.0 => None,
-            Some(0.0) => bad("k3s.streaming-timeout", "0 never closes idle streams"),
-            Some(_) => bad("k3s.streaming-timeout", "longer than 5m"),
-            None => bad("k3s.streaming-timeout", "not a Go duration like 5m"),
-        },
+        "streaming-connection-idle-timeout" => bad(
+            "k3s.streaming-timeout",
+            "it has had no effect since kubelet 1.34; idle streams are closed by containerd's stream_idle_timeout, which kiln sets to 5m",
+        ),
         "make-iptables-util-chains" if v != "true" => bad(
             "k3s.iptables-chains",
             "the kubelet would not manage its iptables chains",
@@ -378,17 +362,22 @@ const REPEATABLE_FLAGS: &[&str] = &[
 /// Where systemd finds K3s's units, most specific first.
 use crate::units::SEARCH as UNIT_DIRS;
 
-/// The arguments after `k3s agent|server` in the k3s unit's ExecStart
-/// (the unit, then its drop-ins; an empty `ExecStart=` resets), with the
-/// file and line of the ExecStart that wins.
-pub fn unit_command_line(image: &Image) -> Option<(String, u32, Vec<String>)> {
-    let name = ["k3s-agent.service", "k3s.service"]
+/// The logical lines (a trailing backslash continues a line) of the k3s
+/// unit and then its drop-ins, each with its file and first line number.
+pub fn unit_lines(image: &Image) -> Vec<(String, u32, String)> {
+    let Some(name) = ["k3s-agent.service", "k3s.service"]
         .into_iter()
-        .find(|n| UNIT_DIRS.iter().any(|d| image.is_file(&format!("{d}/{n}"))))?;
-    let unit = UNIT_DIRS
+        .find(|n| UNIT_DIRS.iter().any(|d| image.is_file(&format!("{d}/{n}"))))
+    else {
+        return Vec::new();
+    };
+    let Some(unit) = UNIT_DIRS
         .iter()
         .map(|d| format!("{d}/{name}"))
-        .find(|p| image.is_file(p))?;
+        .find(|p| image.is_file(p))
+    else {
+        return Vec::new();
+    };
     let mut files = vec![unit];
     for dir in UNIT_DIRS {
         for (file, path) in image.list_dir(&format!("{dir}/{name}.d")) {
@@ -397,10 +386,9 @@ pub fn unit_command_line(image: &Image) -> Option<(String, u32, Vec<String>)> {
             }
         }
     }
-    let mut exec: Option<(String, u32, String)> = None;
+    let mut out = Vec::new();
     for file in files {
         let text = image.read_text(&file).unwrap_or_default();
-        // logical lines: a trailing backslash continues onto the next line
         let mut logical: Vec<(u32, String)> = Vec::new();
         let mut open = false;
         for (n, raw) in text.lines().enumerate() {
@@ -417,15 +405,53 @@ pub fn unit_command_line(image: &Image) -> Option<(String, u32, Vec<String>)> {
             }
             open = continues;
         }
-        for (start, line) in logical {
-            if let Some(value) = line.trim().strip_prefix("ExecStart=") {
-                let value = value.trim();
-                exec = if value.is_empty() {
-                    None
-                } else {
-                    Some((file.clone(), start, value.to_owned()))
-                };
+        out.extend(logical.into_iter().map(|(l, t)| (file.clone(), l, t)));
+    }
+    out
+}
+
+/// The `install [OPTIONS] SRC DEST` commands of the k3s unit's
+/// ExecStartPre lines: (source, destination), as the unit copies files
+/// from the read-only root to K3s's state at every start.
+pub fn unit_installs(image: &Image) -> Vec<(String, String)> {
+    unit_lines(image)
+        .into_iter()
+        .filter_map(|(_, _, line)| {
+            let value = line.trim().strip_prefix("ExecStartPre=")?;
+            let words = shell_words(value.trim_start_matches(['-', '@', '+', '!', ':']));
+            let program = words.first()?;
+            if !(program == "install" || program.ends_with("/install")) {
+                return None;
             }
+            let operands: Vec<&String> =
+                words[1..].iter().filter(|w| !w.starts_with('-')).collect();
+            // `-m MODE` takes a value
+            let mode_values = words[1..]
+                .windows(2)
+                .filter(|w| w[0] == "-m" || w[0] == "-o" || w[0] == "-g")
+                .count();
+            let operands = &operands[mode_values..];
+            match operands {
+                [src, dest] => Some(((*src).clone(), (*dest).clone())),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The arguments after `k3s agent|server` in the k3s unit's ExecStart
+/// (the unit, then its drop-ins; an empty `ExecStart=` resets), with the
+/// file and line of the ExecStart that wins.
+pub fn unit_command_line(image: &Image) -> Option<(String, u32, Vec<String>)> {
+    let mut exec: Option<(String, u32, String)> = None;
+    for (file, start, line) in unit_lines(image) {
+        if let Some(value) = line.trim().strip_prefix("ExecStart=") {
+            let value = value.trim();
+            exec = if value.is_empty() {
+                None
+            } else {
+                Some((file.clone(), start, value.to_owned()))
+            };
         }
     }
     let (path, line, command) = exec?;
@@ -730,7 +756,9 @@ mod tests {
                 .0,
             "k3s.streaming-timeout"
         );
-        assert!(kubelet_weakens("streaming-connection-idle-timeout", "2m").is_none());
+        // no effect since kubelet 1.34, whatever its value
+        let (_, why) = kubelet_weakens("streaming-connection-idle-timeout", "2m").unwrap();
+        assert!(why.contains("no effect since kubelet 1.34"), "{why}");
         assert!(kubelet_weakens("pod-max-pids", "1024").is_none());
         assert!(kubelet_weakens("pod-max-pids", "-1").is_some());
         assert!(

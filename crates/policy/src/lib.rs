@@ -5,9 +5,11 @@
 
 pub mod accounts;
 pub mod audit;
+pub mod containerd;
 pub mod image;
 pub mod k3s;
 pub mod keys;
+pub mod kubelet;
 pub mod modules;
 pub mod net;
 pub mod nft;

@@ -8,3 +8,7 @@
 pub const MANIFEST_ON_NODE: &str = "/var/lib/kiln/manifest.json";
 /// The public keys the node's drift check trusts.
 pub const KEYS_ON_NODE: &str = "/etc/kiln/keys";
+/// The K3s release the image was built with (`v1.36.4+k3s1`), from its
+/// K3s artifact's URL; absent when the build did not know it (the audit
+/// then assumes the newest K3s behaviour).
+pub const K3S_VERSION: &str = "/usr/lib/kiln/k3s-version";

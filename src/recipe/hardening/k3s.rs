@@ -56,6 +56,8 @@ pub struct K3sPlan {
     /// The build leaves the binary's artifact out (it could not be
     /// downloaded and the build was told it may go on without it).
     pub binary_left_out: bool,
+    /// The K3s release of the binary's artifact (its URL), when known.
+    pub version: Option<kiln_policy::kubelet::K3sVersion>,
     pub servers: Vec<Cidr>,
     pub node_cidrs: Vec<Cidr>,
     pub cluster_cidr: Vec<Cidr>,
@@ -84,6 +86,7 @@ impl K3sPlan {
             token_file: Set::default(hk3s::TOKEN_FILE.to_owned()),
             binary: Set::default(hk3s::BINARY.to_owned()),
             binary_left_out: false,
+            version: None,
             servers: Vec::new(),
             node_cidrs: Vec::new(),
             cluster_cidr: cidr("10.42.0.0/16"),

@@ -20,7 +20,7 @@ pub mod source;
 pub use crate::image::{Contents, Image};
 pub use source::{LoadedImage, audit_path, load, load_directory};
 
-use crate::{accounts, k3s, nft, sshd, sysctl};
+use crate::{accounts, containerd, k3s, kubelet, nft, sshd, sysctl};
 use kiln_tree::{Store, Tree};
 use serde::{Deserialize, Serialize};
 use std::cell::OnceCell;
@@ -542,6 +542,8 @@ pub struct Ctx<'a> {
     pub mode: Mode,
     sshd: OnceCell<sshd::SshdConfig>,
     k3s: OnceCell<k3s::K3sConfig>,
+    kubelet: OnceCell<kubelet::Kubelet>,
+    streaming: OnceCell<Result<containerd::Streaming, (String, String)>>,
     sysctl: OnceCell<sysctl::Sysctl>,
     nft: OnceCell<Option<nft::Ruleset>>,
     accounts: OnceCell<Option<accounts::Accounts>>,
@@ -554,6 +556,8 @@ impl<'a> Ctx<'a> {
             mode,
             sshd: OnceCell::new(),
             k3s: OnceCell::new(),
+            kubelet: OnceCell::new(),
+            streaming: OnceCell::new(),
             sysctl: OnceCell::new(),
             nft: OnceCell::new(),
             accounts: OnceCell::new(),
@@ -566,6 +570,25 @@ impl<'a> Ctx<'a> {
 
     pub fn k3s(&self) -> &k3s::K3sConfig {
         self.k3s.get_or_init(|| k3s::K3sConfig::load(&self.img))
+    }
+
+    /// The K3s release of the image, when the build recorded it.
+    pub fn k3s_version(&self) -> Option<kubelet::K3sVersion> {
+        self.img
+            .read_text(crate::node::K3S_VERSION)
+            .and_then(|t| kubelet::K3sVersion::find(&t))
+    }
+
+    /// The kubelet's effective configuration.
+    pub fn kubelet(&self) -> &kubelet::Kubelet {
+        self.kubelet
+            .get_or_init(|| kubelet::Kubelet::load(&self.img, self.k3s(), self.k3s_version()))
+    }
+
+    /// containerd's effective streaming server settings.
+    pub fn streaming(&self) -> &Result<containerd::Streaming, (String, String)> {
+        self.streaming
+            .get_or_init(|| containerd::streaming(&self.img))
     }
 
     pub fn sysctl(&self) -> &sysctl::Sysctl {

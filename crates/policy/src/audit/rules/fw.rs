@@ -304,9 +304,10 @@ fn vxlan(ctx: &Ctx) -> Check {
 fn kubelet(ctx: &Ctx) -> Check {
     let on_loopback = super::k3s::present(ctx)
         && ctx
-            .k3s()
-            .kubelet_arg("address")
-            .is_some_and(|a| super::k3s::is_loopback(&a.text));
+            .kubelet()
+            .get("address")
+            .and_then(|(v, _)| v.as_str())
+            .is_some_and(super::k3s::is_loopback);
     with_ruleset(ctx, |r| {
         if on_loopback {
             return vec![];

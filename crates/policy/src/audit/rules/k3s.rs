@@ -4,78 +4,80 @@
 use super::{Rule, findings, int, not_applicable, owner_mode, rule, sysctl_findings, unit_files};
 use crate::audit::{Check, Ctx, Finding, Mode};
 use crate::k3s::{CONFIG, DROPIN_DIR, Item, K3sConfig, REGISTRIES, go_duration_seconds};
+use crate::kubelet::{Kubelet, Source, SourceKind};
+use serde_json::Value;
 
 pub const RULES: &[Rule] = &[
     rule!("k3s.protect-kernel-defaults", High, protect_kernel_defaults,
         title: "kubelet protects kernel defaults",
         source: "HG; KB 4.2.6",
         rationale: "With protect-kernel-defaults the kubelet refuses to start on a kernel whose tunables differ from what it expects, instead of silently changing them.",
-        remediation: "Set `protect-kernel-defaults: true` in /etc/rancher/k3s/config.yaml and ship the kubelet sysctls (k3s.sysctl-file)."),
+        remediation: "Set `protectKernelDefaults: true` in a kubelet drop-in (kiln: /etc/rancher/k3s/kubelet.conf.d/50-kiln-hardening.conf) or `protect-kernel-defaults: true` in config.yaml, and ship the kubelet sysctls (k3s.sysctl-file)."),
     rule!("k3s.anonymous-auth", Critical, anonymous_auth,
         title: "kubelet refuses anonymous requests",
         source: "KB/SA 4.2.1",
         rationale: "Anonymous requests to the kubelet API (10250) can read pods and, with a permissive authorizer, run commands in them.",
-        remediation: "Remove `anonymous-auth=true` from kubelet-arg (K3s defaults to false)."),
+        remediation: "Remove `anonymous-auth=true` from kubelet-arg and `authentication.anonymous.enabled: true` from kubelet drop-ins (K3s defaults to false)."),
     rule!("k3s.authorization-mode", Critical, authorization_mode,
         title: "kubelet authorizes requests through the API server",
         source: "KB/SA 4.2.2",
         rationale: "AlwaysAllow lets any authenticated client use every kubelet endpoint, exec included.",
-        remediation: "Remove `authorization-mode=AlwaysAllow` from kubelet-arg (K3s uses Webhook)."),
+        remediation: "Remove `authorization-mode=AlwaysAllow` from kubelet-arg and `authorization.mode: AlwaysAllow` from kubelet drop-ins (K3s uses Webhook)."),
     rule!("k3s.client-ca", High, client_ca,
         title: "kubelet client CA is K3s's own",
         source: "KB/SA 4.2.3",
         rationale: "An overridden client-ca-file makes the kubelet trust certificates K3s did not issue.",
-        remediation: "Remove `client-ca-file=` from kubelet-arg."),
+        remediation: "Remove `client-ca-file=` from kubelet-arg and `authentication.x509.clientCAFile` from kubelet drop-ins."),
     rule!("k3s.read-only-port", High, read_only_port,
         title: "kubelet read-only port is off",
         source: "KB/SA 4.2.4",
         rationale: "The read-only port (10255) serves pod and node data without authentication.",
-        remediation: "Remove `read-only-port=` from kubelet-arg or set it to 0."),
+        remediation: "Remove `read-only-port=` from kubelet-arg and `readOnlyPort` from kubelet drop-ins, or set it to 0."),
     rule!("k3s.streaming-timeout", Medium, streaming_timeout,
-        title: "kubelet streaming connections time out",
+        title: "idle streaming connections time out",
         source: "HG; KB 4.2.5",
-        rationale: "Idle exec/attach/port-forward streams left open forever keep access alive and exhaust resources; the kubelet default is 4h.",
-        remediation: "Add `streaming-connection-idle-timeout=5m` to kubelet-arg."),
+        rationale: "Idle exec/attach/port-forward streams left open keep access alive and exhaust resources; the default is 4h. Since kubelet 1.34 the kubelet setting has no effect and containerd's CRI stream_idle_timeout is the one that applies.",
+        remediation: "K3s 1.34 and later: set `stream_idle_timeout = \"5m\"` in containerd's CRI table through an import in /var/lib/rancher/k3s/agent/etc/containerd/config-v3.toml.d (restating K3s's stream_server_address and stream_server_port), and remove streaming-connection-idle-timeout; older releases: `streamingConnectionIdleTimeout: 5m` in a kubelet drop-in."),
     rule!("k3s.iptables-chains", Medium, iptables_chains,
         title: "kubelet manages its iptables chains",
         source: "KB 4.2.6/4.2.7",
         rationale: "Without make-iptables-util-chains the kubelet's firewall chains can drift from what pods need.",
-        remediation: "Remove `make-iptables-util-chains=false` from kubelet-arg (or set it to true)."),
+        remediation: "Remove `make-iptables-util-chains=false` from kubelet-arg and `makeIPTablesUtilChains: false` from kubelet drop-ins."),
     rule!("k3s.event-qps", Low, event_qps,
         title: "kubelet event rate is valid",
         source: "KB 4.2.8",
         rationale: "event-qps below 0 is invalid; 0 (the K3s default) leaves events unthrottled so none are lost.",
-        remediation: "Remove `event-qps=` from kubelet-arg or set it to 0 or more."),
+        remediation: "Remove `event-qps=` from kubelet-arg and `eventRecordQPS` from kubelet drop-ins, or set it to 0 or more."),
     rule!("k3s.tls-cert", Medium, tls_cert,
         title: "kubelet serving certificate is managed by K3s",
         source: "KB 4.2.9",
         rationale: "A fixed tls-cert-file/tls-private-key-file in an image is the same key on every node and is never rotated.",
-        remediation: "Remove `tls-cert-file=` and `tls-private-key-file=` from kubelet-arg."),
+        remediation: "Remove `tls-cert-file=` and `tls-private-key-file=` from kubelet-arg and `tlsCertFile`/`tlsPrivateKeyFile` from kubelet drop-ins."),
     rule!("k3s.rotate-certs", Medium, rotate_certs,
         title: "kubelet client certificates rotate",
         source: "KB 4.2.10",
         rationale: "Rotation keeps kubelet credentials short-lived.",
-        remediation: "Remove `rotate-certificates=false` from kubelet-arg."),
+        remediation: "Remove `rotate-certificates=false` from kubelet-arg and `rotateCertificates: false` from kubelet drop-ins."),
     rule!("k3s.rotate-server-cert", Medium, rotate_server_cert,
         title: "kubelet serving certificates rotate",
         source: "KB 4.2.11",
         rationale: "Disabling the RotateKubeletServerCertificate feature gate keeps serving certificates until they expire.",
-        remediation: "Remove `RotateKubeletServerCertificate=false` from the kubelet's feature-gates."),
+        remediation: "Remove `RotateKubeletServerCertificate=false` from the kubelet's feature-gates (flag or `featureGates` in a drop-in)."),
     rule!("k3s.tls-ciphers", Medium, tls_ciphers,
         title: "kubelet offers only strong TLS cipher suites",
         source: "HG; KB 4.2.12",
         rationale: "The kubelet's default list includes suites without forward secrecy or with CBC.",
-        remediation: "Add `tls-cipher-suites=TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305,TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305` to kubelet-arg."),
+        remediation: "Set `tlsCipherSuites` to the six suites TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384, TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256, TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305, TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305 in a kubelet drop-in"),
     rule!("k3s.pod-max-pids", Medium, pod_max_pids,
         title: "pods have a process limit",
         source: "KB 4.2.13",
         rationale: "Without pod-max-pids one pod can fork-bomb the node.",
-        remediation: "Add `pod-max-pids=4096` (or a limit fitting the workloads) to kubelet-arg."),
+        remediation: "Set `podPidsLimit: 4096` (or a limit fitting the workloads) in a kubelet drop-in."),
     rule!("k3s.seccomp-default", Medium, seccomp_default,
         title: "containers run with the RuntimeDefault seccomp profile",
         source: "SA 4.2.14",
         rationale: "Without seccomp-default, containers that set no profile run unconfined.",
-        remediation: "Add `seccomp-default=true` to kubelet-arg."),
+        remediation: "Set `seccompDefault: true` in a kubelet drop-in."),
     rule!("k3s.proxy-metrics", Medium, proxy_metrics,
         title: "kube-proxy metrics stay on loopback",
         source: "KB 4.3.1",
@@ -85,7 +87,7 @@ pub const RULES: &[Rule] = &[
         title: "K3s configuration files are private to root",
         source: "TOK (mode unconfirmed)",
         rationale: "config.yaml and registries.yaml can hold tokens and registry credentials.",
-        remediation: "Make config.yaml, config.yaml.d/* and registries.yaml mode 0600, owner root:root."),
+        remediation: "Make config.yaml, config.yaml.d/*, registries.yaml and the kubelet drop-ins in /etc/rancher/k3s/kubelet.conf.d mode 0600, owner root:root."),
     rule!("k3s.no-baked-token", Critical, no_baked_token,
         title: "no join token is baked into the image",
         source: "TOK",
@@ -157,47 +159,112 @@ fn at(item: &Item, value: String, message: String) -> Finding {
     Finding::new(item.path.clone(), value, message).at_line(item.line)
 }
 
-/// A finding about a kubelet argument that is missing.
-fn unset(value: &str, message: String) -> Finding {
-    Finding::new(CONFIG, value, message)
+/// A finding about a kubelet setting.
+fn kfind(source: Option<&Source>, value: String, message: String) -> Finding {
+    match source {
+        Some(s) if s.line > 0 => Finding::new(s.path.clone(), value, message).at_line(s.line),
+        Some(s) => Finding::new(s.path.clone(), value, message),
+        None => Finding::new(CONFIG, value, message),
+    }
 }
 
-/// A check that a kubelet-arg must not have a value matching `bad`.
-fn kubelet_forbids(ctx: &Ctx, name: &str, bad: impl Fn(&str) -> bool, why: &str) -> Check {
-    with_config(ctx, |c| {
-        c.kubelet_arg(name)
-            .filter(|item| bad(&item.text))
-            .map(|item| at(&item, format!("{name}={}", item.text), why.to_owned()))
+/// What a finding says of where a value comes from.
+fn origin(source: &Source) -> &'static str {
+    match source.kind {
+        SourceKind::Kubelet => "the kubelet's default",
+        SourceKind::K3s => "K3s's default",
+        SourceKind::DropIn => "a kubelet drop-in",
+        SourceKind::Flag => "a kubelet-arg flag",
+    }
+}
+
+/// Runs a check on the kubelet's effective configuration (K3s's defaults,
+/// then drop-ins, then flags); a file this reader cannot parse fails the
+/// rule.
+fn with_kubelet(ctx: &Ctx, check: impl FnOnce(&Kubelet) -> Vec<Finding>) -> Check {
+    with_config(ctx, |_| {
+        let k = ctx.kubelet();
+        if let Some((path, line, message)) = &k.error {
+            let f = Finding::new(
+                path.clone(),
+                "unreadable",
+                format!("cannot evaluate this kubelet drop-in ({message})"),
+            );
+            return vec![if *line > 0 { f.at_line(*line) } else { f }];
+        }
+        check(k)
+    })
+}
+
+fn show(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// A check that a kubelet field must not have a value matching `bad`.
+fn kubelet_forbids(ctx: &Ctx, field: &str, bad: impl Fn(&Value) -> bool, why: &str) -> Check {
+    with_kubelet(ctx, |k| {
+        k.get(field)
+            .filter(|(v, _)| bad(v))
+            .map(|(v, s)| {
+                kfind(
+                    Some(s),
+                    format!("{field}: {}", show(v)),
+                    format!("{why} (set by {})", origin(s)),
+                )
+            })
             .into_iter()
             .collect()
     })
 }
 
-fn protect_kernel_defaults(ctx: &Ctx) -> Check {
-    with_config(ctx, |c| {
-        let item = c
-            .kubelet_arg("protect-kernel-defaults")
-            .or_else(|| c.scalar("protect-kernel-defaults"));
-        match item {
-            Some(i) if i.text == "true" => vec![],
-            Some(i) => vec![at(
-                &i,
-                format!("protect-kernel-defaults: {}", i.text),
-                "protect-kernel-defaults is not true".into(),
-            )],
-            None => vec![unset(
-                "unset",
-                "protect-kernel-defaults is not set (K3s default: false)".into(),
-            )],
-        }
+/// A check that a field must be set, by anything but the kubelet's
+/// default, to a value passing `good`.
+fn kubelet_requires(
+    ctx: &Ctx,
+    field: &str,
+    good: impl Fn(&Value) -> bool,
+    unset_why: &str,
+    bad_why: &str,
+) -> Check {
+    with_kubelet(ctx, |k| match k.get(field) {
+        None => vec![kfind(None, format!("{field}: unset"), unset_why.to_owned())],
+        Some((v, _)) if good(v) => vec![],
+        Some((v, s)) => vec![kfind(
+            Some(s),
+            format!("{field}: {}", show(v)),
+            format!("{bad_why} (set by {})", origin(s)),
+        )],
     })
+}
+
+/// Set by something other than K3s itself.
+fn overridden(ctx: &Ctx, field: &str, why: &str) -> Vec<Finding> {
+    ctx.kubelet()
+        .get(field)
+        .filter(|(_, s)| s.kind != SourceKind::K3s && s.kind != SourceKind::Kubelet)
+        .map(|(v, s)| kfind(Some(s), format!("{field}: {}", show(v)), why.to_owned()))
+        .into_iter()
+        .collect()
+}
+
+fn protect_kernel_defaults(ctx: &Ctx) -> Check {
+    kubelet_requires(
+        ctx,
+        "protectKernelDefaults",
+        |v| v == &Value::Bool(true),
+        "protectKernelDefaults is not set (K3s default: false)",
+        "protectKernelDefaults is not true",
+    )
 }
 
 fn anonymous_auth(ctx: &Ctx) -> Check {
     kubelet_forbids(
         ctx,
-        "anonymous-auth",
-        |v| v == "true",
+        "authentication.anonymous.enabled",
+        |v| v != &Value::Bool(false),
         "the kubelet accepts anonymous requests",
     )
 }
@@ -205,65 +272,124 @@ fn anonymous_auth(ctx: &Ctx) -> Check {
 fn authorization_mode(ctx: &Ctx) -> Check {
     kubelet_forbids(
         ctx,
-        "authorization-mode",
-        |v| v.split(',').any(|m| m.trim() == "AlwaysAllow"),
+        "authorization.mode",
+        |v| show(v).split(',').any(|m| m.trim() == "AlwaysAllow"),
         "the kubelet authorizes every request (AlwaysAllow)",
     )
 }
 
 fn client_ca(ctx: &Ctx) -> Check {
-    kubelet_forbids(
-        ctx,
-        "client-ca-file",
-        |_| true,
-        "the kubelet's client CA is overridden",
-    )
+    with_kubelet(ctx, |_| {
+        overridden(
+            ctx,
+            "authentication.x509.clientCAFile",
+            "the kubelet's client CA is overridden",
+        )
+    })
 }
 
 fn read_only_port(ctx: &Ctx) -> Check {
     kubelet_forbids(
         ctx,
-        "read-only-port",
-        |v| v.trim() != "0",
+        "readOnlyPort",
+        |v| v.as_i64() != Some(0),
         "the unauthenticated read-only port is enabled",
     )
 }
 
+fn timeout_findings(
+    value: &str,
+    what: &str,
+    at: impl Fn(String, String) -> Finding,
+) -> Vec<Finding> {
+    match go_duration_seconds(value) {
+        Some(s) if s > 0.0 && s <= 300.0 => vec![],
+        Some(0.0) => vec![at(
+            format!("{what}={value}"),
+            "a timeout of 0 never closes idle streams".into(),
+        )],
+        Some(_) => vec![at(format!("{what}={value}"), "longer than 5m".into())],
+        None => vec![at(
+            format!("{what}={value}"),
+            "not a Go duration like 5m".into(),
+        )],
+    }
+}
+
 fn streaming_timeout(ctx: &Ctx) -> Check {
-    with_config(ctx, |c| {
-        match c.kubelet_arg("streaming-connection-idle-timeout") {
-            None => vec![unset(
-                "unset",
-                "streaming-connection-idle-timeout is not set (kubelet default 4h); expected 5m"
-                    .into(),
-            )],
-            Some(i) => match go_duration_seconds(&i.text) {
-                Some(s) if s > 0.0 && s <= 300.0 => vec![],
-                Some(0.0) => vec![at(
-                    &i,
-                    format!("streaming-connection-idle-timeout={}", i.text),
-                    "a timeout of 0 never closes idle streams".into(),
+    with_kubelet(ctx, |k| {
+        let version = k.version.map_or_else(
+            || "an unknown K3s release (the newest behaviour assumed)".to_owned(),
+            |v| format!("K3s {v}"),
+        );
+        if crate::kubelet::streaming_timeout_has_effect(k.version) {
+            // before kubelet 1.34 the kubelet closes idle streams
+            return match k.get("streamingConnectionIdleTimeout") {
+                None => vec![kfind(
+                    None,
+                    "unset".into(),
+                    "streamingConnectionIdleTimeout is not set (kubelet default 4h); expected 5m"
+                        .into(),
                 )],
-                Some(_) => vec![at(
-                    &i,
-                    format!("streaming-connection-idle-timeout={}", i.text),
-                    "longer than 5m".into(),
-                )],
-                None => vec![at(
-                    &i,
-                    format!("streaming-connection-idle-timeout={}", i.text),
-                    "not a Go duration like 5m".into(),
-                )],
-            },
+                Some((v, s)) => {
+                    timeout_findings(&show(v), "streamingConnectionIdleTimeout", |value, m| {
+                        kfind(Some(s), value, format!("{m} (set by {})", origin(s)))
+                    })
+                }
+            };
         }
+        let mut out = Vec::new();
+        // a setting that does nothing gives a false assurance
+        if let Some((v, s)) = k.get("streamingConnectionIdleTimeout")
+            && matches!(s.kind, SourceKind::Flag | SourceKind::DropIn)
+        {
+            out.push(kfind(
+                Some(s),
+                format!("streamingConnectionIdleTimeout: {}", show(v)),
+                format!(
+                    "has no effect since kubelet 1.34 ({version}): idle streams are closed by containerd's stream_idle_timeout; remove it from {}",
+                    origin(s)
+                ),
+            ));
+        }
+        match ctx.streaming() {
+            Err((path, message)) => out.push(Finding::new(
+                path.clone(),
+                "unreadable",
+                format!("cannot evaluate this containerd configuration ({message})"),
+            )),
+            Ok(s) => {
+                let at = |value: String, m: String| match &s.idle_timeout.path {
+                    Some(p) => Finding::new(p.clone(), value, format!("containerd: {m}")),
+                    None => Finding::new(
+                        crate::containerd::IMPORTS,
+                        value,
+                        format!("containerd: {m} (its default; K3s sets none)"),
+                    ),
+                };
+                out.extend(timeout_findings(
+                    &s.idle_timeout.value,
+                    "stream_idle_timeout",
+                    at,
+                ));
+                if !is_loopback(&s.address.value) {
+                    out.push(Finding::new(
+                        s.address.path.clone().unwrap_or_default(),
+                        format!("stream_server_address={}", s.address.value),
+                        "containerd's streaming server listens beyond loopback (K3s uses 127.0.0.1)",
+                    ));
+                }
+            }
+        }
+        out
     })
 }
 
 fn iptables_chains(ctx: &Ctx) -> Check {
     kubelet_forbids(
         ctx,
-        "make-iptables-util-chains",
-        |v| v == "false",
+        "makeIPTablesUtilChains",
+        |v| v == &Value::Bool(false),
         "the kubelet does not manage its iptables chains",
     )
 }
@@ -271,68 +397,71 @@ fn iptables_chains(ctx: &Ctx) -> Check {
 fn event_qps(ctx: &Ctx) -> Check {
     kubelet_forbids(
         ctx,
-        "event-qps",
-        |v| int(v).is_none_or(|n| n < 0),
-        "event-qps must be an integer of 0 or more",
+        "eventRecordQPS",
+        |v| v.as_i64().is_none_or(|n| n < 0),
+        "eventRecordQPS must be an integer of 0 or more",
     )
 }
 
 fn tls_cert(ctx: &Ctx) -> Check {
-    with_config(ctx, |c| {
-        ["tls-cert-file", "tls-private-key-file"]
+    with_kubelet(ctx, |_| {
+        ["tlsCertFile", "tlsPrivateKeyFile"]
             .iter()
-            .filter_map(|name| {
-                c.kubelet_arg(name).map(|i| {
-                    at(
-                        &i,
-                        format!("{name}={}", i.text),
-                        "a fixed kubelet serving certificate".into(),
-                    )
-                })
-            })
+            .flat_map(|f| overridden(ctx, f, "a fixed kubelet serving certificate"))
             .collect()
     })
 }
 
 fn rotate_certs(ctx: &Ctx) -> Check {
-    kubelet_forbids(
-        ctx,
-        "rotate-certificates",
-        |v| v == "false",
-        "kubelet client certificates do not rotate",
-    )
+    with_kubelet(ctx, |k| {
+        k.get("rotateCertificates")
+            .filter(|(v, s)| *v == &Value::Bool(false) && s.kind != SourceKind::K3s)
+            .map(|(v, s)| {
+                kfind(
+                    Some(s),
+                    format!("rotateCertificates: {}", show(v)),
+                    "kubelet client certificates do not rotate".into(),
+                )
+            })
+            .into_iter()
+            .collect()
+    })
 }
 
 fn rotate_server_cert(ctx: &Ctx) -> Check {
     kubelet_forbids(
         ctx,
-        "feature-gates",
-        |v| {
-            v.split(',')
-                .any(|g| g.trim().replace(' ', "") == "RotateKubeletServerCertificate=false")
-        },
+        "featureGates.RotateKubeletServerCertificate",
+        |v| v == &Value::Bool(false),
         "the RotateKubeletServerCertificate feature gate is off",
     )
 }
 
 fn tls_ciphers(ctx: &Ctx) -> Check {
-    with_config(ctx, |c| match c.kubelet_arg("tls-cipher-suites") {
-        None => vec![unset(
-            "unset",
-            "tls-cipher-suites is not set: the kubelet offers its default suites".into(),
+    with_kubelet(ctx, |k| match k.get("tlsCipherSuites") {
+        None => vec![kfind(
+            None,
+            "unset".into(),
+            "tlsCipherSuites is not set: the kubelet offers its default suites".into(),
         )],
-        Some(i) => {
-            let weak: Vec<&str> = i
-                .text
-                .split(',')
-                .map(str::trim)
+        Some((v, s)) => {
+            let suites: Vec<String> = match v {
+                Value::Array(items) => items.iter().map(show).collect(),
+                other => show(other)
+                    .split(',')
+                    .map(|x| x.trim().to_owned())
+                    .collect(),
+            };
+            let weak: Vec<&str> = suites
+                .iter()
+                .map(String::as_str)
                 .filter(|s| !s.is_empty() && !crate::k3s::TLS_CIPHER_SUITES.contains(s))
                 .collect();
-            if weak.is_empty() && !i.text.trim().is_empty() {
+            if weak.is_empty() && suites.iter().any(|s| !s.is_empty()) {
                 vec![]
             } else {
-                vec![at(
-                    &i,
+                vec![kfind(
+                    Some(s),
                     weak.join(","),
                     "cipher suites outside the hardening guide's six ECDHE suites".into(),
                 )]
@@ -342,33 +471,23 @@ fn tls_ciphers(ctx: &Ctx) -> Check {
 }
 
 fn pod_max_pids(ctx: &Ctx) -> Check {
-    with_config(ctx, |c| match c.kubelet_arg("pod-max-pids") {
-        None => vec![unset(
-            "unset",
-            "pod-max-pids is not set: pods may create unlimited processes".into(),
-        )],
-        Some(i) if int(&i.text).is_some_and(|n| n > 0) => vec![],
-        Some(i) => vec![at(
-            &i,
-            format!("pod-max-pids={}", i.text),
-            "pod-max-pids must be a positive limit".into(),
-        )],
-    })
+    kubelet_requires(
+        ctx,
+        "podPidsLimit",
+        |v| v.as_i64().is_some_and(|n| n > 0),
+        "podPidsLimit is not set: pods may create unlimited processes",
+        "podPidsLimit must be a positive limit",
+    )
 }
 
 fn seccomp_default(ctx: &Ctx) -> Check {
-    with_config(ctx, |c| match c.kubelet_arg("seccomp-default") {
-        Some(i) if i.text == "true" => vec![],
-        Some(i) => vec![at(
-            &i,
-            format!("seccomp-default={}", i.text),
-            "seccomp-default is not true".into(),
-        )],
-        None => vec![unset(
-            "unset",
-            "seccomp-default is not set (kubelet default: false)".into(),
-        )],
-    })
+    kubelet_requires(
+        ctx,
+        "seccompDefault",
+        |v| v == &Value::Bool(true),
+        "seccompDefault is not set (kubelet default: false)",
+        "seccompDefault is not true",
+    )
 }
 
 /// The host part of `host:port`, `[v6]:port` or a bare address.
@@ -414,12 +533,14 @@ fn config_perms(ctx: &Ctx) -> Check {
         return not_applicable(ABSENT);
     }
     let mut files = vec![CONFIG.to_owned(), REGISTRIES.to_owned()];
-    files.extend(
-        ctx.img
-            .list_dir(DROPIN_DIR)
-            .into_iter()
-            .map(|(_, p)| p.as_str().to_owned()),
-    );
+    for dir in [DROPIN_DIR, crate::kubelet::DIR] {
+        files.extend(
+            ctx.img
+                .list_dir(dir)
+                .into_iter()
+                .map(|(_, p)| p.as_str().to_owned()),
+        );
+    }
     let mut out = Vec::new();
     for file in files {
         if ctx.img.is_file(&file) {
