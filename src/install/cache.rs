@@ -24,7 +24,7 @@ use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
 /// Bump when the install stage changes what it produces.
-const FORMAT: &str = "kiln-installed-tree-1";
+const FORMAT: &str = "kiln-installed-tree-2";
 
 pub struct InstallCache {
     blobs: Cache,

@@ -421,6 +421,17 @@ fn helper(work: &Path) -> Result<i32> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    // Every file dated SOURCE_DATE_EPOCH, not the time it was written
+    // here: tools that stamp their output from their inputs' times (dracut's
+    // reproducible mode dates the initrd's files from one of its own) then
+    // give the same bytes in every build.
+    if let Some(epoch) = env
+        .iter()
+        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+        .and_then(|(_, v)| v.parse::<i64>().ok())
+    {
+        date_tree(&tree, root, epoch)?;
+    }
     let status = run_shell(root, &script, &env, Path::new(LOG))?;
     if !status.success() {
         std::fs::write(STATUS, status.into_raw().to_string())?;
@@ -450,4 +461,33 @@ pub fn helper_work_dir(arg: &Path) -> Result<PathBuf> {
         bail!("{HELPER_COMMAND} is kiln's own helper, not a command to run by hand");
     }
     Ok(arg.to_owned())
+}
+
+/// Sets the modification time of every path of `tree` below `root` (links
+/// themselves, not their targets) to `epoch`.
+fn date_tree(tree: &Tree, root: &Path, epoch: i64) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let times = [libc::timespec {
+        tv_sec: epoch,
+        tv_nsec: 0,
+    }; 2];
+    for (path, _) in tree.iter() {
+        let host = kiln_tree::host_path(root, path);
+        let name = std::ffi::CString::new(host.as_os_str().as_bytes())
+            .context("a path with a NUL byte")?;
+        // SAFETY: `name` is a NUL-terminated path and `times` two timespecs.
+        let rc = unsafe {
+            libc::utimensat(
+                libc::AT_FDCWD,
+                name.as_ptr(),
+                times.as_ptr(),
+                libc::AT_SYMLINK_NOFOLLOW,
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error())
+                .with_context(|| format!("cannot date {}", host.display()));
+        }
+    }
+    Ok(())
 }
