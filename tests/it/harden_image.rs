@@ -161,7 +161,9 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
 
     // accounts: package ids kept, ops added, nothing can use a password
     let passwd = read("/etc/passwd");
-    assert!(passwd.contains("\nsshd:x:100:65534:"), "{passwd}");
+    // messagebus (dbus, which [boot] needs) is configured before sshd
+    assert!(passwd.contains("\nmessagebus:x:100:"), "{passwd}");
+    assert!(passwd.contains("\nsshd:x:101:65534:"), "{passwd}");
     assert!(
         passwd.contains("\nops:x:1000:1000::/home/ops:/bin/bash\n"),
         "{passwd}"
@@ -211,7 +213,7 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
         "licences stay"
     );
 
-    // enabled units: exactly kiln's and the kept ones
+    // enabled units: exactly kiln's, the kept ones and what booting needs
     let wants: Vec<String> = list_dir(&root.join("etc/systemd/system"))
         .into_iter()
         .filter(|p| p.contains(".wants/"))
@@ -223,9 +225,15 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
             "multi-user.target.wants/kiln-ssh-hostkeys.service",
             "multi-user.target.wants/remote-fs.target",
             "multi-user.target.wants/ssh.service",
+            "multi-user.target.wants/systemd-networkd.service",
+            "network-online.target.wants/systemd-networkd-wait-online.service",
+            "sockets.target.wants/systemd-networkd.socket",
             "ssh.service.wants/kiln-ssh-hostkeys.service",
+            "sysinit.target.wants/apparmor.service",
+            "sysinit.target.wants/kiln-hostname.service",
             "sysinit.target.wants/nftables.service",
             "sysinit.target.wants/systemd-pstore.service",
+            "sysinit.target.wants/systemd-resolved.service",
             "sysinit.target.wants/systemd-timesyncd.service",
             "timers.target.wants/fstrim.timer",
         ]
