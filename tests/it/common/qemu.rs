@@ -115,6 +115,11 @@ impl Node {
         }
     }
 
+    /// Removes the disk (2 GiB, mostly sparse), keeping the logs.
+    pub fn remove_disk(&self) {
+        let _ = std::fs::remove_file(&self.disk);
+    }
+
     /// Starts QEMU on the disk; `guest_ports` are forwarded from free
     /// ports of the host's loopback besides 22 ([`Vm::port`]).
     pub fn boot(&mut self, guest_ports: &[u16]) -> Vm {
