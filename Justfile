@@ -4,7 +4,7 @@
 set shell := ["bash", "-euo", "pipefail", "-c"]
 
 # Debian packages the build and the test suite use (real tools as oracles).
-debian_packages := "tar zstd diffutils patch squashfs-tools cryptsetup-bin dosfstools mtools systemd-boot-efi binutils gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd openssh-server nftables iproute2 util-linux python3-yaml libxml2-utils time bc uidmap"
+debian_packages := "tar zstd diffutils patch squashfs-tools cryptsetup-bin dosfstools mtools systemd-boot-efi binutils gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg gpgv debian-archive-keyring mmdebstrap systemd openssh-server nftables iproute2 util-linux python3-yaml libxml2-utils time bc uidmap qemu-system-x86 qemu-utils ovmf openssh-client"
 
 default:
     @just --list
@@ -54,6 +54,8 @@ lint:
 
 # Tests marked #[ignore = "needs root"] or "needs network" are tiers: they
 # run with --include-ignored, and fail there rather than pass when they cannot.
+# "needs root, network and boot" (tests/it/boot.rs) boots the raw disk in QEMU
+# (TCG, about a minute a boot); alone: cargo test --test it boot -- --include-ignored
 
 # The whole test suite, every tier (lints, unit and integration tests); CI runs it as root.
 test: deps lint

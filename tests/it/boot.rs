@@ -50,9 +50,14 @@ struct Image {
     key: PathBuf,
 }
 
-fn needs(test: &str) {
+/// Checks what a boot test needs; the guard it returns keeps other boot
+/// tests waiting (one VM at a time: two TCG guests on a small CI machine
+/// would each take minutes to boot).
+fn needs(test: &str) -> std::sync::MutexGuard<'static, ()> {
     require_root(test);
     common::qemu::require_qemu();
+    static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE_VM.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A fresh directory for this run under target/boot-test: the image,
@@ -396,7 +401,7 @@ fn check_layout(vm: &Vm) -> String {
 #[test]
 #[ignore = "needs root, network and boot"]
 fn a_node_boots_serves_its_operator_and_keeps_its_state() {
-    needs("a_node_boots_serves_its_operator_and_keeps_its_state");
+    let _vm = needs("a_node_boots_serves_its_operator_and_keeps_its_state");
     let image = image();
     let mut node = Node::new(&fresh_dir("node"), &image.raw, &image.key, |_| {});
 
@@ -480,7 +485,7 @@ fn assert_clean_power_off(vm: &Vm) {
 #[test]
 #[ignore = "needs root, network and boot"]
 fn a_changed_byte_in_the_root_stops_the_boot() {
-    needs("a_changed_byte_in_the_root_stops_the_boot");
+    let _vm = needs("a_changed_byte_in_the_root_stops_the_boot");
     let image = image();
     let (offset, size) = image.partition("root");
     assert!(size > 4096);
