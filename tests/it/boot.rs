@@ -458,10 +458,15 @@ fn a_node_boots_serves_its_operator_and_keeps_its_state() {
     node.remove_disk();
 }
 
-/// systemd unmounted the file systems (/var last, from systemd-shutdown)
-/// and the kernel powered the machine off.
+/// systemd unmounted the file systems (/var in order, the journal having
+/// left it) and the kernel powered the machine off.
 fn assert_clean_power_off(vm: &Vm) {
     let log = vm.serial_log();
+    assert!(
+        !log.contains("Failed unmounting"),
+        "{}",
+        common::qemu::tail(&vm.serial, 60)
+    );
     for line in [
         "systemd-shutdown[1]: All filesystems unmounted.",
         "reboot: Power down",
