@@ -58,6 +58,8 @@ lint:
 
 # Tests marked #[ignore = "needs root"] or "needs network" are tiers: they
 # run with --include-ignored, and fail there rather than pass when they cannot.
+# "needs root, network and boot" (tests/it/boot.rs) boots the raw disk in QEMU
+# (TCG, about a minute a boot); alone: cargo test --test it boot -- --include-ignored
 
 # The whole test suite, every tier (lints, unit and integration tests); CI runs it as root.
 test: deps lint

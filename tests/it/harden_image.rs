@@ -19,7 +19,7 @@ fn package_cache() -> PathBuf {
 /// Builds the recipe in `dir` (node.toml) into `dir/dist`. One build at a
 /// time: the tests' recipes differ only after the install stage, so the
 /// second reuses the first's installed tree from the cache.
-fn build(dir: &Path) -> std::process::Output {
+pub(super) fn build(dir: &Path) -> std::process::Output {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     run_ok(
@@ -30,10 +30,15 @@ fn build(dir: &Path) -> std::process::Output {
     )
 }
 
+/// The administrators' network of [`write_recipe`]'s recipe when the test
+/// does not boot it.
+pub(super) const SSH_FROM: &str = "10.99.0.0/24";
+
 /// recipes/k3s-agent.toml itself, with a stand-in K3s binary (its pin
-/// replaced: the release host is not reachable from CI), an operator and
-/// the test's addresses.
-fn write_recipe(dir: &Path, extra: &str) {
+/// replaced: the release host is not reachable from CI), an operator (key
+/// `dir/ops`) and the test's addresses: `[ssh] from = [ssh_from]`, the
+/// K3s server 10.99.0.1. `extra` is appended (tables after `[k3s]`).
+pub(super) fn write_recipe(dir: &Path, ssh_from: &str, extra: &str) {
     let k3s = dir.join("k3s");
     std::fs::write(&k3s, "#!/bin/sh\necho \"k3s stand-in: $*\"\n").unwrap();
     let key = dir.join("ops");
@@ -67,7 +72,7 @@ groups = ["ssh-users"]
 authorized_keys = ["{key}"]
 
 [ssh]
-from = ["10.99.0.0/24"]
+from = ["{ssh_from}"]
 
 [k3s]
 server = "https://10.99.0.1:6443"
@@ -88,7 +93,7 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
     require_root("the_k3s_agent_recipe_builds_a_hardened_image");
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    write_recipe(w, "");
+    write_recipe(w, SSH_FROM, "");
     let out = build(w);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     let archive = w.join("dist/node-1.rootfs.tar.zst");
@@ -106,12 +111,18 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
             .unwrap_or_else(|e| panic!("{p}: {e}"))
     };
 
-    // no host keys, and the unit that makes them
-    let host_keys: Vec<String> = list_dir(&root.join("etc/ssh"))
+    // no host keys, and the unit that makes them: with [boot] the names
+    // in /etc/ssh are links to where first boot writes the keys, on /var
+    for name in list_dir(&root.join("etc/ssh"))
         .into_iter()
         .filter(|p| p.starts_with("ssh_host_"))
-        .collect();
-    assert!(host_keys.is_empty(), "host keys baked: {host_keys:?}");
+    {
+        let link = std::fs::read_link(root.join("etc/ssh").join(&name))
+            .unwrap_or_else(|_| panic!("host key baked: /etc/ssh/{name}"));
+        assert_eq!(link, Path::new("/var/lib/kiln/ssh").join(&name));
+    }
+    let state_ssh = list_dir(&root.join("var/lib/kiln/ssh"));
+    assert!(state_ssh.is_empty(), "host keys baked: {state_ssh:?}");
     assert!(
         read("/etc/systemd/system/kiln-ssh-hostkeys.service").contains("ssh-keygen -q -t ed25519")
     );
@@ -150,7 +161,9 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
 
     // accounts: package ids kept, ops added, nothing can use a password
     let passwd = read("/etc/passwd");
-    assert!(passwd.contains("\nsshd:x:100:65534:"), "{passwd}");
+    // messagebus (dbus, which [boot] needs) is configured before sshd
+    assert!(passwd.contains("\nmessagebus:x:100:"), "{passwd}");
+    assert!(passwd.contains("\nsshd:x:101:65534:"), "{passwd}");
     assert!(
         passwd.contains("\nops:x:1000:1000::/home/ops:/bin/bash\n"),
         "{passwd}"
@@ -200,7 +213,7 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
         "licences stay"
     );
 
-    // enabled units: exactly kiln's and the kept ones
+    // enabled units: exactly kiln's, the kept ones and what booting needs
     let wants: Vec<String> = list_dir(&root.join("etc/systemd/system"))
         .into_iter()
         .filter(|p| p.contains(".wants/"))
@@ -212,9 +225,15 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
             "multi-user.target.wants/kiln-ssh-hostkeys.service",
             "multi-user.target.wants/remote-fs.target",
             "multi-user.target.wants/ssh.service",
+            "multi-user.target.wants/systemd-networkd.service",
+            "network-online.target.wants/systemd-networkd-wait-online.service",
+            "sockets.target.wants/systemd-networkd.socket",
             "ssh.service.wants/kiln-ssh-hostkeys.service",
+            "sysinit.target.wants/apparmor.service",
+            "sysinit.target.wants/kiln-hostname.service",
             "sysinit.target.wants/nftables.service",
             "sysinit.target.wants/systemd-pstore.service",
+            "sysinit.target.wants/systemd-resolved.service",
             "sysinit.target.wants/systemd-timesyncd.service",
             "timers.target.wants/fstrim.timer",
         ]
@@ -306,6 +325,7 @@ fn a_setuid_allowlist_and_kept_services_are_honoured() {
     let w = work.path();
     write_recipe(
         w,
+        SSH_FROM,
         "\n[minimize]\nsetuid_allow = [\"/bin/su\", \"/usr/bin/mount\"]\nkeep_services = [\"getty@tty1.service\"]\nremove_package_manager = false\n",
     );
     build(w);

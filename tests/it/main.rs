@@ -13,6 +13,7 @@ mod audit_reports;
 mod audit_rules;
 mod audit_sources;
 mod audit_sshd;
+mod boot;
 mod check;
 mod cloud_formats;
 mod common;

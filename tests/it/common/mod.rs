@@ -5,6 +5,7 @@
 pub mod debrepo;
 pub mod http;
 pub mod oracle;
+pub mod qemu;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
