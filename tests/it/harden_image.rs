@@ -20,13 +20,19 @@ fn package_cache() -> PathBuf {
 /// time: the tests' recipes differ only after the install stage, so the
 /// second reuses the first's installed tree from the cache.
 pub(super) fn build(dir: &Path) -> std::process::Output {
+    build_with(dir, &[])
+}
+
+/// [`build`] with more arguments.
+pub(super) fn build_with(dir: &Path, args: &[&str]) -> std::process::Output {
     static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     run_ok(
         kiln()
             .current_dir(dir)
             .args(["build", "node.toml", "-o", "dist", "--cache-dir"])
-            .arg(package_cache()),
+            .arg(package_cache())
+            .args(args),
     )
 }
 
@@ -40,7 +46,13 @@ pub(super) const SSH_FROM: &str = "10.99.0.0/24";
 /// K3s server 10.99.0.1. `extra` is appended (tables after `[k3s]`).
 pub(super) fn write_recipe(dir: &Path, ssh_from: &str, extra: &str) {
     let k3s = dir.join("k3s");
-    std::fs::write(&k3s, "#!/bin/sh\necho \"k3s stand-in: $*\"\n").unwrap();
+    // It records its arguments and tells systemd it is ready, so a node
+    // that has its token runs k3s-agent.service successfully.
+    std::fs::write(
+        &k3s,
+        "#!/bin/sh\necho \"k3s stand-in: $*\"\necho \"$*\" >/run/k3s-stand-in.args\nexec systemd-notify --ready\n",
+    )
+    .unwrap();
     let key = dir.join("ops");
     run_ok(
         Command::new("ssh-keygen")
@@ -222,6 +234,7 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
         wants,
         [
             "multi-user.target.wants/k3s-agent.service",
+            "multi-user.target.wants/kiln-provision.service",
             "multi-user.target.wants/kiln-ssh-hostkeys.service",
             "multi-user.target.wants/remote-fs.target",
             "multi-user.target.wants/ssh.service",
@@ -231,6 +244,7 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
             "ssh.service.wants/kiln-ssh-hostkeys.service",
             "sysinit.target.wants/apparmor.service",
             "sysinit.target.wants/kiln-hostname.service",
+            "sysinit.target.wants/kiln-time-wait.service",
             "sysinit.target.wants/nftables.service",
             "sysinit.target.wants/systemd-pstore.service",
             "sysinit.target.wants/systemd-resolved.service",

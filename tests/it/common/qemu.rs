@@ -80,6 +80,8 @@ pub struct Node {
     known_hosts: PathBuf,
     /// The private key of the user the tests log in as.
     pub key: PathBuf,
+    /// A NoCloud seed volume attached to the next boots, if any.
+    pub seed: Option<PathBuf>,
     boots: u32,
 }
 
@@ -111,6 +113,7 @@ impl Node {
             vars,
             known_hosts: dir.join("known_hosts"),
             key: own_key,
+            seed: None,
             boots: 0,
         }
     }
@@ -134,6 +137,15 @@ impl Node {
             .iter()
             .map(|(host, guest)| format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"))
             .collect();
+        let mut seed = Vec::new();
+        if let Some(path) = &self.seed {
+            seed.push("-drive".to_owned());
+            seed.push(format!(
+                "if=none,id=s0,format=raw,readonly=on,file={}",
+                path.display()
+            ));
+            seed.extend(["-device".to_owned(), "virtio-blk-pci,drive=s0".to_owned()]);
+        }
         let child = Command::new("qemu-system-x86_64")
             .args([
                 "-machine", "q35", "-accel", "tcg", "-m", "2048", "-smp", "2",
@@ -154,6 +166,7 @@ impl Node {
                 self.disk.display()
             ))
             .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"])
+            .args(&seed)
             .arg("-netdev")
             .arg(format!("user,id=n0{netdev}"))
             .args(["-device", "virtio-net-pci,netdev=n0"])
@@ -225,11 +238,16 @@ impl Vm {
     /// one is added, a changed one still refused). Add options, then the
     /// remote command.
     pub fn ssh_command(&self, user: &str, strict: bool) -> Command {
+        self.ssh_command_with_key(user, strict, &self.key)
+    }
+
+    /// [`Vm::ssh_command`] with another private key.
+    pub fn ssh_command_with_key(&self, user: &str, strict: bool, key: &Path) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes", "-o"])
             .arg("IdentitiesOnly=yes")
             .arg("-i")
-            .arg(&self.key)
+            .arg(key)
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
             .arg("-o")
