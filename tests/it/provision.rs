@@ -328,3 +328,21 @@ fn an_openstack_config_drive() {
         text(&out)
     );
 }
+
+#[test]
+fn the_hostname_file_keeps_its_inode_for_the_bind_mount_over_etc() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = node_root(dir.path());
+    let file = root.join("var/lib/kiln/hostname");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, "node-0123456789ab\n").unwrap();
+    let inode = std::fs::metadata(&file).unwrap().ino();
+    let seed = dir.path().join("seed");
+    std::fs::create_dir(&seed).unwrap();
+    std::fs::write(seed.join("user-data"), "#cloud-config\nhostname: edge-7\n").unwrap();
+    let out = provision(&root, &["--seed", seed.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "edge-7\n");
+    assert_eq!(std::fs::metadata(&file).unwrap().ino(), inode);
+}

@@ -38,7 +38,7 @@ pub fn apply(root: &Path, p: &Provision, live: bool) -> Result<Vec<String>> {
         done.push(format!("wrote the join token to {TOKEN_PATH} (0600)"));
     }
     if let Some(name) = &p.hostname {
-        write(&at(HOSTNAME), format!("{name}\n").as_bytes(), 0o644)?;
+        write_in_place(&at(HOSTNAME), format!("{name}\n").as_bytes())?;
         if live {
             set_hostname(name)?;
         }
@@ -110,6 +110,23 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     tmp.as_file().sync_all()?;
     tmp.persist(path)
         .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Rewrites a file keeping its inode: the hostname file is bound over
+/// /etc/hostname at boot, and a renamed-over file would leave the bind
+/// showing the old one.
+fn write_in_place(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().context("a path without a directory")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(bytes)?;
+    file.sync_all()?;
     Ok(())
 }
 
