@@ -35,6 +35,8 @@ pub struct BuildOptions {
     pub locked: bool,
     /// Reuse an installed tree from the cache when the inputs are the same.
     pub install_cache: bool,
+    /// Sign the disk's UKI for UEFI Secure Boot: PEM key and certificate.
+    pub secure_boot: Option<(PathBuf, PathBuf)>,
 }
 
 /// What a build produced.
@@ -205,6 +207,7 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
                 arch: &plan.image.arch,
                 cmdline: &boot.cmdline,
                 epoch,
+                secure_boot: &options.secure_boot,
             },
             &work.path().join("boot-files"),
             &tmp,
@@ -320,6 +323,9 @@ fn formats(options: &BuildOptions, plan: &Plan) -> Result<Vec<Format>> {
     };
     formats.sort();
     formats.dedup();
+    if options.secure_boot.is_some() && !formats.iter().any(|f| f.is_disk()) {
+        bail!("--secure-boot-key signs a disk's UKI: add --format raw (or another disk format)");
+    }
     if let Some(disk) = formats.iter().find(|f| f.is_disk())
         && plan.boot.is_none()
     {

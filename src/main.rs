@@ -83,6 +83,13 @@ enum Command {
         /// sha256 must still match the recipe's pin.
         #[arg(long, value_name = "NAME=PATH")]
         artifact: Vec<String>,
+        /// Sign the disk's unified kernel image for UEFI Secure Boot with
+        /// this PEM private key (RSA, unencrypted); needs --secure-boot-cert.
+        #[arg(long, value_name = "KEY.pem", requires = "secure_boot_cert")]
+        secure_boot_key: Option<PathBuf>,
+        /// The PEM certificate of --secure-boot-key (enrolled in the firmware's db).
+        #[arg(long, value_name = "CERT.pem", requires = "secure_boot_key")]
+        secure_boot_cert: Option<PathBuf>,
         /// Build without [[artifact]] NAME when it cannot be downloaded,
         /// saying so in one line; content that does not match its pin
         /// still fails the build.
@@ -453,6 +460,8 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             locked,
             artifact,
             optional_artifact,
+            secure_boot_key,
+            secure_boot_cert,
             no_install_cache,
             archive,
         } => {
@@ -469,6 +478,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 archive,
                 locked,
                 install_cache: !no_install_cache,
+                secure_boot: secure_boot_key.zip(secure_boot_cert),
             };
             let out = build(&options, ui)?;
             for path in out

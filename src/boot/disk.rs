@@ -16,6 +16,8 @@ pub struct DiskInputs<'a> {
     pub arch: &'a str,
     pub cmdline: &'a [String],
     pub epoch: u64,
+    /// A Secure Boot key and certificate (PEM) to sign the UKI with.
+    pub secure_boot: &'a Option<(PathBuf, PathBuf)>,
 }
 
 /// Builds `out` from `tree`; `scratch` holds the boot files meanwhile.
@@ -66,6 +68,13 @@ pub fn write(
         cmdline: &cmdline,
         os_release: &os_release,
         source_date_epoch: inputs.epoch,
+        secure_boot: inputs
+            .secure_boot
+            .as_ref()
+            .map(|(key, cert)| kiln_disk::uki::Signer {
+                key: key.as_path(),
+                cert: cert.as_path(),
+            }),
     };
     // The root file system streams from the packer to squashfs's reader.
     let (reader, writer) = std::io::pipe().context("cannot make a pipe")?;

@@ -649,3 +649,114 @@ fn check_provisioned(vm: &Vm, second_key: &Path) {
     };
     assert_eq!(args, "agent --node-label=zone=a");
 }
+
+/// Optional Secure Boot: the same recipe built with `--secure-boot-key`
+/// (Debian's snakeoil test key, which OVMF's snakeoil variables trust)
+/// has a UKI that sbverify accepts and boots with Secure Boot on; the
+/// unsigned disk is refused by the firmware.
+#[test]
+#[ignore = "needs root, network and boot"]
+fn secure_boot_starts_the_signed_disk_only() {
+    let _vm = needs("secure_boot_starts_the_signed_disk_only");
+    let image = image();
+    let dir = fresh_dir("secure-boot");
+    for file in ["node.toml", "k3s", "node.lock", "ops", "ops.pub"] {
+        let from = image.dir.join(file);
+        if from.exists() {
+            std::fs::copy(&from, dir.join(file)).unwrap();
+        }
+    }
+    let key = dir.join("db.key");
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "rsa",
+                "-passin",
+                "pass:snakeoil",
+                "-in",
+                common::qemu::SNAKEOIL_KEY,
+                "-out",
+            ])
+            .arg(&key),
+    );
+    let started = Instant::now();
+    build_with(
+        &dir,
+        &[
+            "--format",
+            "raw",
+            "--secure-boot-key",
+            key.to_str().unwrap(),
+            "--secure-boot-cert",
+            common::qemu::SNAKEOIL_CERT,
+        ],
+    );
+    eprintln!("boot: built the signed disk in {:?}", started.elapsed());
+    let raw = dir.join("dist/node-1.raw");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("dist/node-1.manifest.json")).unwrap())
+            .unwrap();
+    let esp = manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["format"] == "raw")
+        .unwrap()["disk"]["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == "esp")
+        .unwrap()["offset"]
+        .as_u64()
+        .unwrap();
+    let uki = dir.join("uki.efi");
+    run_ok(
+        Command::new("mcopy")
+            .arg("-i")
+            .arg(format!("{}@@{esp}", raw.display()))
+            .arg("::EFI/BOOT/BOOTX64.EFI")
+            .arg(&uki),
+    );
+    run_ok(
+        Command::new("sbverify")
+            .args(["--cert", common::qemu::SNAKEOIL_CERT])
+            .arg(&uki),
+    );
+
+    let mut node = Node::new(
+        &fresh_dir("secure-boot-node"),
+        &raw,
+        &dir.join("ops"),
+        |_| {},
+    );
+    node.use_secure_boot();
+    let mut vm = node.boot(&[]);
+    let up = vm.wait_for_ssh("ops", false, BOOT_TIMEOUT);
+    eprintln!("boot: Secure Boot: SSH after {up:?}");
+    // The firmware's SecureBoot variable: 4 attribute bytes, then 1.
+    let state = vm.ssh(
+        "ops",
+        "od -An -t u1 /sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-00e098032b8c",
+    );
+    assert_eq!(state.split_whitespace().last(), Some("1"), "{state}");
+    drop(vm);
+    node.remove_disk();
+
+    let mut node = Node::new(
+        &fresh_dir("secure-boot-unsigned"),
+        &image.raw,
+        &image.key,
+        |_| {},
+    );
+    node.use_secure_boot();
+    let mut vm = node.boot(&[]);
+    let seen = vm.wait_for_serial(&["Access Denied", "login:"], Duration::from_secs(180));
+    assert_eq!(
+        seen.as_deref(),
+        Some("Access Denied"),
+        "the unsigned disk under Secure Boot: {}",
+        common::qemu::tail(&vm.serial, 30)
+    );
+    drop(vm);
+    node.remove_disk();
+}

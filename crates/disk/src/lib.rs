@@ -131,6 +131,8 @@ pub struct Disk<'a> {
     pub cmdline: &'a str,
     pub os_release: &'a str,
     pub source_date_epoch: u64,
+    /// Sign the UKI for UEFI Secure Boot with this key and certificate.
+    pub secure_boot: Option<uki::Signer<'a>>,
 }
 
 /// One partition of a built disk.
@@ -259,6 +261,16 @@ impl Disk<'_> {
             self.source_date_epoch,
         )
         .context("cannot make the unified kernel image")?;
+        let uki_img = match &self.secure_boot {
+            Some(signer) => {
+                let signed = w.join("uki.signed.efi");
+                signer
+                    .sign(&uki_img, &signed, self.source_date_epoch)
+                    .context("cannot sign the unified kernel image for Secure Boot")?;
+                signed
+            }
+            None => uki_img,
+        };
         let (uki_sha256, uki_size) = hash_file(&uki_img)?;
 
         let esp_img = w.join("esp.fat");
@@ -392,6 +404,7 @@ mod tests {
             cmdline,
             os_release: "",
             source_date_epoch: 0,
+            secure_boot: None,
         }
     }
 

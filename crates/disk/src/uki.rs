@@ -22,7 +22,7 @@
 //! build host; the tests take the host's stub only to check the format.
 
 use crate::pe::{self, Pe};
-use crate::tool::OBJCOPY;
+use crate::tool::{OBJCOPY, Tool};
 use anyhow::{Context, Result, bail, ensure};
 use std::ffi::OsString;
 use std::path::Path;
@@ -182,5 +182,51 @@ mod tests {
         );
         let e = build_uki(&inputs, &out, dir.path(), 1 << 33).unwrap_err();
         assert!(e.to_string().contains("does not fit a PE timestamp"), "{e}");
+    }
+}
+
+pub const SBSIGN: Tool = Tool {
+    program: "sbsign",
+    package: "sbsigntool",
+};
+pub const FAKETIME: Tool = Tool {
+    program: "faketime",
+    package: "faketime",
+};
+
+/// A UEFI Secure Boot key pair: the UKI is signed with it (Authenticode,
+/// as sbsign makes it) and boots where its certificate is in the
+/// firmware's db. The root hash is inside the signed UKI, so the whole
+/// root is sealed by the signature.
+#[derive(Clone, Copy, Debug)]
+pub struct Signer<'a> {
+    /// PEM private key (RSA, unencrypted).
+    pub key: &'a Path,
+    /// PEM certificate.
+    pub cert: &'a Path,
+}
+
+impl Signer<'_> {
+    /// Signs `uki` into `out`. sbsign stamps the signature with the
+    /// current time; run under libfaketime at SOURCE_DATE_EPOCH (frozen),
+    /// the signature and so the file are the same in every build.
+    pub fn sign(&self, uki: &Path, out: &Path, source_date_epoch: u64) -> Result<()> {
+        let sbsign = SBSIGN.require()?;
+        FAKETIME.run(
+            FAKETIME
+                .command()
+                .env("FAKETIME_FMT", "%s")
+                .arg("-f")
+                .arg(source_date_epoch.to_string())
+                .arg(sbsign)
+                .arg("--key")
+                .arg(self.key)
+                .arg("--cert")
+                .arg(self.cert)
+                .arg("--output")
+                .arg(out)
+                .arg(uki),
+        )?;
+        Ok(())
     }
 }

@@ -16,6 +16,13 @@ use std::time::{Duration, Instant};
 
 pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
 pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+/// Secure Boot: the firmware that needs SMM, and Debian's test variables
+/// with its "snakeoil" key enrolled as PK, KEK and db.
+pub const OVMF_CODE_SECURE: &str = "/usr/share/OVMF/OVMF_CODE_4M.secboot.fd";
+pub const OVMF_VARS_SNAKEOIL: &str = "/usr/share/OVMF/OVMF_VARS_4M.snakeoil.fd";
+/// The snakeoil key (its password is "snakeoil") and certificate.
+pub const SNAKEOIL_KEY: &str = "/usr/share/ovmf/PkKek-1-snakeoil.key";
+pub const SNAKEOIL_CERT: &str = "/usr/share/ovmf/PkKek-1-snakeoil.pem";
 
 /// How long a boot may take to answer SSH (a TCG boot on 2 cores takes
 /// about a minute).
@@ -82,6 +89,7 @@ pub struct Node {
     pub key: PathBuf,
     /// A NoCloud seed volume attached to the next boots, if any.
     pub seed: Option<PathBuf>,
+    secure_boot: bool,
     boots: u32,
 }
 
@@ -114,8 +122,15 @@ impl Node {
             known_hosts: dir.join("known_hosts"),
             key: own_key,
             seed: None,
+            secure_boot: false,
             boots: 0,
         }
+    }
+
+    /// Boots with UEFI Secure Boot on, trusting only the snakeoil key.
+    pub fn use_secure_boot(&mut self) {
+        std::fs::copy(OVMF_VARS_SNAKEOIL, &self.vars).unwrap();
+        self.secure_boot = true;
     }
 
     /// Removes the disk (2 GiB, mostly sparse), keeping the logs.
@@ -137,23 +152,32 @@ impl Node {
             .iter()
             .map(|(host, guest)| format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"))
             .collect();
-        let mut seed = Vec::new();
+        let mut extra: Vec<String> = Vec::new();
         if let Some(path) = &self.seed {
-            seed.push("-drive".to_owned());
-            seed.push(format!(
+            extra.push("-drive".to_owned());
+            extra.push(format!(
                 "if=none,id=s0,format=raw,readonly=on,file={}",
                 path.display()
             ));
-            seed.extend(["-device".to_owned(), "virtio-blk-pci,drive=s0".to_owned()]);
+            extra.extend(["-device".to_owned(), "virtio-blk-pci,drive=s0".to_owned()]);
         }
+        let (machine, code) = if self.secure_boot {
+            extra.extend([
+                "-global".to_owned(),
+                "driver=cfi.pflash01,property=secure,value=on".to_owned(),
+            ]);
+            ("q35,smm=on", OVMF_CODE_SECURE)
+        } else {
+            ("q35", OVMF_CODE)
+        };
         let child = Command::new("qemu-system-x86_64")
             .args([
-                "-machine", "q35", "-accel", "tcg", "-m", "2048", "-smp", "2",
+                "-machine", machine, "-accel", "tcg", "-m", "2048", "-smp", "2",
             ])
             .args(["-nographic", "-no-reboot"])
             .arg("-drive")
             .arg(format!(
-                "if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}"
+                "if=pflash,format=raw,unit=0,readonly=on,file={code}"
             ))
             .arg("-drive")
             .arg(format!(
@@ -166,7 +190,7 @@ impl Node {
                 self.disk.display()
             ))
             .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"])
-            .args(&seed)
+            .args(&extra)
             .arg("-netdev")
             .arg(format!("user,id=n0{netdev}"))
             .args(["-device", "virtio-net-pci,netdev=n0"])

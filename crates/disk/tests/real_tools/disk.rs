@@ -57,6 +57,7 @@ fn disk(f: &Fixture, epoch: u64) -> Disk<'_> {
         cmdline: "console=ttyS0 quiet",
         os_release: "ID=debian\nIMAGE_ID=k3s-node\nIMAGE_VERSION=2025.1\n",
         source_date_epoch: epoch,
+        secure_boot: None,
     }
 }
 
