@@ -254,7 +254,7 @@ fn write_files(value: &Node, out: &mut Provision) -> Result<(), String> {
     Ok(())
 }
 
-fn set_hostname(out: &mut Provision, name: &str) -> Result<(), String> {
+pub(crate) fn set_hostname(out: &mut Provision, name: &str) -> Result<(), String> {
     if !is_host_name(name) {
         return Err(format!(
             "hostname {:?} is not a valid host name (letters, digits and '-', dot-separated labels of at most 63)",
@@ -265,7 +265,11 @@ fn set_hostname(out: &mut Provision, name: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn add_keys(out: &mut Provision, user: Option<String>, keys: Vec<String>) -> Result<(), String> {
+pub(crate) fn add_keys(
+    out: &mut Provision,
+    user: Option<String>,
+    keys: Vec<String>,
+) -> Result<(), String> {
     for key in &keys {
         check_ssh_key(key)?;
     }

@@ -176,7 +176,7 @@ fn read_config_drive(dir: &Path) -> Result<Result<Provision, Refusals>> {
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
         }
     };
-    let mut meta = String::new();
+    let mut hostname = None;
     let mut keys = Vec::new();
     if let Some(json) = read("meta_data.json")? {
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(&json) else {
@@ -184,11 +184,7 @@ fn read_config_drive(dir: &Path) -> Result<Result<Provision, Refusals>> {
         };
         if let Some(name) = value["hostname"].as_str() {
             // The short name: OpenStack gives an FQDN ending in .novalocal.
-            let short = name.split('.').next().unwrap_or(name);
-            meta.push_str(&format!(
-                "local-hostname: \"{}\"\n",
-                short.replace(['"', '\\'], "")
-            ));
+            hostname = name.split('.').next().map(str::to_owned);
         }
         if let Some(map) = value["public_keys"].as_object() {
             keys.extend(
@@ -198,35 +194,32 @@ fn read_config_drive(dir: &Path) -> Result<Result<Provision, Refusals>> {
             );
         }
     }
-    let mut out = match parse(Some(meta.as_bytes()), read("user_data")?.as_deref()) {
-        Ok(p) => p,
-        Err(refused) => return Ok(Err(refused)),
-    };
-    if let Err(refused) = add_default_keys(&mut out, &keys) {
-        return Ok(Err(refused));
-    }
-    Ok(Ok(out))
+    Ok(from_platform(
+        hostname.as_deref(),
+        &keys,
+        read("user_data")?.as_deref(),
+    ))
 }
 
-/// Keys the platform gives (not user-data) for the default user.
-fn add_default_keys(out: &mut Provision, keys: &[String]) -> Result<(), Refusals> {
-    if keys.is_empty() {
-        return Ok(());
+/// What the platform says (a hostname, keys for the default user), then
+/// user-data, whose hostname wins. Each value is checked as user-data's
+/// would be.
+fn from_platform(
+    hostname: Option<&str>,
+    keys: &[String],
+    user: Option<&[u8]>,
+) -> Result<Provision, Refusals> {
+    let mut out = Provision::default();
+    if let Some(name) = hostname.filter(|h| !h.is_empty()) {
+        provision::set_hostname(&mut out, name).map_err(|e| vec![e])?;
     }
-    let quoted: Vec<String> = keys
-        .iter()
-        .map(|k| format!("\"{}\"", k.replace(['"', '\\'], "")))
-        .collect();
-    let doc = format!(
-        "#cloud-config\nssh_authorized_keys: [{}]\n",
-        quoted.join(", ")
-    );
-    let mut found = Provision::default();
-    provision::user_data(doc.as_bytes(), &mut found)?;
-    for (user, list) in found.keys {
-        out.keys.entry(user).or_default().extend(list);
+    if !keys.is_empty() {
+        provision::add_keys(&mut out, None, keys.to_vec()).map_err(|e| vec![e])?;
     }
-    Ok(())
+    if let Some(user) = user {
+        provision::user_data(user, &mut out)?;
+    }
+    Ok(out)
 }
 
 /// meta-data first, then user-data, whose hostname wins.
@@ -285,22 +278,8 @@ fn metadata(cloud: Cloud, base: &str) -> Result<Result<Provision, Refusals>> {
             (user, text(get(&format!("{compute}/name?{q}"), &h)?), None)
         }
     };
-    let mut meta = String::new();
-    if let Some(h) = hostname.filter(|h| !h.is_empty()) {
-        meta.push_str(&format!(
-            "local-hostname: \"{}\"\n",
-            h.replace(['"', '\\'], "")
-        ));
-    }
-    let mut out = match parse(Some(meta.as_bytes()), user.as_deref()) {
-        Ok(p) => p,
-        Err(refused) => return Ok(Err(refused)),
-    };
     let keys: Vec<String> = key.into_iter().filter(|k| !k.is_empty()).collect();
-    if let Err(refused) = add_default_keys(&mut out, &keys) {
-        return Ok(Err(refused));
-    }
-    Ok(Ok(out))
+    Ok(from_platform(hostname.as_deref(), &keys, user.as_deref()))
 }
 
 fn agent() -> ureq::Agent {
@@ -367,6 +346,20 @@ fn read_bounded(reader: impl Read, what: &str) -> Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn what_the_platform_says_is_checked_as_user_data_is() {
+        let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINoL8KcSkkmZ54pGBi0A2pLlefZ8xLrR82trLPWJSQ0t ops@test";
+        let p = from_platform(Some("ip-10-0-0-9"), &[key.into()], None).unwrap();
+        assert_eq!(p.hostname.as_deref(), Some("ip-10-0-0-9"));
+        assert_eq!(p.keys[&None], vec![key.to_string()]);
+        let injected = "x\"]\nwrite_files:\n  - path: /var/lib/rancher/k3s/agent-token";
+        assert!(from_platform(Some(injected), &[], None).is_err());
+        assert!(from_platform(None, &[injected.into()], None).is_err());
+        let user = b"#cloud-config\nhostname: from-user-data\n";
+        let p = from_platform(Some("from-platform"), &[], Some(user)).unwrap();
+        assert_eq!(p.hostname.as_deref(), Some("from-user-data"));
+    }
 
     #[test]
     fn the_order_of_sources() {
