@@ -190,7 +190,8 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         artifacts.push(record);
         artifact_tmps.push(tmp);
     }
-    if formats.iter().any(|f| f.is_disk()) {
+    let mut pxe_dir = None;
+    if formats.iter().any(|f| f.needs_boot()) {
         let boot = plan.boot.as_ref().context("a disk format needs [boot]")?;
         let name = format!("{stem}.raw");
         let tmp = work.path().join(&name);
@@ -228,6 +229,52 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
             (record.size, record.sha256) = size_and_sha256(&out)?;
             artifacts.push(record);
             artifact_tmps.push(out);
+        }
+        if formats.contains(&Format::Pxe) {
+            let name = crate::boot::pxe::dir_name(&stem);
+            let dir = work.path().join(&name);
+            let started = std::time::Instant::now();
+            let keys: Vec<_> = options
+                .key
+                .iter()
+                .map(|k| k.public_key())
+                .chain(boot.pxe_keys.iter().cloned())
+                .collect();
+            let files = crate::boot::pxe::write(
+                &tree,
+                &store,
+                &tmp,
+                &report,
+                &crate::boot::pxe::PxeInputs {
+                    name: &plan.image.name,
+                    version: &plan.image.version,
+                    cmdline: &boot.cmdline,
+                    keys: &keys,
+                    epoch,
+                },
+                &dir,
+            )
+            .with_context(|| format!("cannot make the PXE bundle {name}"))?;
+            for file in files {
+                let mut record = raw.clone();
+                record.name = format!("{name}/{}", file.name);
+                record.format = file.format.into();
+                (record.size, record.sha256) = size_and_sha256(&file.path)?;
+                if !file.format.starts_with("pxe-root") {
+                    record.disk = None;
+                }
+                artifacts.push(record);
+            }
+            ui.step(format!(
+                "made the PXE bundle {name}/ in {:.1}s (trusting key{} {})",
+                started.elapsed().as_secs_f64(),
+                if keys.len() == 1 { "" } else { "s" },
+                keys.iter()
+                    .map(|k| k.key_id().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            pxe_dir = Some(dir);
         }
         // The raw disk is published when asked for; the others are made from it.
         if formats.contains(&Format::Raw) {
@@ -290,16 +337,25 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         None => None,
     };
 
+    // The PXE bundle carries its signed manifest: the initramfs fetches
+    // it from the same directory as the root.
+    if let Some(dir) = pxe_dir {
+        let signature = signature_tmp
+            .as_ref()
+            .context("--format pxe needs a signing key (--key)")?;
+        crate::boot::pxe::add_manifest(&dir, &manifest_tmp, signature)?;
+        artifact_tmps.push(dir);
+    }
     // Artifacts first, the manifest last: a manifest never names an
     // artifact that is not there yet.
     let artifact_paths = artifact_tmps
         .iter()
-        .map(|tmp| publish(tmp, &options.out_dir))
+        .map(|tmp| publish(tmp, &options.out_dir, work.path()))
         .collect::<Result<Vec<_>>>()?;
     let signature_path = signature_tmp
-        .map(|tmp| publish(&tmp, &options.out_dir))
+        .map(|tmp| publish(&tmp, &options.out_dir, work.path()))
         .transpose()?;
-    let manifest_path = publish(&manifest_tmp, &options.out_dir)?;
+    let manifest_path = publish(&manifest_tmp, &options.out_dir, work.path())?;
     for path in artifact_paths.iter().chain([&manifest_path]) {
         ui.step(format!("wrote {}", path.display()));
     }
@@ -326,7 +382,12 @@ fn formats(options: &BuildOptions, plan: &Plan) -> Result<Vec<Format>> {
     if options.secure_boot.is_some() && !formats.iter().any(|f| f.is_disk()) {
         bail!("--secure-boot-key signs a disk's UKI: add --format raw (or another disk format)");
     }
-    if let Some(disk) = formats.iter().find(|f| f.is_disk())
+    if formats.contains(&Format::Pxe) && options.key.is_none() {
+        bail!(
+            "--format pxe needs a signing key (--key): the PXE initramfs boots only a root whose manifest is signed by a key it trusts"
+        );
+    }
+    if let Some(disk) = formats.iter().find(|f| f.needs_boot())
         && plan.boot.is_none()
     {
         bail!(
@@ -526,12 +587,20 @@ pub fn check_output_dir(flag: &str, dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Moves a finished file from the work directory to the output directory.
-fn publish(tmp: &Path, out_dir: &Path) -> Result<PathBuf> {
+/// Moves a finished file (or the PXE bundle's directory) from the work
+/// directory to the output directory. A directory replaces an earlier
+/// build's: that one moves into the work directory first, which goes.
+fn publish(tmp: &Path, out_dir: &Path, work: &Path) -> Result<PathBuf> {
     let name = tmp
         .file_name()
         .with_context(|| format!("{} has no file name", tmp.display()))?;
     let dest = out_dir.join(name);
+    if tmp.is_dir() && dest.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+        let old = work.join("replaced").join(name);
+        std::fs::create_dir_all(work.join("replaced"))?;
+        std::fs::rename(&dest, &old)
+            .with_context(|| format!("cannot replace {}", dest.display()))?;
+    }
     std::fs::rename(tmp, &dest)
         .with_context(|| format!("cannot move {} into {}", dest.display(), out_dir.display()))?;
     Ok(dest)
@@ -552,7 +621,9 @@ fn cloud_format(
         Format::Qcow2 => format!("{stem}.qcow2"),
         Format::Vhd => format!("{stem}.vhd"),
         Format::Gce => format!("{stem}.gce.tar.gz"),
-        Format::Rootfs | Format::Raw => bail!("{} is not a cloud format", format.name()),
+        Format::Rootfs | Format::Raw | Format::Pxe => {
+            bail!("{} is not a cloud format", format.name())
+        }
     };
     let out = work.join(&name);
     match format {

@@ -102,7 +102,7 @@ pub fn write(
 }
 
 /// The one kernel in /boot: (version, path).
-fn kernel(tree: &Tree) -> Result<(String, String)> {
+pub(super) fn kernel(tree: &Tree) -> Result<(String, String)> {
     let boot = ImagePath::new("/boot")?;
     let kernels: Vec<String> = tree
         .iter()
@@ -122,7 +122,7 @@ fn kernel(tree: &Tree) -> Result<(String, String)> {
     }
 }
 
-fn read(tree: &Tree, store: &Store, path: &str, what: &str) -> Result<Vec<u8>> {
+pub(super) fn read(tree: &Tree, store: &Store, path: &str, what: &str) -> Result<Vec<u8>> {
     let resolved = tree
         .resolve(&ImagePath::new(path)?, true)
         .ok()

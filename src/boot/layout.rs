@@ -27,6 +27,7 @@ pub const UNITS: &[&str] = &[
     "kiln-hostname.service",
     "kiln-time-wait.service",
     "kiln-provision.service",
+    "kiln-network.service",
 ];
 
 /// Where kiln's node program is in the image.
@@ -122,6 +123,12 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
         0o644,
         loc,
     )?;
+    cx.write(
+        "/usr/lib/systemd/system/kiln-network.service",
+        include_str!("files/kiln-network.service"),
+        0o644,
+        loc,
+    )?;
     if plan.hardening.ssh.is_some() {
         cx.write(
             "/etc/ssh/sshd_config.d/10-kiln-provisioned-keys.conf",
@@ -204,7 +211,7 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
 
 /// kiln-node, built beside kiln (`cargo build` makes both), or
 /// `KILN_NODE_PROGRAM`.
-fn node_program() -> Result<std::path::PathBuf> {
+pub(crate) fn node_program() -> Result<std::path::PathBuf> {
     if let Some(path) = std::env::var_os("KILN_NODE_PROGRAM").filter(|p| !p.is_empty()) {
         return Ok(path.into());
     }

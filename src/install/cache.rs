@@ -62,6 +62,8 @@ impl InstallCache {
         let mut h = Sha256::new();
         h.update(format!("{FORMAT}\n{}\n", env!("CARGO_PKG_VERSION")));
         h.update(format!("binary {}\n", this_binary()?.hex()));
+        // kiln-node goes into the initrd that the kernel's postinst builds.
+        h.update(format!("node-program {}\n", node_program()));
         h.update(format!(
             "arch {}\nmerged-usr {}\nepoch {}\nbase {}\n",
             inputs.arch,
@@ -135,6 +137,20 @@ fn owned_by_me(path: &Path) -> bool {
 
 /// The digest of the running binary: a kiln built from other code installs
 /// differently, even under the same version number.
+/// The digest of the kiln-node program that images get, or "none".
+fn node_program() -> String {
+    static DIGEST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIGEST
+        .get_or_init(|| {
+            crate::boot::layout::node_program()
+                .ok()
+                .and_then(|path| std::fs::File::open(path).ok())
+                .and_then(|file| hash_reader(BufReader::with_capacity(1 << 20, file)).ok())
+                .map_or_else(|| "none".to_owned(), |(d, _)| d.hex())
+        })
+        .clone()
+}
+
 fn this_binary() -> Result<Digest> {
     static DIGEST: std::sync::OnceLock<Option<Digest>> = std::sync::OnceLock::new();
     let digest = DIGEST.get_or_init(|| {

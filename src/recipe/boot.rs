@@ -5,12 +5,15 @@
 //! [boot]
 //! formats = ["rootfs", "raw"]            # outputs of `kiln build` (--format overrides)
 //! cmdline = ["console=ttyS0,115200"]     # kernel arguments; kiln adds the root's
+//! pxe_keys = ["../signing/next.pub"]     # more keys a PXE initramfs trusts
 //! ```
 //!
 //! A recipe with `[boot]` gets the read-only root's runtime layout (a
 //! writable /var made at first boot, network, hostname; see docs/boot.md).
-//! A file that `extends` another overrides `formats` and adds to `cmdline`.
+//! A file that `extends` another overrides `formats` and adds to `cmdline`
+//! and `pxe_keys`.
 
+use super::fields::public_key;
 use super::{Loc, RecipeError, SourceFile, did_you_mean};
 use kiln_diag::quote;
 use serde::Deserialize;
@@ -23,6 +26,8 @@ pub struct RawBoot {
     pub formats: Option<Spanned<Vec<Spanned<String>>>>,
     #[serde(default)]
     pub cmdline: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub pxe_keys: Vec<Spanned<String>>,
 }
 
 /// An output `kiln build` writes.
@@ -39,6 +44,9 @@ pub enum Format {
     Vhd,
     /// `NAME-VERSION.gce.tar.gz`: the disk as Google Compute Engine imports it.
     Gce,
+    /// `NAME-VERSION.pxe/`: kernel, initramfs, root image and iPXE script
+    /// for a diskless network boot that verifies the root before using it.
+    Pxe,
 }
 
 impl Format {
@@ -48,6 +56,7 @@ impl Format {
         ("qcow2", Format::Qcow2),
         ("vhd", Format::Vhd),
         ("gce", Format::Gce),
+        ("pxe", Format::Pxe),
     ];
 
     pub fn name(self) -> &'static str {
@@ -57,22 +66,40 @@ impl Format {
             Format::Qcow2 => "qcow2",
             Format::Vhd => "vhd",
             Format::Gce => "gce",
+            Format::Pxe => "pxe",
         }
     }
 
-    /// A disk, made from the raw disk (all but `rootfs`).
+    /// A disk image, made from the raw disk.
     pub fn is_disk(self) -> bool {
+        matches!(
+            self,
+            Format::Raw | Format::Qcow2 | Format::Vhd | Format::Gce
+        )
+    }
+
+    /// Made from the raw disk's parts: a disk image or the PXE bundle.
+    pub fn needs_boot(self) -> bool {
         self != Format::Rootfs
     }
 }
 
 /// Kernel arguments kiln sets itself.
-const OWN_ARGS: &[&str] = &["root", "roothash", "usrhash", "mount.usr", "rootflags"];
+const OWN_ARGS: &[&str] = &[
+    "root",
+    "roothash",
+    "usrhash",
+    "mount.usr",
+    "rootflags",
+    "kiln.pxe",
+];
 
 #[derive(Debug, Clone)]
 pub struct BootPlan {
     pub formats: Vec<Format>,
     pub cmdline: Vec<String>,
+    /// Keys a PXE initramfs trusts besides the one signing the build.
+    pub pxe_keys: Vec<kiln_minisign::PublicKey>,
     pub loc: Loc,
 }
 
@@ -80,6 +107,7 @@ impl BootPlan {
     pub fn add_layer(
         previous: Option<BootPlan>,
         file: &Arc<SourceFile>,
+        dir: &std::path::Path,
         raw: Spanned<RawBoot>,
     ) -> Result<BootPlan, RecipeError> {
         let loc = Loc::new(file, raw.span());
@@ -87,6 +115,7 @@ impl BootPlan {
         let mut plan = previous.unwrap_or(BootPlan {
             formats: vec![Format::Rootfs, Format::Raw],
             cmdline: Vec::new(),
+            pxe_keys: Vec::new(),
             loc: loc.clone(),
         });
         plan.loc = loc;
@@ -128,6 +157,11 @@ impl BootPlan {
                     "a kernel argument is one word without spaces; write each as its own string: cmdline = [\"console=ttyS0\", \"quiet\"]",
                 ));
             }
+            if value.contains('$') {
+                return Err(here.error(
+                    "a kernel argument must not contain $: the PXE boot script (iPXE) would expand it",
+                ));
+            }
             let key = value.split('=').next().unwrap_or(&value);
             if OWN_ARGS.contains(&key) || key.starts_with("systemd.verity") {
                 return Err(here.error(format!(
@@ -135,6 +169,12 @@ impl BootPlan {
                 )));
             }
             plan.cmdline.push(value);
+        }
+        for key in &raw.pxe_keys {
+            let key = public_key(file, dir, key)?;
+            if !plan.pxe_keys.contains(&key) {
+                plan.pxe_keys.push(key);
+            }
         }
         Ok(plan)
     }

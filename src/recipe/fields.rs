@@ -80,6 +80,37 @@ pub(crate) fn image_path(loc: &Loc, field: &str, raw: &str) -> Result<ImagePath,
     Ok(path)
 }
 
+/// Reads and parses a minisign public key named by a recipe (relative to
+/// the recipe's folder), with the error at the key's place.
+pub(super) fn public_key(
+    file: &Arc<SourceFile>,
+    dir: &Path,
+    key: &Spanned<String>,
+) -> Result<kiln_minisign::PublicKey, RecipeError> {
+    let key_loc = Loc::new(file, key.span());
+    let path = dir.join(key.get_ref());
+    let text = kiln_diag::read_file(&path, crate::signing::PUBLIC_KEY_LIMIT).map_err(|e| {
+        key_loc.error(match e {
+            kiln_diag::ReadError::Io { source, .. } => format!(
+                "cannot read public key {}: {source} (paths are relative to the recipe's folder)",
+                quote(key.get_ref())
+            ),
+            kiln_diag::ReadError::TooLarge { limit, .. } => format!(
+                "public key {} is larger than the {} a public key may be",
+                quote(key.get_ref()),
+                limit.size()
+            ),
+        })
+    })?;
+    kiln_minisign::PublicKey::parse(&text).map_err(|e| {
+        key_loc.error(format!(
+            "{} is not a minisign public key: {}",
+            quote(key.get_ref()),
+            kiln_diag::clip_quoted(&e.to_string())
+        ))
+    })
+}
+
 pub(super) fn check_timer(
     file: &Arc<SourceFile>,
     dir: &Path,
@@ -101,28 +132,9 @@ pub(super) fn check_timer(
     }
     let mut baked = Vec::new();
     for key in keys {
-        let key_loc = Loc::new(file, key.span());
         let path = dir.join(key.get_ref());
-        let text = kiln_diag::read_file(&path, crate::signing::PUBLIC_KEY_LIMIT).map_err(|e| {
-            key_loc.error(match e {
-                kiln_diag::ReadError::Io { source, .. } => format!(
-                    "cannot read public key {}: {source} (paths are relative to the recipe's folder)",
-                    quote(key.get_ref())
-                ),
-                kiln_diag::ReadError::TooLarge { limit, .. } => format!(
-                    "public key {} is larger than the {} a public key may be",
-                    quote(key.get_ref()),
-                    limit.size()
-                ),
-            })
-        })?;
-        kiln_minisign::PublicKey::parse(&text).map_err(|e| {
-            key_loc.error(format!(
-                "{} is not a minisign public key: {}",
-                quote(key.get_ref()),
-                kiln_diag::clip_quoted(&e.to_string())
-            ))
-        })?;
+        let key_loc = Loc::new(file, key.span());
+        public_key(file, dir, &key)?;
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())

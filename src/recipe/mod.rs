@@ -365,7 +365,12 @@ impl PlanBuilder {
             self.audit.add_layer(&file, &dir, audit)?;
         }
         if let Some(boot) = raw.boot.take() {
-            self.boot = Some(boot::BootPlan::add_layer(self.boot.take(), &file, boot)?);
+            self.boot = Some(boot::BootPlan::add_layer(
+                self.boot.take(),
+                &file,
+                &dir,
+                boot,
+            )?);
         }
         if let Some(network) = raw.network.take() {
             self.network = Some(network::NetworkPlan::add_layer(

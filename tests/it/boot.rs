@@ -53,7 +53,7 @@ struct Image {
 /// Checks what a boot test needs; the guard it returns keeps other boot
 /// tests waiting (one VM at a time: two TCG guests on a small CI machine
 /// would each take minutes to boot).
-fn needs(test: &str) -> std::sync::MutexGuard<'static, ()> {
+pub(super) fn needs(test: &str) -> std::sync::MutexGuard<'static, ()> {
     require_root(test);
     common::qemu::require_qemu();
     static ONE_VM: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -63,7 +63,7 @@ fn needs(test: &str) -> std::sync::MutexGuard<'static, ()> {
 /// A fresh directory for this run under target/boot-test: the image,
 /// and each test's node (its serial logs stay for a look after a
 /// failure; its disk goes when the test passes).
-fn fresh_dir(name: &str) -> PathBuf {
+pub(super) fn fresh_dir(name: &str) -> PathBuf {
     let dir = repo_root().join("target/boot-test").join(name);
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -433,7 +433,8 @@ fn a_node_boots_serves_its_operator_and_keeps_its_state() {
     drop(vm);
 
     // The second boot is provisioned from a NoCloud seed (a vfat volume
-    // labelled cidata): a hostname, a second key, the join token, a label.
+    // labelled cidata): a hostname, a second key, the join token, a label,
+    // and a static address.
     let second_key = node.dir.join("second");
     run_ok(
         Command::new("ssh-keygen")
@@ -447,6 +448,7 @@ fn a_node_boots_serves_its_operator_and_keeps_its_state() {
             "#cloud-config\nhostname: edge-7\nusers:\n  - name: ops\n    ssh_authorized_keys: [\"{}\"]\nwrite_files:\n  - path: /var/lib/rancher/k3s/agent-token\n    content: {TOKEN}\nkiln:\n  node_labels: [\"zone=a\"]\n",
             second_pub.trim()
         ),
+        Some(NETWORK_CONFIG),
     ));
     let mut vm = node.boot(&[]);
     let up = vm.wait_for_ssh("ops", true, BOOT_TIMEOUT);
@@ -454,6 +456,7 @@ fn a_node_boots_serves_its_operator_and_keeps_its_state() {
     assert_eq!(vm.ssh("ops", "cat /etc/machine-id").trim(), id);
     assert_eq!(vm.ssh("ops", "cat /var/tmp/kiln-boot-test"), mark);
     check_provisioned(&vm, &second_key);
+    check_static_network(&vm);
     let second = vm.serial_log();
     assert!(
         !second.contains("kiln-state: first boot"),
@@ -584,11 +587,16 @@ const TOKEN: &str = "K10kilnboottest::server:secret";
 
 /// A NoCloud seed: a small vfat volume labelled CIDATA with `user-data`
 /// and `meta-data`, made with dosfstools and mtools as cloud-localds would.
-fn nocloud_seed(dir: &Path, user_data: &str) -> PathBuf {
+fn nocloud_seed(dir: &Path, user_data: &str, network_config: Option<&str>) -> PathBuf {
     let seed = dir.join("seed.img");
     let _ = std::fs::remove_file(&seed);
     std::fs::write(dir.join("user-data"), user_data).unwrap();
     std::fs::write(dir.join("meta-data"), "instance-id: boot-test\n").unwrap();
+    let mut files = vec![dir.join("user-data"), dir.join("meta-data")];
+    if let Some(text) = network_config {
+        std::fs::write(dir.join("network-config"), text).unwrap();
+        files.push(dir.join("network-config"));
+    }
     run_ok(
         Command::new("mkfs.fat")
             .args(["-C", "-n", "CIDATA"])
@@ -599,11 +607,36 @@ fn nocloud_seed(dir: &Path, user_data: &str) -> PathBuf {
         Command::new("mcopy")
             .arg("-i")
             .arg(&seed)
-            .arg(dir.join("user-data"))
-            .arg(dir.join("meta-data"))
+            .args(&files)
             .arg("::"),
     );
     seed
+}
+
+/// The second boot's static address (QEMU's user network, as DHCP would
+/// give it, but without a lease), from the seed's network-config.
+const NETWORK_CONFIG: &str = "version: 2\nethernets:\n  lan:\n    match:\n      macaddress: \"52:54:00:12:34:56\"\n    addresses: [10.0.2.15/24]\n    gateway4: 10.0.2.2\n    nameservers:\n      addresses: [10.0.2.3]\n";
+
+/// kiln-node wrote the seed's network-config for networkd, which uses it:
+/// a static address (no `dynamic` lease) from that file.
+fn check_static_network(vm: &Vm) {
+    let status = vm.ssh(
+        "ops",
+        "for link in /sys/class/net/en*; do networkctl status --no-pager \"${link##*/}\"; done",
+    );
+    assert!(
+        status.contains("/run/systemd/network/10-kiln-provisioned-lan.network"),
+        "{status}"
+    );
+    let address = vm.ssh("ops", "ip -4 -o addr show scope global");
+    assert!(address.contains("inet 10.0.2.15/24"), "{address}");
+    assert!(!address.contains("dynamic"), "a DHCP lease: {address}");
+    assert!(
+        vm.serial_log()
+            .contains("kiln-network: wrote /run/systemd/network/10-kiln-provisioned-lan.network"),
+        "{}",
+        common::qemu::tail(&vm.serial, 40)
+    );
 }
 
 /// kiln-node provisioned the node from the seed: its hostname, a key that

@@ -16,7 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kiln-debian", &["kiln-diag", "kiln-tree"]),
     ("kiln-policy", &["kiln-diag", "kiln-tree"]),
     ("kiln-disk", &["kiln-tree"]),
-    ("kiln-node", &[]),
+    ("kiln-node", &["kiln-debian", "kiln-minisign"]),
     (
         "kiln",
         &[

@@ -39,6 +39,7 @@ mod node_check;
 mod optional_artifact;
 mod overlay;
 mod provision;
+mod pxe;
 mod recipe_errors;
 mod reproducible;
 mod resolve;

@@ -346,3 +346,62 @@ fn the_hostname_file_keeps_its_inode_for_the_bind_mount_over_etc() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "edge-7\n");
     assert_eq!(std::fs::metadata(&file).unwrap().ino(), inode);
 }
+
+/// `kiln-node network`: a seed's network-config becomes networkd files
+/// (the boot tier shows networkd using one); a refused one writes
+/// nothing; without network-config the image's settings stay.
+#[test]
+fn a_seed_network_config_becomes_networkd_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let seed = dir.path().join("seed");
+    std::fs::create_dir_all(&seed).unwrap();
+    let into = dir.path().join("network");
+    let network = |seed: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_kiln-node"))
+            .arg("network")
+            .arg("--seed")
+            .arg(seed)
+            .arg("--into")
+            .arg(&into)
+            .output()
+            .unwrap()
+    };
+    let out = network(&seed);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("no network-config"), "{}", text(&out));
+    assert!(!into.exists());
+
+    std::fs::write(
+        seed.join("network-config"),
+        "version: 2\nethernets:\n  eth0:\n    dhcp4: false\n    addresses: [192.0.2.20/24, \"2001:db8::20/64\"]\n    routes:\n      - to: default\n        via: 192.0.2.1\n    mtu: 9000\n",
+    )
+    .unwrap();
+    let out = network(&seed);
+    assert!(out.status.success(), "{}", text(&out));
+    let file = into.join("10-kiln-provisioned-eth0.network");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "# Written at boot by kiln-node from the NoCloud seed's network-config (eth0).\n\
+         [Match]\nName=eth0\n\n[Network]\nDHCP=no\nAddress=192.0.2.20/24\nAddress=2001:db8::20/64\n\
+         \n[Route]\nGateway=192.0.2.1\n\n[Link]\nMTUBytes=9000\n"
+    );
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+
+    std::fs::remove_dir_all(&into).unwrap();
+    std::fs::write(
+        seed.join("network-config"),
+        "version: 2\nethernets:\n  eth0:\n    addresses: [192.0.2.20/24]\nbridges:\n  br0: {}\n",
+    )
+    .unwrap();
+    let out = network(&seed);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("kiln-network: refused: network-config: \"bridges\" is not supported"),
+        "{}",
+        text(&out)
+    );
+    assert!(!into.exists(), "a refused network-config wrote files");
+}

@@ -1170,7 +1170,7 @@ fn boot_section_errors_point_at_the_value() {
     assert_invalid(
         d,
         "format.toml",
-        "format.toml:5:22: unknown format \"raww\" (did you mean \"raw\"?); formats are rootfs, raw, qcow2, vhd, gce",
+        "format.toml:5:22: unknown format \"raww\" (did you mean \"raw\"?); formats are rootfs, raw, qcow2, vhd, gce, pxe",
         "\"raww\"",
     );
     write(d, "empty.toml", &format!("{IMAGE}[boot]\nformats = []\n"));
@@ -1201,6 +1201,29 @@ fn boot_section_errors_point_at_the_value() {
         "root.toml",
         "root.toml:5:21: kiln sets roothash= itself (the verified root); remove it from cmdline",
         "\"roothash=00\"",
+    );
+    write(
+        d,
+        "dollar.toml",
+        &format!("{IMAGE}[boot]\ncmdline = [\"x=${{net0/ip}}\"]\n"),
+    );
+    assert_invalid(
+        d,
+        "dollar.toml",
+        "dollar.toml:5:12: a kernel argument must not contain $: the PXE boot script (iPXE) would expand it",
+        "\"x=${net0/ip}\"",
+    );
+    write(d, "next.pub", "not a key\n");
+    write(
+        d,
+        "keys.toml",
+        &format!("{IMAGE}[boot]\npxe_keys = [\"next.pub\"]\n"),
+    );
+    assert_invalid(
+        d,
+        "keys.toml",
+        "keys.toml:5:13: \"next.pub\" is not a minisign public key: public key file: invalid base64: Invalid symbol 32, offset 3.",
+        "\"next.pub\"",
     );
 }
 

@@ -34,7 +34,7 @@ pub fn apply(root: &Path, p: &Provision, live: bool) -> Result<Vec<String>> {
     }
     let mut done = Vec::new();
     if let Some(token) = &p.token {
-        write(&at(TOKEN_PATH), token, 0o600)?;
+        write_atomic(&at(TOKEN_PATH), token, 0o600)?;
         done.push(format!("wrote the join token to {TOKEN_PATH} (0600)"));
     }
     if let Some(name) = &p.hostname {
@@ -62,7 +62,7 @@ pub fn apply(root: &Path, p: &Provision, live: bool) -> Result<Vec<String>> {
             text.push_str(key);
             text.push('\n');
         }
-        write(&dir.join(user), text.as_bytes(), 0o644)?;
+        write_atomic(&dir.join(user), text.as_bytes(), 0o644)?;
         done.push(format!("{} SSH key(s) for {user}", list.len()));
     }
     let args: Vec<String> = p
@@ -71,7 +71,7 @@ pub fn apply(root: &Path, p: &Provision, live: bool) -> Result<Vec<String>> {
         .map(|l| format!("--node-label={l}"))
         .chain(p.node_taints.iter().map(|t| format!("--node-taint={t}")))
         .collect();
-    write(
+    write_atomic(
         &at(K3S_ENV),
         format!("KILN_K3S_ARGS={}\n", args.join(" ")).as_bytes(),
         0o644,
@@ -98,7 +98,8 @@ fn default_user(passwd: &str) -> Option<String> {
     })
 }
 
-fn write(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+/// Writes a file atomically (a temporary file beside it, then a rename).
+pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().context("a path without a directory")?;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let mut tmp = tempfile::Builder::new()

@@ -129,6 +129,41 @@ pub fn read(source: &Source) -> Result<Result<Provision, Refusals>> {
     }
 }
 
+/// The static network settings of a NoCloud seed (`network-config`), if
+/// the node has a seed: its directory, else the volume labelled cidata.
+pub fn read_network(
+    seed: Option<&Path>,
+    labels_dir: &Path,
+) -> Result<Option<Result<Vec<crate::network::NetworkFile>, Refusals>>> {
+    let read = |dir: &Path| -> Result<_> {
+        let path = dir.join("network-config");
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                let bytes = read_bounded(f, &path.display().to_string())?;
+                Ok(Some(crate::network::parse(&bytes)))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+        }
+    };
+    if let Some(dir) = seed {
+        return read(dir);
+    }
+    let Some(dev) = ["cidata", "CIDATA"]
+        .iter()
+        .map(|label| labels_dir.join(label))
+        .find(|dev| dev.exists())
+    else {
+        return Ok(None);
+    };
+    let mount = Path::new("/run/kiln-provision/network-seed");
+    std::fs::create_dir_all(mount)?;
+    run("mount", &["-o", "ro,nosuid,nodev,noexec"], &dev, mount)?;
+    let result = read(mount);
+    let _ = std::process::Command::new("umount").arg(mount).status();
+    result
+}
+
 fn run(program: &str, options: &[&str], dev: &Path, dir: &Path) -> Result<()> {
     let status = std::process::Command::new(program)
         .args(options)

@@ -12,7 +12,7 @@ depends() {
 }
 
 install() {
-    inst_multiple systemd-repart mkfs.ext4 mke2fs blkid mount umount readlink sed basename mkdir grep cat sleep mv
+    inst_multiple systemd-repart mkfs.ext4 mke2fs blkid mount umount readlink sed basename mkdir grep cat sleep mv cp rm
     inst_multiple -o /etc/mke2fs.conf
     inst_script "$moddir/kiln-state.sh" /usr/lib/kiln/kiln-state.sh
     inst_simple "$moddir/kiln-state.service" "$systemdsystemunitdir/kiln-state.service"

@@ -89,6 +89,8 @@ pub struct Node {
     pub key: PathBuf,
     /// A NoCloud seed volume attached to the next boots, if any.
     pub seed: Option<PathBuf>,
+    /// A diskless machine: the URL iPXE boots (QEMU's DHCP boot file).
+    netboot: Option<String>,
     secure_boot: bool,
     boots: u32,
 }
@@ -122,6 +124,31 @@ impl Node {
             known_hosts: dir.join("known_hosts"),
             key: own_key,
             seed: None,
+            netboot: None,
+            secure_boot: false,
+            boots: 0,
+        }
+    }
+
+    /// A new machine in `dir` without a disk: its firmware's iPXE (Debian's
+    /// ipxe-qemu ROM) gets `bootfile`, a URL the guest reaches (the host's
+    /// loopback is 10.0.2.2), from QEMU's DHCP server.
+    pub fn diskless(dir: &Path, key: &Path, bootfile: &str) -> Node {
+        require_qemu();
+        let vars = dir.join("vars.fd");
+        std::fs::copy(OVMF_VARS, &vars).unwrap();
+        let own_key = dir.join("id");
+        std::fs::copy(key, &own_key).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&own_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        Node {
+            dir: dir.to_owned(),
+            disk: PathBuf::new(),
+            vars,
+            known_hosts: dir.join("known_hosts"),
+            key: own_key,
+            seed: None,
+            netboot: Some(bootfile.to_owned()),
             secure_boot: false,
             boots: 0,
         }
@@ -148,11 +175,26 @@ impl Node {
         let mut forwards = vec![(free_port(), 22)];
         forwards.extend(guest_ports.iter().map(|&p| (free_port(), p)));
         let qemu_log = std::fs::File::create(&stderr).unwrap();
-        let netdev: String = forwards
+        let mut netdev: String = forwards
             .iter()
             .map(|(host, guest)| format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"))
             .collect();
         let mut extra: Vec<String> = Vec::new();
+        let nic = match &self.netboot {
+            Some(url) => {
+                netdev.push_str(&format!(",bootfile={url}"));
+                "virtio-net-pci,netdev=n0,bootindex=0"
+            }
+            None => {
+                extra.extend([
+                    "-drive".to_owned(),
+                    format!("if=none,id=d0,format=raw,file={}", self.disk.display()),
+                    "-device".to_owned(),
+                    "virtio-blk-pci,drive=d0,bootindex=0".to_owned(),
+                ]);
+                "virtio-net-pci,netdev=n0"
+            }
+        };
         if let Some(path) = &self.seed {
             extra.push("-drive".to_owned());
             extra.push(format!(
@@ -184,16 +226,10 @@ impl Node {
                 "if=pflash,format=raw,unit=1,file={}",
                 self.vars.display()
             ))
-            .arg("-drive")
-            .arg(format!(
-                "if=none,id=d0,format=raw,file={}",
-                self.disk.display()
-            ))
-            .args(["-device", "virtio-blk-pci,drive=d0,bootindex=0"])
             .args(&extra)
             .arg("-netdev")
             .arg(format!("user,id=n0{netdev}"))
-            .args(["-device", "virtio-net-pci,netdev=n0"])
+            .args(["-device", nic])
             .arg("-serial")
             .arg(format!("file:{}", serial.display()))
             .arg("-monitor")
