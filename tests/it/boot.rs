@@ -455,6 +455,16 @@ fn a_node_boots_serves_its_operator_and_keeps_its_state() {
     eprintln!("boot: second boot: SSH after {up:?} (host key as known)");
     assert_eq!(vm.ssh("ops", "cat /etc/machine-id").trim(), id);
     assert_eq!(vm.ssh("ops", "cat /var/tmp/kiln-boot-test"), mark);
+    // Provisioning runs once the network is online, beside sshd.
+    if vm
+        .wait_for_serial(
+            &["kiln-provision: provisioned from"],
+            Duration::from_secs(180),
+        )
+        .is_none()
+    {
+        vm.fail("the second boot was not provisioned");
+    }
     check_provisioned(&vm, &second_key);
     check_static_network(&vm);
     let second = vm.serial_log();

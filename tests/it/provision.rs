@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const KEY: &str =
+pub(super) const KEY: &str =
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAINoL8KcSkkmZ54pGBi0A2pLlefZ8xLrR82trLPWJSQ0t ops@test";
 
 /// A node root with two login users and a system one.
@@ -196,7 +196,9 @@ fn a_url_on_the_kernel_command_line() {
 
 /// An EC2 instance metadata service that answers only with an IMDSv2
 /// session token (PUT first), as EC2 does when IMDSv1 is off.
-fn imds(user_data: &'static str) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+pub(super) fn imds(
+    user_data: &'static str,
+) -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = format!("http://{}", listener.local_addr().unwrap());
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));

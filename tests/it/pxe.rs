@@ -58,8 +58,9 @@ fn sign(manifest: &Path, key: &Path) {
     run_ok(kiln().arg("sign").arg(manifest).arg("--key").arg(key));
 }
 
-/// The token the node's provisioning URL gives; never on the console.
+/// The token the node's metadata service gives; never on the console.
 const TOKEN: &str = "K10kilnpxetest::server:secret";
+const USER_DATA: &str = "#cloud-config\nwrite_files:\n  - path: /var/lib/rancher/k3s/agent-token\n    content: K10kilnpxetest::server:secret\n";
 
 #[test]
 #[ignore = "needs root, network and boot"]
@@ -93,24 +94,20 @@ fn a_pxe_node_boots_from_a_verified_root_and_refuses_any_other() {
             .arg(dir.join("dist/node-1.manifest.json")),
     );
 
-    // What the web server serves: the bundle, a menu that chains it with
-    // per-node arguments, and the node's provisioning data.
+    // What the web server serves: the bundle, and a menu that chains it
+    // with per-node arguments: the node is provisioned from an EC2-style
+    // metadata service (IMDSv2: a session token first) on the host.
     let www = dir.join("www");
     variant(&bundle, &www.join("good"), |_| {});
     let server = Server::start(&www);
     let port = server.addr.rsplit(':').next().unwrap().to_owned();
     let guest = format!("http://10.0.2.2:{port}");
+    let (imds, imds_requests) = crate::provision::imds(USER_DATA);
+    let imds = imds.replace("127.0.0.1", "10.0.2.2");
     std::fs::write(
         www.join("menu.ipxe"),
         format!(
-            "#!ipxe\nset kiln-url {guest}/good/boot.ipxe\nset kiln-args kiln.provision={guest}/node-a.yaml\nchain ${{kiln-url}}\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        www.join("node-a.yaml"),
-        format!(
-            "#cloud-config\nhostname: pxe-a\nwrite_files:\n  - path: /var/lib/rancher/k3s/agent-token\n    content: {TOKEN}\n"
+            "#!ipxe\nset kiln-url {guest}/good/boot.ipxe\nset kiln-args kiln.provision=ec2 kiln.metadata={imds}\nchain ${{kiln-url}}\n"
         ),
     )
     .unwrap();
@@ -147,7 +144,19 @@ fn a_pxe_node_boots_from_a_verified_root_and_refuses_any_other() {
         ["tmpfs", "tmpfs"],
         "/var is not in memory: {mounts}"
     );
-    assert_eq!(vm.ssh("ops", "hostname").trim(), "pxe-a");
+    // What the metadata service gave: the hostname, the instance's key
+    // (for the default user, ops), the token from user-data.
+    assert_eq!(vm.ssh("ops", "hostname").trim(), "ip-10-0-0-9.ec2.internal");
+    assert!(
+        vm.ssh("ops", "cat /var/lib/kiln/authorized_keys/ops")
+            .contains(crate::provision::KEY)
+    );
+    let requests = imds_requests.lock().unwrap().clone();
+    assert_eq!(
+        requests.first().map(String::as_str),
+        Some("PUT /latest/api/token"),
+        "token first: {requests:?}"
+    );
     assert_eq!(
         vm.ssh("ops", "stat -c '%a %U %s' /var/lib/rancher/k3s/agent-token")
             .trim(),

@@ -78,6 +78,18 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
+/// A machine's own UEFI variables and a copy of the login key in `dir`
+/// (ssh refuses a private key others may read).
+fn machine_files(dir: &Path, key: &Path) -> (PathBuf, PathBuf) {
+    let vars = dir.join("vars.fd");
+    std::fs::copy(OVMF_VARS, &vars).unwrap();
+    let own_key = dir.join("id");
+    std::fs::copy(key, &own_key).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&own_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    (vars, own_key)
+}
+
 /// One machine: its disk and UEFI variables in `dir`, and the known_hosts
 /// file the client fills at its first boot.
 pub struct Node {
@@ -110,13 +122,7 @@ impl Node {
                 .arg(&disk)
                 .arg("2G"),
         );
-        let vars = dir.join("vars.fd");
-        std::fs::copy(OVMF_VARS, &vars).unwrap();
-        // ssh refuses a private key others may read
-        let own_key = dir.join("id");
-        std::fs::copy(key, &own_key).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&own_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (vars, own_key) = machine_files(dir, key);
         Node {
             dir: dir.to_owned(),
             disk,
@@ -135,12 +141,11 @@ impl Node {
     /// loopback is 10.0.2.2), from QEMU's DHCP server.
     pub fn diskless(dir: &Path, key: &Path, bootfile: &str) -> Node {
         require_qemu();
-        let vars = dir.join("vars.fd");
-        std::fs::copy(OVMF_VARS, &vars).unwrap();
-        let own_key = dir.join("id");
-        std::fs::copy(key, &own_key).unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&own_key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert!(
+            Path::new("/usr/lib/ipxe/qemu/efi-virtio.rom").is_file(),
+            "iPXE for QEMU is missing: apt-get install ipxe-qemu"
+        );
+        let (vars, own_key) = machine_files(dir, key);
         Node {
             dir: dir.to_owned(),
             disk: PathBuf::new(),
