@@ -16,6 +16,8 @@ pub const SOCKET: &str = "/run/systemd/journal/socket";
 /// always fits one datagram.
 const MAX_VALUE: usize = 8192;
 
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One entry: MESSAGE, MESSAGE_ID, PRIORITY and kiln's fields.
 #[derive(Debug, Default, Clone)]
 pub struct Entry {
@@ -100,10 +102,13 @@ impl Journal {
     /// Entries to the journal socket at `path`, or to stderr when there is
     /// none there.
     pub fn open(path: &Path) -> Journal {
+        // A stalled journald must not stall kiln: an entry it does not
+        // take within a second goes to stderr.
         let socket = path
             .exists()
             .then(UnixDatagram::unbound)
             .and_then(Result::ok)
+            .filter(|s| s.set_write_timeout(Some(SEND_TIMEOUT)).is_ok())
             .map(|s| (s, path.to_owned()));
         Journal { socket }
     }
