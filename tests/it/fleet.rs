@@ -66,6 +66,12 @@ impl Node {
     /// inside the extracted root, the textfile directory, /run/kiln and
     /// the journal socket in the test's directory.
     fn run_unit(&self, unit: &str) -> Output {
+        let args = self.exec_args(unit, &self.dir().join("journal"));
+        kiln().args(&args).output().unwrap()
+    }
+
+    /// A unit's ExecStart arguments, mapped as [`Node::run_unit`] says.
+    fn exec_args(&self, unit: &str, journal: &Path) -> Vec<String> {
         let text = self.unit(unit);
         let exec = text
             .lines()
@@ -75,7 +81,7 @@ impl Node {
         let mut words = exec.split_whitespace().skip(1);
         while let Some(word) = words.next() {
             let mapped = match word {
-                "--journal" => format!("--journal={}", self.dir().join("journal").display()),
+                "--journal" => format!("--journal={}", journal.display()),
                 "--textfile-dir" => {
                     args.push(word.to_owned());
                     words.next().unwrap();
@@ -90,7 +96,7 @@ impl Node {
             };
             args.push(mapped);
         }
-        kiln().args(&args).output().unwrap()
+        args
     }
 
     fn metrics(&self, name: &str) -> String {
@@ -455,6 +461,76 @@ fn fleet_units_verify_and_report_drift_and_audit() {
         patch["metadata"]["annotations"]["kiln.dev/manifest-verified"],
         "false"
     );
+}
+
+/// journald itself reads kiln's datagrams: systemd-journald started in a
+/// mount namespace of its own (a tmpfs on /run, volatile storage, no
+/// kernel log), the check's command run against it, `journalctl -o json`
+/// read back; a path with a line feed takes the binary-safe form.
+#[test]
+#[ignore = "needs root"]
+fn journald_reads_the_entries_back() {
+    require_root("a mount namespace for journald");
+    let node = node("[fleet]\n");
+    let root = node.root();
+    std::fs::write(root.join("usr/local/bin/k3s"), "changed\n").unwrap();
+    std::fs::write(root.join("usr/local/bin/two\nlines"), "").unwrap();
+    let args = node.exec_args(
+        "kiln-check.service",
+        Path::new("/run/systemd/journal/socket"),
+    );
+    let conf = node.dir().join("journald.conf");
+    std::fs::write(
+        &conf,
+        "[Journal]\nStorage=volatile\nReadKMsg=no\nForwardToSyslog=no\nForwardToWall=no\nForwardToConsole=no\n",
+    )
+    .unwrap();
+    let kiln_args: Vec<String> = args.iter().map(|a| format!("'{a}'")).collect();
+    let script = format!(
+        "mount -t tmpfs tmpfs /run && mkdir -p /run/systemd/journal\n\
+         mount --bind '{conf}' /etc/systemd/journald.conf\n\
+         /lib/systemd/systemd-journald & journald=$!\n\
+         for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done\n\
+         '{kiln}' {args} >/dev/null && exit 9 || [ $? = 4 ]\n\
+         journalctl --sync\n\
+         journalctl -o json --no-pager SYSLOG_IDENTIFIER=kiln >'{out}'\n\
+         kill $journald\n",
+        conf = conf.display(),
+        kiln = env!("CARGO_BIN_EXE_kiln"),
+        args = kiln_args.join(" "),
+        out = node.dir().join("journal.json").display(),
+    );
+    run_ok(Command::new("unshare").args(["-m", "--propagation", "private", "sh", "-euc", &script]));
+    let text = std::fs::read_to_string(node.dir().join("journal.json")).unwrap();
+    let entries: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let drift: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["MESSAGE_ID"] == DRIFT)
+        .collect();
+    let paths: Vec<&str> = drift
+        .iter()
+        .map(|e| e["KILN_PATH"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        paths,
+        ["/usr/local/bin/k3s", "/usr/local/bin/two\nlines"],
+        "{text}"
+    );
+    assert_eq!(drift[0]["KILN_EVENT"], "modified");
+    assert_eq!(drift[1]["KILN_EVENT"], "added");
+    assert_eq!(drift[0]["_TRANSPORT"], "journal", "the native protocol");
+    assert_eq!(drift[0]["PRIORITY"], "4");
+    assert_eq!(drift[0]["KILN_VERSION"], "1.0~rc1");
+    assert!(drift[1]["MESSAGE"].as_str().unwrap().contains("two\nlines"));
+    let done: Vec<_> = entries
+        .iter()
+        .filter(|e| e["MESSAGE_ID"] == CHECK_DONE)
+        .collect();
+    assert_eq!(done.len(), 1, "{text}");
+    assert_eq!(done[0]["KILN_DRIFT_EVENTS"], "2");
 }
 
 #[test]
