@@ -28,6 +28,14 @@ const UNITS: [&str; 5] = [
     "kiln-node-labels.service",
 ];
 
+fn keygen(dir: &Path) {
+    run_ok(
+        kiln()
+            .current_dir(dir)
+            .args(["keygen", "-o", "keys/release", "--no-password"]),
+    );
+}
+
 fn recipe(dir: &Path, fleet: &str) {
     std::fs::write(dir.join("k3s"), "#!/bin/sh\necho \"$@\" >/run/k3s-args\n").unwrap();
     std::fs::write(
@@ -121,11 +129,7 @@ impl Node {
 fn node(fleet: &str) -> Node {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    run_ok(
-        kiln()
-            .current_dir(w)
-            .args(["keygen", "-o", "keys/release", "--no-password"]),
-    );
+    keygen(w);
     recipe(w, fleet);
     run_ok(kiln().current_dir(w).args([
         "build",
@@ -299,23 +303,11 @@ fn fleet_units_verify_and_report_drift_and_audit() {
         assert!(check.lines().any(|l| l == line), "{line} in\n{check}");
     }
     assert!(node.unit("kiln-audit.timer").contains("OnBootSec=15min"));
-    let out = Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", root.display()))
-        .args(UNITS.map(|u| root.join("etc/systemd/system").join(u)))
-        .output()
-        .expect("systemd-analyze is needed");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // This test image has no systemd of its own, so its targets are
-    // missing (and the labels unit's k3s-agent.service); anything else
-    // systemd says about the units is a defect.
-    let complaints: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("kiln-") && !l.contains("Unit sysinit.target not found"))
-        .collect();
+    let units = UNITS.map(|u| root.join("etc/systemd/system").join(u));
+    let complaints = crate::node_check::systemd_verify(&root, &units);
     assert!(
         complaints.is_empty(),
-        "systemd-analyze complained: {stderr}"
+        "systemd-analyze complained: {complaints}"
     );
 
     // a fresh node: no drift, the image in metrics, entry and patch
@@ -574,11 +566,7 @@ fn fleet_settings_shape_the_units() {
 fn fleet_recipe_errors_say_what_to_write() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
-    run_ok(
-        kiln()
-            .current_dir(w)
-            .args(["keygen", "-o", "keys/release", "--no-password"]),
-    );
+    keygen(w);
     for (fleet, said) in [
         (
             "[fleet]\ncpu_quota = \"200%\"\n",
