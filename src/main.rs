@@ -263,7 +263,8 @@ enum Command {
     /// Check a live root for drift from a signed manifest (host intrusion detection).
     #[command(
         after_help = "Examples:\n  kiln check --manifest /boot/image.manifest.json --key /etc/kiln/release.pub\n  \
-        kiln check --manifest m.json --key release.pub --root /mnt/node --json-lines\n\n\
+        kiln check --manifest m.json --key release.pub --root /mnt/node --json-lines\n  \
+        kiln check --manifest m.json --key /etc/kiln/keys --textfile-dir /var/lib/prometheus/node-exporter --journal\n\n\
         Reports modified content, changed mode/owner/type/target, removed and unexpected files; \
         skips the manifest's mutable paths. Exits 4 on drift."
     )]
@@ -344,7 +345,7 @@ struct FleetArgs {
     textfile_dir: Option<PathBuf>,
     /// Send structured entries to the journal (native protocol; stderr
     /// lines when SOCKET is absent).
-    #[arg(long, value_name = "SOCKET", num_args = 0..=1,
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1, require_equals = true,
           default_missing_value = kiln::fleet::journal::SOCKET)]
     journal: Option<PathBuf>,
 }
