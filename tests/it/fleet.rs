@@ -615,3 +615,54 @@ fn the_alerting_rules_pass_promtool() {
             .current_dir(&dir),
     );
 }
+
+/// A node that stops reporting must not look healthy: metrics that cannot
+/// be written fail the run (exit 1, saying why); without a journal socket
+/// the entries are stderr lines.
+#[test]
+fn a_report_that_cannot_be_written_fails_the_run() {
+    let work = tempfile::tempdir().unwrap();
+    let w = work.path();
+    std::fs::create_dir(w.join("root")).unwrap();
+    let out = kiln()
+        .current_dir(w)
+        .args([
+            "audit",
+            "root",
+            "--fail-on",
+            "none",
+            "--textfile-dir",
+            "missing",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("error: cannot report for the fleet: cannot write to missing"),
+        "{stderr}"
+    );
+    let out = kiln()
+        .current_dir(w)
+        .args([
+            "audit",
+            "root",
+            "--fail-on",
+            "none",
+            "--journal=no-socket",
+            "-q",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.lines().any(|l| l.starts_with("kiln: audit: fw.")
+            && l.contains(" MESSAGE_ID=\"86b4a57bfba24e53bdb67ee6ba5e7e52\" KILN_RULE=\"fw.")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("MESSAGE_ID=\"8d7b91771acc4399939131ee66f9d0ce\""),
+        "{stderr}"
+    );
+}
