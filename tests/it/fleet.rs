@@ -624,38 +624,26 @@ fn a_report_that_cannot_be_written_fails_the_run() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
     std::fs::create_dir(w.join("root")).unwrap();
-    let out = kiln()
-        .current_dir(w)
-        .args([
-            "audit",
-            "root",
-            "--fail-on",
-            "none",
-            "--textfile-dir",
-            "missing",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let audit = |report: &[&str]| {
+        let out = kiln()
+            .current_dir(w)
+            .args(["audit", "root", "--fail-on", "none"])
+            .args(report)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, stderr) = audit(&["--textfile-dir", "missing"]);
+    assert_eq!(code, Some(1), "{stderr}");
     assert!(
         stderr.contains("error: cannot report for the fleet: cannot write to missing"),
         "{stderr}"
     );
-    let out = kiln()
-        .current_dir(w)
-        .args([
-            "audit",
-            "root",
-            "--fail-on",
-            "none",
-            "--journal=no-socket",
-            "-q",
-        ])
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let (code, stderr) = audit(&["--journal=no-socket", "-q"]);
+    assert_eq!(code, Some(0), "{stderr}");
     assert!(
         stderr.lines().any(|l| l.starts_with("kiln: audit: fw.")
             && l.contains(" MESSAGE_ID=\"86b4a57bfba24e53bdb67ee6ba5e7e52\" KILN_RULE=\"fw.")),
