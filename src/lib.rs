@@ -11,6 +11,7 @@ pub mod boot;
 pub mod build;
 pub mod cleanup;
 pub mod cmd;
+pub mod fleet;
 pub mod harden;
 pub mod install;
 pub mod manifest;

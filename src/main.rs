@@ -175,6 +175,8 @@ enum Command {
         /// List the rules (id, severity, title) and exit.
         #[arg(long, conflicts_with_all = ["path", "format", "fail_on", "recipe", "output"])]
         list_rules: bool,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
     /// Show what changed between two images: packages, paths, /etc contents.
     #[command(after_help = "Examples:\n  \
@@ -261,7 +263,8 @@ enum Command {
     /// Check a live root for drift from a signed manifest (host intrusion detection).
     #[command(
         after_help = "Examples:\n  kiln check --manifest /boot/image.manifest.json --key /etc/kiln/release.pub\n  \
-        kiln check --manifest m.json --key release.pub --root /mnt/node --json-lines\n\n\
+        kiln check --manifest m.json --key release.pub --root /mnt/node --json-lines\n  \
+        kiln check --manifest m.json --key /etc/kiln/keys --textfile-dir /var/lib/prometheus/node-exporter --journal\n\n\
         Reports modified content, changed mode/owner/type/target, removed and unexpected files; \
         skips the manifest's mutable paths. Exits 4 on drift."
     )]
@@ -281,6 +284,12 @@ enum Command {
         /// One JSON object per event and line, for a SIEM.
         #[arg(long)]
         json_lines: bool,
+        /// Write the Node patch that shows the verified image to Kubernetes
+        /// (JSON merge patch; docs/fleet.md).
+        #[arg(long, value_name = "FILE")]
+        node_patch: Option<PathBuf>,
+        #[command(flatten)]
+        fleet: FleetArgs,
     },
 }
 
@@ -324,6 +333,52 @@ impl ArchiveArgs {
             artifact_overrides: overrides,
             optional_artifacts: Default::default(),
         })
+    }
+}
+
+/// Where a check or an audit reports for the fleet (docs/fleet.md).
+#[derive(clap::Args)]
+struct FleetArgs {
+    /// Write Prometheus metrics into node-exporter's textfile directory
+    /// (kiln_check.prom or kiln_audit.prom, replaced atomically).
+    #[arg(long, value_name = "DIR")]
+    textfile_dir: Option<PathBuf>,
+    /// Send structured entries to the journal (native protocol; stderr
+    /// lines when SOCKET is absent).
+    #[arg(long, value_name = "SOCKET", num_args = 0..=1, require_equals = true,
+          default_missing_value = kiln::fleet::journal::SOCKET)]
+    journal: Option<PathBuf>,
+}
+
+impl FleetArgs {
+    fn outputs(self, node_patch: Option<PathBuf>) -> kiln::fleet::Outputs {
+        kiln::fleet::Outputs {
+            textfile_dir: self.textfile_dir,
+            journal: self
+                .journal
+                .map(|socket| kiln::fleet::journal::Journal::open(&socket)),
+            node_patch,
+        }
+    }
+}
+
+/// Reports a run for the fleet; a report that cannot be written turns a
+/// success into a failure (a node that stops reporting must not look
+/// healthy), and leaves drift's and the audit gate's codes as they are.
+fn reported(code: u8, report: Result<()>) -> u8 {
+    match report {
+        Ok(()) => code,
+        Err(e) => {
+            eprint(&clip_line(
+                &format!("error: cannot report for the fleet: {e:#}\n"),
+                MAX_LINE_CHARS,
+            ));
+            if code == exit::SUCCESS {
+                exit::FAILURE
+            } else {
+                code
+            }
+        }
     }
 }
 
@@ -540,6 +595,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             recipe,
             output,
             list_rules,
+            fleet,
         } => {
             if list_rules {
                 for rule in kiln_policy::audit::catalogue() {
@@ -569,7 +625,21 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             {
                 anyhow::bail!("-o {}: is a directory, not a file", file.display());
             }
-            let report = kiln_policy::audit::audit_path(&path, &config)?;
+            let fleet = fleet.outputs(None);
+            let started = (std::time::SystemTime::now(), std::time::Instant::now());
+            let report = kiln_policy::audit::audit_path(&path, &config);
+            let run = kiln::fleet::Run {
+                started: started.0,
+                duration: started.1.elapsed(),
+            };
+            let fleet_report = kiln::fleet::report_audit(&fleet, report.as_ref(), &run);
+            let report = match report {
+                Ok(report) => report,
+                Err(e) => {
+                    let _ = reported(exit::FAILURE, fleet_report);
+                    return Err(e);
+                }
+            };
             let rendered = report.render(format);
             match &output {
                 Some(file) => {
@@ -580,7 +650,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             if output.is_some() || format != kiln_policy::audit::report::Format::Text {
                 ui.step(report.summary_line());
             }
-            return Ok(report.exit_code(exit::AUDIT_FAILED));
+            return Ok(reported(report.exit_code(exit::AUDIT_FAILED), fleet_report));
         }
         Command::Diff { old, new, json } => {
             let report = kiln::cmd::diff::diff(&old, &new)?;
@@ -676,20 +746,43 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             root,
             fast,
             json_lines,
+            node_patch,
+            fleet,
         } => {
-            let keys = kiln::signing::load_public_keys(&keys)?;
-            let verified = kiln::signing::verify_manifest(&manifest, &keys)?;
-            ui.step(format!(
-                "manifest of {} {} signed by key {}; checking {}",
-                verified.manifest.image.name,
-                verified.manifest.image.version,
-                verified.key_id,
-                root.display()
-            ));
-            let drift = kiln::cmd::check::check(
-                &verified.manifest,
-                &kiln::cmd::check::CheckOptions { root: &root, fast },
-            )?;
+            let fleet = fleet.outputs(node_patch);
+            let started = (std::time::SystemTime::now(), std::time::Instant::now());
+            let outcome = (|| -> Result<_> {
+                let keys = kiln::signing::load_public_keys(&keys)?;
+                let verified = kiln::signing::verify_manifest(&manifest, &keys)?;
+                ui.step(format!(
+                    "manifest of {} {} signed by key {}; checking {}",
+                    verified.manifest.image.name,
+                    verified.manifest.image.version,
+                    verified.key_id,
+                    root.display()
+                ));
+                let drift = kiln::cmd::check::check(
+                    &verified.manifest,
+                    &kiln::cmd::check::CheckOptions { root: &root, fast },
+                )?;
+                Ok((verified, drift))
+            })();
+            let run = kiln::fleet::Run {
+                started: started.0,
+                duration: started.1.elapsed(),
+            };
+            let fleet_report = kiln::fleet::report_check(
+                &fleet,
+                outcome.as_ref().map(|(v, d)| (v, d.as_slice())),
+                &run,
+            );
+            let (_, drift) = match outcome {
+                Ok(found) => found,
+                Err(e) => {
+                    let _ = reported(exit::FAILURE, fleet_report);
+                    return Err(e);
+                }
+            };
             for event in &drift {
                 if json_lines {
                     print(&format!("{}\n", serde_json::to_string(event)?))?;
@@ -704,11 +797,12 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                     format!("{} drift event(s)", drift.len())
                 });
             }
-            return Ok(if drift.is_empty() {
+            let code = if drift.is_empty() {
                 exit::SUCCESS
             } else {
                 exit::NOT_VERIFIED
-            });
+            };
+            return Ok(reported(code, fleet_report));
         }
     }
     Ok(exit::SUCCESS)

@@ -17,6 +17,12 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+/// Every kind of drift event, as [`Drift::event`] names them.
+pub const DRIFT_EVENTS: [&str; 10] = [
+    "modified", "mode", "owner", "type", "target", "device", "hardlink", "xattr", "removed",
+    "added",
+];
+
 /// One difference between the root and the manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Drift {

@@ -160,6 +160,7 @@ pub(super) fn check_timer(
         on_calendar,
         keys: baked,
         binary,
+        fleet: None,
         loc: timer_loc,
     })
 }

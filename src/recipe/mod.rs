@@ -8,6 +8,7 @@ pub mod audit;
 pub mod boot;
 pub mod debian;
 mod fields;
+pub mod fleet;
 pub mod hardening;
 pub mod network;
 pub(crate) mod schema;
@@ -154,6 +155,8 @@ pub struct CheckTimerPlan {
     /// Trusted public keys: (file name in the image, host path).
     pub keys: Vec<(String, PathBuf)>,
     pub binary: ImagePath,
+    /// `[fleet]`: what the node reports besides the drift check's lines.
+    pub fleet: Option<fleet::FleetPlan>,
     pub loc: Loc,
 }
 
@@ -347,6 +350,7 @@ struct PlanBuilder {
     audit: audit::AuditPlan,
     boot: Option<boot::BootPlan>,
     network: Option<network::NetworkPlan>,
+    fleet: Option<fleet::FleetPlan>,
 }
 
 impl PlanBuilder {
@@ -370,6 +374,13 @@ impl PlanBuilder {
                 &file,
                 &dir,
                 boot,
+            )?);
+        }
+        if let Some(section) = raw.fleet.take() {
+            self.fleet = Some(fleet::FleetPlan::add_layer(
+                self.fleet.take(),
+                &file,
+                section,
             )?);
         }
         if let Some(network) = raw.network.take() {
@@ -646,7 +657,13 @@ impl PlanBuilder {
                 all.dedup();
                 all
             },
-            check_timer: self.check_timer,
+            // [fleet] shapes the check timer's units; without the timer
+            // (no keys, no kiln in the image) it has nothing to run, and
+            // the audit's fim.baseline rule says the node has no check.
+            check_timer: self.check_timer.map(|timer| CheckTimerPlan {
+                fleet: self.fleet,
+                ..timer
+            }),
             debian: self.debian,
             hardening: self.hardening,
             audit: self.audit,

@@ -37,6 +37,7 @@ pub struct RawRecipe {
     pub kernel: Option<Spanned<super::hardening::RawKernel>>,
     pub boot: Option<Spanned<super::boot::RawBoot>>,
     pub network: Option<Spanned<super::network::RawNetwork>>,
+    pub fleet: Option<Spanned<super::fleet::RawFleet>>,
 }
 
 #[derive(Deserialize)]

@@ -72,3 +72,39 @@ fn mode_accepts_octal_strings_only() {
     let err = mode(&file, &value(644.into())).unwrap_err();
     assert!(err.message.contains("quoted octal string"), "{err}");
 }
+
+#[test]
+fn the_k3s_agent_recipe_keeps_fleet_settings_for_a_check_timer() {
+    let recipes = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
+    let plan = load(&recipes.join("k3s-agent.toml")).expect("recipes/k3s-agent.toml loads");
+    // no keys in the repository: the check timer (and with it the fleet
+    // units) is the builder's to turn on
+    assert!(plan.check_timer.is_none());
+
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let key = dir.path().join("release.pub");
+    std::fs::write(
+        &key,
+        "untrusted comment: minisign public key 0\nRWQAAQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyAhIiMkJSYn\n",
+    )
+    .expect("written");
+    let path = write(
+        dir.path(),
+        "node.toml",
+        &format!(
+            "extends = \"{}\"\n[check]\ntimer = \"hourly\"\nkeys = [\"release.pub\"]\n[fleet]\ncpu_quota = \"10%\"\n",
+            recipes.join("k3s-agent.toml").display()
+        ),
+    );
+    let plan = load(&path).expect("loads");
+    let fleet = plan
+        .check_timer
+        .and_then(|t| t.fleet)
+        .expect("[fleet] kept");
+    assert_eq!(fleet.cpu_quota, "10%");
+    assert_eq!(fleet.audit, "daily");
+    assert_eq!(
+        fleet.textfile_dir.map(|d| d.as_str().to_owned()).as_deref(),
+        Some("/var/lib/prometheus/node-exporter")
+    );
+}

@@ -23,6 +23,7 @@ mod debian_primitives;
 mod debian_real;
 mod diff;
 mod exits;
+mod fleet;
 mod harden_firewall;
 mod harden_image;
 mod harden_k3s;

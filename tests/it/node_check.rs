@@ -22,6 +22,23 @@ fn recipe(dir: &Path, check: &str) {
     .unwrap();
 }
 
+/// What `systemd-analyze verify` says about kiln's units in the image at
+/// `root`. A test image has no systemd of its own, so its targets are
+/// missing; anything else systemd says about the units is a defect.
+pub(super) fn systemd_verify(root: &Path, units: &[std::path::PathBuf]) -> String {
+    let out = std::process::Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .args(units)
+        .output()
+        .expect("systemd-analyze is needed");
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.contains("kiln-") && !l.contains("Unit sysinit.target not found"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
 #[test]
 #[ignore = "needs root"]
 fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
@@ -63,23 +80,16 @@ fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
         std::fs::read(w.join("keys/release.pub")).unwrap()
     );
     // systemd itself judges the units (the image's kiln binary is the ExecStart)
-    let out = std::process::Command::new("systemd-analyze")
-        .arg("verify")
-        .arg(format!("--root={}", w.join("root").display()))
-        .arg(unit_dir.join("kiln-check.service"))
-        .arg(unit_dir.join("kiln-check.timer"))
-        .output()
-        .expect("systemd-analyze is needed");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    // This test image has no systemd of its own, so its targets are missing;
-    // anything else systemd says about the units is a defect.
-    let complaints: Vec<&str> = stderr
-        .lines()
-        .filter(|l| l.contains("kiln-check") && !l.contains("Unit sysinit.target not found"))
-        .collect();
+    let complaints = systemd_verify(
+        &w.join("root"),
+        &[
+            unit_dir.join("kiln-check.service"),
+            unit_dir.join("kiln-check.timer"),
+        ],
+    );
     assert!(
         complaints.is_empty(),
-        "systemd-analyze complained: {stderr}"
+        "systemd-analyze complained: {complaints}"
     );
     let calendar =
         run_ok(std::process::Command::new("systemd-analyze").args(["calendar", "*-*-* 03:00"]));

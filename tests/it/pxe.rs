@@ -348,6 +348,11 @@ fn pxe_root_refuses_each_kind_of_tampering() {
         output_text(&out)
     );
     assert_eq!(std::fs::read(into.join("root.squashfs")).unwrap(), root);
+    // the node keeps the manifest it booted, for `kiln check`
+    assert_eq!(
+        std::fs::read(into.join("manifest.json")).unwrap(),
+        std::fs::read(good.join("manifest.json")).unwrap()
+    );
 
     let copy_good = |name: &str| {
         let to = www.join(name);
@@ -404,8 +409,8 @@ fn pxe_root_refuses_each_kind_of_tampering() {
         assert!(!out.status.success(), "{case}: accepted\n{text}");
         assert!(text.contains(message), "{case}: {text}");
         assert!(
-            !into.join("root.squashfs").exists(),
-            "{case}: the refused root was left behind"
+            !into.join("root.squashfs").exists() && !into.join("manifest.json").exists(),
+            "{case}: the refused root or manifest was left behind"
         );
     }
 }

@@ -118,7 +118,8 @@ pub fn fetch_root(base: &str, trust: &Trust, into: &Path, say: &dyn Fn(&str)) ->
     std::fs::create_dir_all(into).with_context(|| format!("cannot create {}", into.display()))?;
     let signature = get_bounded(&format!("{base}{SIGNATURE}"), SIGNATURE_LIMIT)?;
     let manifest = get_bounded(&format!("{base}{MANIFEST}"), MANIFEST_LIMIT)?;
-    let signature = Signature::parse(&signature)
+    let signature_text = signature;
+    let signature = Signature::parse(&signature_text)
         .map_err(|e| anyhow!("{base}{SIGNATURE} is not a minisign signature: {e}"))?;
     let key = kiln_minisign::verify(&trust.keys, &signature, manifest.as_slice())
         .map_err(|e| anyhow!("the manifest's signature is not valid: {e}; refusing the image"))?;
@@ -126,7 +127,8 @@ pub fn fetch_root(base: &str, trust: &Trust, into: &Path, say: &dyn Fn(&str)) ->
         "the manifest's signature is valid (key {})",
         key.key_id()
     ));
-    let manifest: serde_json::Value = serde_json::from_slice(&manifest)
+    let bytes = manifest;
+    let manifest: serde_json::Value = serde_json::from_slice(&bytes)
         .context("the signed manifest is not JSON: it was not written by kiln")?;
     let text = |v: &serde_json::Value, what: &str| {
         v.as_str()
@@ -165,6 +167,11 @@ pub fn fetch_root(base: &str, trust: &Trust, into: &Path, say: &dyn Fn(&str)) ->
     }
     let data = fetch_artifact(base, root, into, say)?;
     let hash_tree = fetch_artifact(base, verity, into, say)?;
+    // Kept for the running node (`kiln check`): what it booted, as signed.
+    for (name, content) in [(MANIFEST, &bytes), (SIGNATURE, &signature_text)] {
+        std::fs::write(into.join(name), content)
+            .with_context(|| format!("cannot write {}", into.join(name).display()))?;
+    }
     Ok(Root {
         data,
         hash_tree,
