@@ -166,6 +166,7 @@ bench-smoke:
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/debian.sh
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/install.sh
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/disk.sh smoke
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/boot.sh smoke
 
 bench: deps build
     bash benches/pack.sh
@@ -174,6 +175,7 @@ bench: deps build
     bash benches/install.sh
     bash benches/audit.sh
     bash benches/disk.sh
+    bash benches/boot.sh
 
 # Fuzz each parser of untrusted input for SECONDS each (cargo-fuzz on stable); fails on any crash.
 fuzz seconds="60" sanitizer="none":

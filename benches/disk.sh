@@ -234,4 +234,4 @@ echo "where kiln's time goes, configured afresh:"
 grep -E ' in [0-9.]+m?s' log.afresh | sed 's/^/  /' || true
 echo "with the install cache warm:"
 grep -E ' in [0-9.]+m?s|install cache' log.warm | sed 's/^/  /' || true
-echo "boot time to SSH reachable: measured by the boot test harness, not here"
+echo "boot time to SSH, from the disk and over PXE: benches/boot.sh"
