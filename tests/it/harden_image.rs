@@ -234,6 +234,7 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
         wants,
         [
             "multi-user.target.wants/k3s-agent.service",
+            "multi-user.target.wants/kiln-network.service",
             "multi-user.target.wants/kiln-provision.service",
             "multi-user.target.wants/kiln-ssh-hostkeys.service",
             "multi-user.target.wants/remote-fs.target",
