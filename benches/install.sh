@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
 # Install-stage benchmark, NODE set, warm kiln cache, real mirror of the build host:
 #   kiln build, with its install cache warm (the same lock built before) and
-#   with every package configured afresh (--no-install-cache: a new lock)  vs
-#   mmdebstrap --format=tar of the same suite, variant and packages.
+#   with every package configured afresh (--no-install-cache: what a patch
+#   rebuild after `kiln lock --update` does)  vs
+#   mmdebstrap --format=tar of the same suite, variant and packages, twice:
+#   from a local repository of the very .debs kiln installs (no network in
+#   either timing: the fair comparison) and from the mirror (as a user runs it).
+# Then the K3s agent image of recipes/ built afresh, for scale.
 # Prints seconds, peak memory (GNU time's maximum resident set size), the
-# ratio kiln / mmdebstrap (below 1 is faster; target ≤ 0.33) and the steps
-# kiln's time goes to. Needs root: both tools run maintainer scripts in a chroot.
+# ratios kiln / mmdebstrap (below 1 is faster; target ≤ 0.33 afresh against
+# local packages), where kiln's time goes and the slowest maintainer scripts
+# and triggers (`kiln build -v`).
+# Needs root: both tools run maintainer scripts in a chroot.
+#
+# Usage: benches/install.sh          the benchmark (best of two kiln runs)
+#        benches/install.sh smoke    every step once (`just bench-smoke`)
 set -euo pipefail
+mode=${1:-full}
+case $mode in full | smoke) ;; *) echo "usage: $0 [smoke]" >&2; exit 2 ;; esac
 if [ "$(id -u)" -ne 0 ]; then
     echo "benches/install.sh: skipped, needs root (kiln's install stage and mmdebstrap run chroots)"
     exit 0
 fi
-kiln=${KILN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/kiln}
+repo_dir=$(cd "$(dirname "$0")/.." && pwd)
+kiln=${KILN:-$repo_dir/target/release/kiln}
+runs=2
+[ "$mode" = full ] || runs=1
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"
-cat > node.toml <<'TOML'
+packages=(systemd systemd-sysv openssh-server nftables iproute2 ca-certificates kmod udev)
+quoted=$(printf '"%s", ' "${packages[@]}")
+cat > node.toml <<TOML
 [image]
 name = "node"
 version = "1"
@@ -23,30 +39,46 @@ source_date_epoch = 1700000000
 [debian]
 suite = "bookworm"
 variant = "minbase"
-packages = ["systemd", "systemd-sysv", "openssh-server", "nftables", "iproute2", "ca-certificates", "kmod", "udev"]
+packages = [${quoted%, }]
 [audit]
 fail_on = "none"
 TOML
 now() { date +%s.%N; }
 secs() { echo "$2 - $1" | bc -l; }
+ratio() { echo "$1 / $2" | bc -l; }
 # peak resident set of a `/usr/bin/time -v -o FILE` run, in MiB
 peak() { awk -F': ' '/Maximum resident set size/{print $2 / 1024}' "$1"; }
+fail() { echo "benches/install.sh: $1 failed:" >&2; cat "$2" >&2; exit 1; }
 
-# warm the cache (not timed)
+# warm kiln's package cache (not timed)
 "$kiln" -q lock node.toml --cache-dir cache >/dev/null
 "$kiln" -q fetch node.toml --locked --cache-dir cache >/dev/null
 count=$(grep -c '^\[\[package\]\]' node.lock)
 
-# kiln build, best of two runs (warm page cache): keeps the faster run's
-# seconds, peak and log as time.NAME / log.NAME. Plain tar, as mmdebstrap's.
+# A local repository of exactly the .debs kiln installs, for mmdebstrap (not
+# timed): a flat repository apt trusts without a signature.
+mkdir repo
+find cache -type f | while read -r f; do
+    name=$(dpkg-deb --show --showformat='${Package}_${Version}_${Architecture}' "$f" 2>/dev/null) || continue
+    cp "$f" "repo/${name//:/%3a}.deb"
+done
+# (mmdebstrap picks the Essential set by suite: the Release names it)
+(cd repo && apt-ftparchive packages . > Packages 2>/dev/null &&
+    apt-ftparchive -o APT::FTPArchive::Release::Suite=bookworm \
+        -o APT::FTPArchive::Release::Codename=bookworm release . > Release)
+debs=$(find repo -name '*.deb' | wc -l)
+[ "$debs" -eq "$count" ] || { echo "benches/install.sh: the local repository has $debs packages, the lock $count" >&2; exit 1; }
+
+# kiln build, best of $runs runs: keeps the faster run's seconds, peak and
+# log as time.NAME / log.NAME. Plain tar, as mmdebstrap's.
 timed() {
     local name=$1 best="" run s t0 t1
     shift
-    for run in 1 2; do
+    for run in $(seq "$runs"); do
         rm -rf out
         t0=$(now)
-        /usr/bin/time -v -o "time.$run" "$kiln" build node.toml --locked --cache-dir cache -o out \
-            --compression none "$@" >/dev/null 2>"log.$run" || { cat "log.$run" >&2; exit 1; }
+        /usr/bin/time -v -o "time.$run" "$kiln" -v build node.toml --locked --cache-dir cache -o out \
+            --compression none "$@" >/dev/null 2>"log.$run" || fail "kiln build $*" "log.$run"
         t1=$(now)
         s=$(secs "$t0" "$t1")
         if [ -z "$best" ] || [ "$(echo "$s < $best" | bc -l)" -eq 1 ]; then
@@ -60,25 +92,53 @@ fresh=$(timed fresh --no-install-cache)
 "$kiln" -q build node.toml --locked --cache-dir cache -o out --compression none >/dev/null # fills the install cache
 warm=$(timed warm)
 
-# mmdebstrap, once: it fetches its packages and indexes from the mirror itself
+# mmdebstrap, once each way; the local repository is bound into its chroot
+# (its file-mirror-automount hook), not copied
+mm_args=(--variant=minbase --format=tar --quiet --include="$(IFS=,; echo "${packages[*]}")")
 t0=$(now)
-/usr/bin/time -v -o time.mm mmdebstrap --variant=minbase --format=tar --quiet \
-    --include=systemd,systemd-sysv,openssh-server,nftables,iproute2,ca-certificates,kmod,udev \
-    bookworm "$work/mm.tar" >/dev/null 2>log.mm || { cat log.mm >&2; exit 1; }
+/usr/bin/time -v -o time.mmlocal mmdebstrap "${mm_args[@]}" \
+    --hook-dir=/usr/share/mmdebstrap/hooks/file-mirror-automount \
+    bookworm "$work/mm-local.tar" "deb [trusted=yes] file://$work/repo ./" >/dev/null 2>log.mmlocal ||
+    fail "mmdebstrap from the local repository" log.mmlocal
+t1=$(now)
+mm_local=$(secs "$t0" "$t1")
+t0=$(now)
+/usr/bin/time -v -o time.mm mmdebstrap "${mm_args[@]}" \
+    bookworm "$work/mm.tar" >/dev/null 2>log.mm || fail "mmdebstrap from the mirror" log.mm
 t1=$(now)
 mm=$(secs "$t0" "$t1")
 
-printf 'NODE set: %d packages (minbase + systemd, openssh-server, nftables, iproute2, ...)\n' "$count"
-printf '%-44s %7.2f s  %7.1f MiB peak\n' "kiln build, install cache warm" "$warm" "$(peak time.warm)"
-printf '%-44s %7.2f s  %7.1f MiB peak\n' "kiln build, packages configured afresh" "$fresh" "$(peak time.fresh)"
-printf '%-44s %7.2f s  %7.1f MiB peak\n' "mmdebstrap --format=tar" "$mm" "$(peak time.mm)"
-printf '%-44s %7.2f   (target ≤ 0.33; below 1 is faster)\n' "ratio kiln (warm) / mmdebstrap" "$(echo "$warm / $mm" | bc -l)"
-printf '%-44s %7.2f   (a new lock: every maintainer script runs)\n' "ratio kiln (afresh) / mmdebstrap" "$(echo "$fresh / $mm" | bc -l)"
-echo "(both write a plain tar; kiln's package cache is warm, mmdebstrap fetches packages and indexes on every run)"
+# The K3s agent image of recipes/ (kernel, initramfs, disk), afresh; its
+# packages fetched first, K3s itself left out (it is a download, not an install).
+k3s_args=(--locked --cache-dir cache --optional-artifact k3s --no-install-cache -o k3s-out)
+"$kiln" -q fetch "$repo_dir/recipes/k3s-agent.toml" --locked --cache-dir cache --optional-artifact k3s \
+    >/dev/null 2>log.k3sfetch || fail "kiln fetch recipes/k3s-agent.toml" log.k3sfetch
+t0=$(now)
+/usr/bin/time -v -o time.k3s "$kiln" -v build "$repo_dir/recipes/k3s-agent.toml" "${k3s_args[@]}" \
+    >/dev/null 2>log.k3s || fail "kiln build recipes/k3s-agent.toml" log.k3s
+t1=$(now)
+k3s=$(secs "$t0" "$t1")
+k3s_count=$(grep -oE 'configuring [0-9]+ packages' log.k3s | grep -oE '[0-9]+')
+
+printf 'NODE set: %d packages (minbase + %s)\n' "$count" "${packages[*]}"
+row() { printf '%-50s %7.2f s  %7.1f MiB peak\n' "$1" "$2" "$(peak "$3")"; }
+row "kiln build, install cache warm" "$warm" time.warm
+row "kiln build, packages configured afresh" "$fresh" time.fresh
+row "mmdebstrap --format=tar, local .debs" "$mm_local" time.mmlocal
+row "mmdebstrap --format=tar, from the mirror" "$mm" time.mm
+printf '%-50s %7.2f   (target ≤ 0.33; below 1 is faster)\n' "ratio kiln afresh / mmdebstrap, local .debs" "$(ratio "$fresh" "$mm_local")"
+printf '%-50s %7.2f\n' "ratio kiln afresh / mmdebstrap, from the mirror" "$(ratio "$fresh" "$mm")"
+printf '%-50s %7.2f   (a rebuild of the same lock)\n' "ratio kiln warm / mmdebstrap, local .debs" "$(ratio "$warm" "$mm_local")"
+echo "(all write a plain tar; kiln's package cache is warm; the local repository holds exactly kiln's .debs)"
+row "K3s agent image afresh ($k3s_count packages, disk)" "$k3s" time.k3s
 echo "where kiln's time goes, packages configured afresh:"
 grep -E ' in [0-9.]+m?s|verified in' log.fresh | sed 's/^/  /' || true
 # the rest: start-up, lockfile, normalising, the tree walk, the audit, the manifest
 steps=$(grep -oE ' in [0-9.]+s' log.fresh | awk '{sub(/s$/, "", $2); t += $2} END{print t + 0}')
 printf '  (the rest, %.1fs: lockfile, normalise, audit, manifest)\n' "$(echo "$fresh - $steps" | bc -l)"
+echo "the slowest maintainer scripts and triggers:"
+sed -n '/slowest steps:/,/other steps/p' log.fresh | sed 's/^kiln: /  /'
 echo "with the install cache warm:"
 grep -E ' in [0-9.]+m?s|install cache' log.warm | sed 's/^/  /' || true
+echo "the K3s agent image, where its time goes:"
+grep -E ' in [0-9.]+m?s' log.k3s | sed 's/^/  /' || true

@@ -46,6 +46,10 @@ struct Cli {
     /// Print only warnings and errors.
     #[arg(short, long, global = true)]
     quiet: bool,
+    /// Print more: where each stage's time went (the configure stage's
+    /// slowest maintainer scripts and triggers).
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -129,6 +133,10 @@ enum Command {
         /// Supply an [[artifact]] from a local file.
         #[arg(long, value_name = "NAME=PATH")]
         artifact: Vec<String>,
+        /// Go on without [[artifact]] NAME when it cannot be downloaded,
+        /// as `kiln build --optional-artifact` does.
+        #[arg(long, value_name = "NAME")]
+        optional_artifact: Vec<String>,
         #[command(flatten)]
         archive: ArchiveArgs,
     },
@@ -425,7 +433,7 @@ fn main() -> ExitCode {
                 "kiln: warning: cannot install signal handlers: {e}\n"
             ));
         }
-        let ui = Ui::new(cli.quiet);
+        let ui = Ui::new(cli.quiet).verbose(cli.verbose);
         match run(cli.command, &ui) {
             Ok(code) => code,
             Err(error) => report(&error),
@@ -578,10 +586,12 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             recipe,
             locked,
             artifact,
+            optional_artifact,
             archive,
         } => {
             let plan = kiln::recipe::load(&recipe)?;
-            let options = archive.options(&artifact)?;
+            let mut options = archive.options(&artifact)?;
+            options.optional_artifacts = optional_artifact.into_iter().collect();
             kiln::packages::fetch_artifacts(&plan, &options, ui)?;
             if plan.debian.section.is_some() {
                 let lock = kiln::packages::lock_for_build(&plan, &recipe, &options, locked, ui)?;

@@ -68,6 +68,7 @@ pub fn eprint(text: &str) {
 
 pub struct Ui {
     quiet: bool,
+    verbose: bool,
     bars: bool,
 }
 
@@ -75,13 +76,33 @@ impl Ui {
     pub fn new(quiet: bool) -> Ui {
         Ui {
             quiet,
+            verbose: false,
             bars: !quiet && std::io::stderr().is_terminal(),
         }
+    }
+
+    /// With `verbose`, `detail` lines are printed too (`-v`).
+    pub fn verbose(self, verbose: bool) -> Ui {
+        Ui {
+            verbose: verbose && !self.quiet,
+            ..self
+        }
+    }
+
+    pub fn is_verbose(&self) -> bool {
+        self.verbose
     }
 
     /// A step of the pipeline starts.
     pub fn step(&self, message: impl AsRef<str>) {
         if !self.quiet {
+            eprint(&format!("kiln: {}\n", message.as_ref()));
+        }
+    }
+
+    /// What only `-v` shows: where the time went, and why.
+    pub fn detail(&self, message: impl AsRef<str>) {
+        if self.verbose {
             eprint(&format!("kiln: {}\n", message.as_ref()));
         }
     }

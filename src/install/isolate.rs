@@ -1,16 +1,23 @@
 //! The sandbox maintainer scripts run in, one level inside the user
 //! namespace `userns.rs` makes: new mount, PID, network, UTS, IPC and
-//! cgroup namespaces; the image as the root of the mount namespace through
+//! cgroup namespaces; the directory holding the image (in a build, a tmpfs
+//! holding nothing else) as the root of the mount namespace through
 //! `pivot_root`, with the old root unmounted, so no path leads back to the
-//! build host's file system; a fresh /proc of the sandbox's own PID
-//! namespace; a read-only /sys of its own network namespace; /dev a tmpfs
-//! with only null, zero, full, random, urandom and tty bound from the host,
-//! the usual symlinks, a private /dev/pts and /dev/shm; a tmpfs on /run; a
-//! loopback that is down; hostname "localhost"; a session of its own (no
-//! controlling terminal); limits on processes and core dumps. The program
-//! is PID 1 of its namespace: when it exits the kernel kills whatever it
-//! left running, and the mounts vanish with the namespace, even after
-//! SIGKILL.
+//! build host's file system; the scripts chrooted into the image below it;
+//! a fresh /proc of the sandbox's own PID namespace; a read-only /sys of
+//! its own network namespace; /dev a tmpfs with only null, zero, full,
+//! random, urandom and tty bound from the host, the usual symlinks, a
+//! private /dev/pts and /dev/shm; a tmpfs on /run; a loopback that is
+//! down; hostname "localhost"; a session of its own (no controlling
+//! terminal); limits on processes and core dumps. A small init outside the
+//! chroot is PID 1 of the namespace: when the scripts' shell exits it
+//! exits too, the kernel kills whatever was left running, and the mounts
+//! vanish with the namespace, even after SIGKILL.
+//!
+//! Why a chroot inside the pivoted root: scripts ask `ischroot` (PID 1's
+//! root against their own) whether they run in a booted system. Under
+//! debootstrap and mmdebstrap they learn they do not, and skip live-system
+//! work such as libc6's `telinit u; sleep 1`; kiln's scripts see the same.
 
 use anyhow::{Context, Result};
 use std::ffi::CString;
@@ -45,16 +52,25 @@ pub enum Outcome {
 /// Named durations, for the log: "writing the root 0.6s, scripts 5.4s, …".
 pub struct Phases {
     started: Option<std::time::Instant>,
-    done: Vec<(&'static str, f64)>,
+    done: Vec<(String, f64)>,
 }
 
 impl Phases {
     /// Ends the phase called `name` (which began when the last one ended).
-    pub fn end(&mut self, name: &'static str) {
+    pub fn end(&mut self, name: &str) {
+        self.end_in_parts(name, Vec::new());
+    }
+
+    /// Ends a phase whose `parts` were timed elsewhere (by the sandbox's
+    /// helper): they are listed, and what the phase took beyond them is
+    /// listed as `name`.
+    pub fn end_in_parts(&mut self, name: &str, parts: Vec<(String, f64)>) {
         let now = std::time::Instant::now();
         let began = self.started.replace(now);
-        self.done
-            .push((name, began.map_or(0.0, |b| (now - b).as_secs_f64())));
+        let took = began.map_or(0.0, |b| (now - b).as_secs_f64());
+        let timed: f64 = parts.iter().map(|(_, s)| s).sum();
+        self.done.extend(parts);
+        self.done.push((name.to_owned(), (took - timed).max(0.0)));
     }
 
     pub fn start() -> Phases {
@@ -62,6 +78,23 @@ impl Phases {
             started: Some(std::time::Instant::now()),
             done: Vec::new(),
         }
+    }
+
+    /// "NAME\tSECONDS" lines, as `to_lines` writes them; others are skipped.
+    pub fn parse_lines(text: &str) -> Vec<(String, f64)> {
+        text.lines()
+            .filter_map(|l| {
+                let (name, secs) = l.split_once('\t')?;
+                Some((name.to_owned(), secs.parse().ok()?))
+            })
+            .collect()
+    }
+
+    pub fn to_lines(&self) -> String {
+        self.done
+            .iter()
+            .map(|(name, s)| format!("{name}\t{s:.3}\n"))
+            .collect()
     }
 }
 
@@ -122,6 +155,17 @@ pub fn run_shell(
     env: &[(String, String)],
     log: &Path,
 ) -> Result<ExitStatus> {
+    Ok(run_shell_timed(root, script, env, log)?.0)
+}
+
+/// `run_shell`, also returning when each progress line went by (seconds
+/// from the start), the last mark being the end: the configure profile.
+pub fn run_shell_timed(
+    root: &Path,
+    script: &str,
+    env: &[(String, String)],
+    log: &Path,
+) -> Result<(ExitStatus, Vec<Mark>)> {
     for dir in ["dev", "proc", "sys", "run"] {
         let dir = root.join(dir);
         if !dir.is_dir() {
@@ -155,7 +199,10 @@ pub fn run_shell(
     // Copying starts first: the spawn returns only when the namespace's
     // PID 1 has finished (see `enter`). The copy ends when every process
     // that held the pipe is gone, which is when the namespace is.
-    let copier = std::thread::spawn(move || copy_capped(reader, log_file, LOG_CAP));
+    let copier = std::thread::spawn(move || {
+        let mut timed = Timed::new(reader);
+        copy_capped(&mut timed, log_file, LOG_CAP).map(|()| timed.finish())
+    });
     let spawned = command.spawn();
     // Our copies of the pipe's write end go with `command`.
     drop(command);
@@ -166,11 +213,81 @@ pub fn run_shell(
         ))
     })?;
     let status = child.wait()?;
-    copier
+    let marks = copier
         .join()
         .map_err(|_| anyhow::anyhow!("the log copier panicked"))?
         .with_context(|| format!("cannot write {}", log.display()))?;
-    Ok(status)
+    Ok((status, marks))
+}
+
+/// A progress line of the scripts' output and when it went by, in seconds
+/// from the start.
+pub struct Mark {
+    pub seconds: f64,
+    pub line: String,
+}
+
+/// The line that ends a timeline: the scripts' output closed.
+pub const END_MARK: &str = "kiln: end";
+
+/// At most this many marks are kept: a script printing progress lines
+/// without end cannot grow the helper's memory.
+const MAX_MARKS: usize = 1 << 16;
+
+/// A reader of the scripts' output that notes when each progress line
+/// arrives (dpkg flushes its output before running each script).
+struct Timed<R> {
+    inner: R,
+    started: std::time::Instant,
+    line: Vec<u8>,
+    marks: Vec<Mark>,
+}
+
+impl<R: Read> Timed<R> {
+    fn new(inner: R) -> Timed<R> {
+        Timed {
+            inner,
+            started: std::time::Instant::now(),
+            line: Vec::new(),
+            marks: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> Vec<Mark> {
+        self.mark(END_MARK.to_owned());
+        self.marks
+    }
+
+    fn mark(&mut self, line: String) {
+        if self.marks.len() < MAX_MARKS || line == END_MARK {
+            self.marks.push(Mark {
+                seconds: self.started.elapsed().as_secs_f64(),
+                line,
+            });
+        }
+    }
+}
+
+impl<R: Read> Read for Timed<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &byte in &buf[..n] {
+            if byte != b'\n' {
+                // Progress lines are short; the rest of a long line is
+                // not needed to recognise one.
+                if self.line.len() < 4096 {
+                    self.line.push(byte);
+                }
+                continue;
+            }
+            let line = String::from_utf8_lossy(&self.line).into_owned();
+            self.line.clear();
+            if is_progress_line(&line) {
+                self.mark(line);
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// Copies the scripts' output to the log, up to `cap` bytes; past it,
@@ -232,7 +349,11 @@ fn copy_capped(mut from: impl Read, mut to: impl Write, cap: u64) -> std::io::Re
 
 /// Every path and string the child needs, allocated before the fork.
 struct Prepared {
-    root: CString,
+    /// The directory holding the image, which becomes the namespace's
+    /// root; the scripts are chrooted into `image` below it.
+    jail: CString,
+    /// The image's path once `jail` is the root: "/NAME".
+    image: CString,
     dev: CString,
     proc_dir: CString,
     sys: CString,
@@ -250,9 +371,15 @@ fn c(path: &Path) -> Result<CString> {
 
 impl Prepared {
     fn new(root: &Path) -> Result<Prepared> {
+        let root = &std::fs::canonicalize(root)
+            .with_context(|| format!("cannot find {}", root.display()))?;
+        let (Some(jail), Some(name)) = (root.parent(), root.file_name()) else {
+            anyhow::bail!("the image for maintainer scripts cannot be /");
+        };
         let dev = root.join("dev");
         Ok(Prepared {
-            root: c(root)?,
+            jail: c(jail)?,
+            image: c(&Path::new("/").join(name))?,
             dev: c(&dev)?,
             proc_dir: c(&root.join("proc"))?,
             sys: c(&root.join("sys"))?,
@@ -305,10 +432,11 @@ impl Prepared {
                 MS_REC | MS_PRIVATE,
                 std::ptr::null(),
             ))?;
-            // pivot_root needs the new root to be a mount point.
+            // pivot_root needs the new root to be a mount point; the
+            // mounts below go onto this one.
             check(mount(
-                self.root.as_ptr(),
-                self.root.as_ptr(),
+                self.jail.as_ptr(),
+                self.jail.as_ptr(),
                 null,
                 MS_BIND,
                 std::ptr::null(),
@@ -394,13 +522,23 @@ impl Prepared {
                         MS_NOSUID | MS_NODEV | MS_NOEXEC,
                         std::ptr::null(),
                     ))?;
-                    // The image becomes the root; the old root, stacked on
+                    // The jail becomes the root; the old root, stacked on
                     // top of it by pivot_root(".", "."), is detached, so
                     // nothing of the host's file system stays reachable
-                    // (a chroot would leave it one `cd ..` away).
-                    check(chdir(self.root.as_ptr()))?;
+                    // (a chroot alone would leave it one `cd ..` away).
+                    check(chdir(self.jail.as_ptr()))?;
                     check(syscall(SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) as c_int)?;
                     check(umount2(c".".as_ptr(), MNT_DETACH))?;
+                    check(chdir(c"/".as_ptr()))?;
+                    // This process stays outside the image as the
+                    // namespace's init; the scripts' shell is chrooted.
+                    match fork() {
+                        -1 => return Err(std::io::Error::last_os_error()),
+                        0 => {}
+                        shell => wait_and_exit(shell),
+                    }
+                    check(prctl(PR_SET_PDEATHSIG, SIGKILL as c_ulong, 0, 0, 0))?;
+                    check(chroot(self.image.as_ptr()))?;
                     check(chdir(c"/".as_ptr()))?;
                     let limit = rlimit {
                         rlim_cur: MAX_PROCESSES,
@@ -416,20 +554,29 @@ impl Prepared {
                     check(setrlimit(RLIMIT_CORE, &none))?;
                     Ok(())
                 }
-                child => {
-                    let mut status = 0;
-                    while waitpid(child, &mut status, 0) == -1 {
-                        if *__errno_location() != EINTR {
-                            _exit(127);
-                        }
-                    }
-                    if WIFEXITED(status) {
-                        _exit(WEXITSTATUS(status));
-                    }
-                    _exit(128 + WTERMSIG(status));
-                }
+                child => wait_and_exit(child),
             }
         }
+    }
+}
+
+/// In a forked process: waits for `child` and exits as it did (a signal
+/// as 128 + its number, as a shell reports it). Only async-signal-safe
+/// calls, as between fork and exec.
+fn wait_and_exit(child: libc::pid_t) -> ! {
+    use libc::*;
+    let mut status = 0;
+    // SAFETY: waitpid and _exit are async-signal-safe system calls.
+    unsafe {
+        while waitpid(child, &mut status, 0) == -1 {
+            if *__errno_location() != EINTR {
+                _exit(127);
+            }
+        }
+        if WIFEXITED(status) {
+            _exit(WEXITSTATUS(status));
+        }
+        _exit(128 + WTERMSIG(status));
     }
 }
 
@@ -578,5 +725,13 @@ mod tests {
         assert!(parts[0].1 >= 0.1, "{shown}");
         assert!(parts[1].1 < parts[0].1, "{shown}");
         assert_eq!(Phases::start().to_string(), "");
+        // what the helper timed, and the rest of the phase
+        let mut outer = Phases::start();
+        std::thread::sleep(Duration::from_millis(50));
+        outer.end_in_parts("the rest", Phases::parse_lines(&phases.to_lines()));
+        let lines = Phases::parse_lines(&outer.to_lines());
+        let names: Vec<&str> = lines.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["first", "second", "the rest"], "{outer}");
+        assert_eq!(Phases::parse_lines("no tab\nx\tnot a number\n"), vec![]);
     }
 }

@@ -19,6 +19,7 @@ mod ids;
 mod isolate;
 pub mod normalise;
 mod order;
+mod profile;
 mod userns;
 
 pub use isolate::run_shell;
@@ -221,6 +222,7 @@ fn configure(
         dpkg_db::put(tree, store, &policy, b"#!/bin/sh\nexit 101\n", 0o755)?;
     }
     stage_preinst_controls(tree, store, packages)?;
+    normalise::place_placeholders(tree, store)?;
     // dpkg sets up every unpacked package, scripts or not: that is the
     // count the bar shows.
     let with_scripts = packages.iter().filter(|p| p.needs_configure()).count();
@@ -302,8 +304,19 @@ fn configure(
         "configured in {:.1}s ({phases})",
         started.elapsed().as_secs_f64()
     ));
+    if ui.is_verbose() {
+        let timeline = std::fs::read_to_string(userns::times_path(options.work_dir));
+        let profile = profile::from_timeline(&timeline.unwrap_or_default());
+        ui.detail(format!("scripts ran {:.1}s; slowest steps:", profile.total));
+        for line in profile.lines(PROFILE_LINES) {
+            ui.detail(format!("  {line}"));
+        }
+    }
     Ok(())
 }
+
+/// How many of the slowest configure steps `kiln build -v` names.
+const PROFILE_LINES: usize = 15;
 
 /// The variable that sets the wall-clock limit of configuring.
 const TIMEOUT_VAR: &str = "KILN_CONFIGURE_TIMEOUT";

@@ -66,6 +66,31 @@ pub const RULES: &[(&str, &str)] = &[
     ("/var/tmp/*", "temporary files"),
 ];
 
+/// Paths a rule above removes that a script makes only where they are
+/// missing: they are put in place empty before the scripts run, so the
+/// work is never done (openssh-server's postinst generates a host key
+/// only where there is none, the RSA one taking a third of a second), and
+/// `apply` removes them with the rest. The image is the same either way.
+pub const PLACEHOLDERS: &[&str] = &[
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+];
+
+/// Puts the `PLACEHOLDERS` whose directory exists and that are missing.
+pub fn place_placeholders(tree: &mut Tree, store: &Store) -> Result<()> {
+    for path in PLACEHOLDERS {
+        let path = ImagePath::new(path)?;
+        let parent_is_dir = tree
+            .get(&path.parent())
+            .is_some_and(|e| e.kind == Kind::Dir);
+        if parent_is_dir && !tree.contains(&path) {
+            tree.insert(path, Entry::file(store, b"", Meta::root(0o600))?)?;
+        }
+    }
+    Ok(())
+}
+
 fn scope(pattern: &str) -> Scope {
     if matches!(pattern, "/var/log/**" | "/var/lib/apt/lists/*") {
         Scope::Files
@@ -144,6 +169,37 @@ mod tests {
             },
         )
         .unwrap();
+    }
+
+    #[test]
+    fn placeholders_are_what_the_rules_remove_and_never_replace_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut tree = Tree::new();
+        tree.create_dir_all(&ImagePath::new("/etc/ssh").unwrap(), &Meta::root(0o755))
+            .unwrap();
+        file(&mut tree, &store, "/etc/ssh/ssh_host_rsa_key", 0o600);
+        place_placeholders(&mut tree, &store).unwrap();
+        let rsa = tree
+            .get(&ImagePath::new("/etc/ssh/ssh_host_rsa_key").unwrap())
+            .unwrap();
+        assert!(
+            matches!(rsa.kind, Kind::File { size, .. } if size > 0),
+            "kept"
+        );
+        let ed = tree
+            .get(&ImagePath::new("/etc/ssh/ssh_host_ed25519_key").unwrap())
+            .unwrap();
+        assert!(matches!(ed.kind, Kind::File { size: 0, .. }));
+        let removed = apply(&mut tree, &store).unwrap();
+        assert_eq!(removed.len(), PLACEHOLDERS.len());
+        for path in PLACEHOLDERS {
+            assert!(!tree.contains(&ImagePath::new(path).unwrap()), "{path}");
+        }
+        // no /etc/ssh (no OpenSSH in the image): nothing is put
+        let mut bare = Tree::new();
+        place_placeholders(&mut bare, &store).unwrap();
+        assert_eq!(bare.iter().count(), 1, "only the root");
     }
 
     #[test]

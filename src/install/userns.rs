@@ -14,29 +14,31 @@
 //! of the namespace need no access to the work directory around it.
 
 use super::ids::{HOST_ID_BASE, IMAGE_IDS, Ids, SUBORDINATE_IDS};
-use super::isolate::{Job, Outcome, Phases, run_shell};
+use super::isolate::{Job, Outcome, Phases, run_shell_timed};
 use anyhow::{Context, Result, anyhow, bail};
-use kiln_tree::pack::{ArchiveCompression, pack_rootfs};
-use kiln_tree::{Kind, Store, Tree, load_dir, load_tar, write_dir};
+use kiln_tree::pack::write_tar;
+use kiln_tree::{Kind, Store, Tree, load_dir_taking, load_tar, write_dir_taking};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The hidden command line of the helper: `kiln __configure-helper DIR`.
 pub const HELPER_COMMAND: &str = "__configure-helper";
 
 /// The directory in the build's work directory the helper works in.
 const EXCHANGE: &str = "configure";
-const INPUT: &str = "in.tar";
-const OUTPUT: &str = "out.tar";
 const SCRIPT: &str = "script.sh";
 const ENV: &str = "env";
 const STATUS: &str = "status";
 const LOG: &str = "configure.log";
+/// When each progress line of the log went by: "SECONDS\tLINE" lines.
+const TIMES: &str = "configure.times";
+/// The helper's phases: "NAME\tSECONDS" lines.
+const PHASES: &str = "configure.phases";
 
 /// Where the helper shows the exchange directory in its own mount
 /// namespace: the first of these that anyone may enter.
@@ -50,6 +52,11 @@ const SCRIPT_FAILED: i32 = 3;
 /// the progress bar and error messages).
 pub fn log_path(work_dir: &Path) -> PathBuf {
     work_dir.join(EXCHANGE).join(LOG)
+}
+
+/// Where the helper leaves the timeline of the scripts' progress lines.
+pub fn times_path(work_dir: &Path) -> PathBuf {
+    work_dir.join(EXCHANGE).join(TIMES)
 }
 
 /// The tree minus its device nodes, and those nodes. The helper cannot
@@ -80,28 +87,17 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
     let dir = job.work_dir.join(EXCHANGE);
     std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (handed, devices) = without_devices(tree)?;
-    let file = std::fs::File::create(dir.join(INPUT))?;
-    let (writer, _) = pack_rootfs(
-        &handed,
-        store,
-        0,
-        ArchiveCompression::None,
-        BufWriter::with_capacity(1 << 20, file),
-        &|_| {},
-    )?;
-    drop(writer.into_inner().map_err(|e| e.into_error())?);
     std::fs::write(dir.join(SCRIPT), &job.script)?;
     let env: String = job.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(dir.join(ENV), env)?;
     if let Ids::Root = ids {
         // The namespace's root owns the exchange directory, and only it.
-        for name in [INPUT, SCRIPT, ENV, "."] {
+        for name in [SCRIPT, ENV, "."] {
             std::os::unix::fs::lchown(dir.join(name), Some(HOST_ID_BASE), Some(HOST_ID_BASE))
                 .with_context(|| format!("cannot hand {} to the sandbox", dir.display()))?;
         }
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-    phases.end("handing the tree over");
 
     let errors = job.work_dir.join("configure-helper.err");
     let exe = std::env::current_exe().context("cannot find the kiln binary to run its helper")?;
@@ -139,10 +135,9 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
         .context("cannot start kiln's configure helper")?;
     drop(dir_fd);
     let helper_error = || std::fs::read_to_string(&errors).unwrap_or_default();
+    let mut from_helper = BufReader::with_capacity(1 << 20, child.stdout.take().expect("piped"));
     let mut ready = String::new();
-    BufReader::new(child.stdout.take().expect("piped"))
-        .read_line(&mut ready)
-        .ok();
+    from_helper.read_line(&mut ready).ok();
     if ready.trim() != "ready" {
         let _ = child.kill();
         let _ = child.wait();
@@ -160,36 +155,44 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
         let _ = child.wait();
         return Err(e);
     }
-    child
-        .stdin
-        .take()
-        .expect("piped")
-        .write_all(b"go\n")
-        .context("the configure helper went away")?;
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if started.elapsed() >= job.timeout {
-            // The helper's death takes the sandbox with it (PDEATHSIG
-            // down to the namespace's PID 1).
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(Outcome::TimedOut);
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    // The watchdog kills the helper (and with it the sandbox: PDEATHSIG
+    // down to the namespace's PID 1) when the time is up; the pipes then
+    // close and the reads and writes below end.
+    let (finished, watch) = std::sync::mpsc::channel::<()>();
+    let timed_out = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watchdog = {
+        let timed_out = timed_out.clone();
+        let left = job.timeout.saturating_sub(started.elapsed());
+        std::thread::spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = watch.recv_timeout(left) {
+                timed_out.store(true, std::sync::atomic::Ordering::SeqCst);
+                // SAFETY: kill has no memory preconditions; the helper is
+                // our child and not yet reaped (run waits only after the
+                // watchdog has stopped).
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        })
     };
-    phases.end("writing, scripts and reading back in the sandbox");
+    // The tree goes to the helper through its standard input and comes
+    // back through its standard output, as tars: no copy on disk.
+    let handed_over = hand_over(child.stdin.take().expect("piped"), &handed, store);
+    phases.end("handing the tree over");
+    let taken_back = match handed_over {
+        Ok(()) => take_back(&mut from_helper, store),
+        Err(e) => Err(e),
+    };
+    drop(from_helper);
+    let _ = finished.send(());
+    let _ = watchdog.join();
+    let status = child.wait()?;
+    if timed_out.load(std::sync::atomic::Ordering::SeqCst) {
+        return Ok(Outcome::TimedOut);
+    }
+    let helper_phases = std::fs::read_to_string(dir.join(PHASES)).unwrap_or_default();
     match status.code() {
         Some(0) => {
-            let output = dir.join(OUTPUT);
-            let file = std::fs::File::open(&output)
-                .with_context(|| format!("cannot read {}", output.display()))?;
-            let mut tree = load_tar(
-                BufReader::with_capacity(1 << 20, file),
-                "the configured image",
-                store,
-            )?;
+            let mut tree =
+                taken_back?.ok_or_else(|| anyhow!("kiln's configure helper sent no image back"))?;
             for (path, entry) in devices {
                 let parent_is_dir = tree
                     .get(&path.parent())
@@ -198,10 +201,7 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
                     tree.insert(path, entry)?;
                 }
             }
-            for done in [INPUT, OUTPUT] {
-                std::fs::remove_file(dir.join(done))?;
-            }
-            phases.end("taking it back");
+            phases.end_in_parts("taking it back", Phases::parse_lines(&helper_phases));
             Ok(Outcome::Configured(tree, phases))
         }
         Some(SCRIPT_FAILED) => {
@@ -213,6 +213,43 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
             helper_error().trim()
         ),
     }
+}
+
+/// Writes "go" and the image as a tar to the helper; a helper that went
+/// away is reported by its exit status, not here.
+fn hand_over(to_helper: std::process::ChildStdin, tree: &Tree, store: &Store) -> Result<()> {
+    let mut writer = BufWriter::with_capacity(1 << 20, to_helper);
+    let sent = writer
+        .write_all(b"go\n")
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            // A pipe needs no digest of what goes through it.
+            write_tar(tree, store, 0, writer, &|_| {})
+        })
+        .and_then(|writer| writer.into_inner().map_err(|e| e.into_error().into()));
+    match sent {
+        Err(e) if is_broken_pipe(&e) => Ok(()),
+        other => other.map(drop),
+    }
+}
+
+/// Reads the configured image the helper sends; `None` when it sent
+/// nothing (a script failed, or the helper died).
+fn take_back(
+    from_helper: &mut BufReader<std::process::ChildStdout>,
+    store: &Store,
+) -> Result<Option<Tree>> {
+    if from_helper.fill_buf()?.is_empty() {
+        return Ok(None);
+    }
+    load_tar(from_helper, "the configured image", store).map(Some)
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Writes the helper's uid and gid maps: as root, directly; without root,
@@ -391,15 +428,17 @@ fn helper(work: &Path) -> Result<i32> {
     }
     std::env::set_current_dir(shown)?;
     // The image goes into a tmpfs that disappears with this mount
-    // namespace.
-    let root = Path::new("root");
-    std::fs::create_dir(root)?;
+    // namespace: the sandbox's root (`isolate`). While the image is
+    // written and read back, its contents pass through a store on the
+    // same tmpfs, so files are renamed into place, not copied; the store
+    // is gone before the scripts start.
+    std::fs::create_dir("jail")?;
     // SAFETY: as above.
     unsafe {
         check(
             libc::mount(
                 c"tmpfs".as_ptr(),
-                c"root".as_ptr(),
+                c"jail".as_ptr(),
                 c"tmpfs".as_ptr(),
                 0,
                 c"mode=0755".as_ptr().cast(),
@@ -407,14 +446,17 @@ fn helper(work: &Path) -> Result<i32> {
             "cannot mount a tmpfs for the image",
         )?;
     }
-    let store = Store::open(Path::new("store"))?;
-    let input = std::fs::File::open(INPUT)?;
-    let tree = load_tar(
-        BufReader::with_capacity(1 << 20, input),
-        "the image",
-        &store,
-    )?;
-    write_dir(&tree, &store, root)?;
+    let root = Path::new("jail/image");
+    std::fs::create_dir(root)?;
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
+    let store_dir = Path::new("jail/store");
+    let store = Store::open(store_dir)?;
+    let tree = load_tar(std::io::stdin().lock(), "the image", &store)?;
+    // Receiving overlaps the build's handing over, and sending its taking
+    // back: the build times those.
+    let mut phases = Phases::start();
+    write_dir_taking(&tree, &store, root)?;
+    std::fs::remove_dir_all(store_dir)?;
     let script = std::fs::read_to_string(SCRIPT)?;
     let env: Vec<(String, String)> = std::fs::read_to_string(ENV)?
         .lines()
@@ -432,32 +474,37 @@ fn helper(work: &Path) -> Result<i32> {
     {
         date_tree(&tree, root, epoch)?;
     }
-    let status = run_shell(root, &script, &env, Path::new(LOG))?;
+    drop(tree);
+    phases.end("writing the root");
+    let (status, marks) = run_shell_timed(root, &script, &env, Path::new(LOG))?;
+    phases.end("scripts");
+    let times: String = marks
+        .iter()
+        .map(|m| format!("{:.3}\t{}\n", m.seconds, m.line))
+        .collect();
+    std::fs::write(TIMES, times)?;
     if !status.success() {
         std::fs::write(STATUS, status.into_raw().to_string())?;
         return Ok(SCRIPT_FAILED);
     }
-    let configured = load_dir(root, &store, &|_| false)?;
-    let out = std::fs::File::create(OUTPUT)?;
-    let (writer, _) = pack_rootfs(
+    let store = Store::open(store_dir)?;
+    let configured = load_dir_taking(root, &store, &|_| false)?;
+    phases.end("reading it back");
+    std::fs::write(PHASES, phases.to_lines())?;
+    let writer = write_tar(
         &configured,
         &store,
         0,
-        ArchiveCompression::None,
-        BufWriter::with_capacity(1 << 20, out),
+        BufWriter::with_capacity(1 << 20, std::io::stdout().lock()),
         &|_| {},
     )?;
-    writer
-        .into_inner()
-        .map_err(|e| e.into_error())?
-        .sync_all()?;
-    std::fs::remove_dir_all("store")?;
+    writer.into_inner().map_err(|e| e.into_error())?.flush()?;
     Ok(0)
 }
 
 /// The directory argument of the helper, checked.
 pub fn helper_work_dir(arg: &Path) -> Result<PathBuf> {
-    if !arg.join(INPUT).is_file() {
+    if !arg.join(SCRIPT).is_file() {
         bail!("{HELPER_COMMAND} is kiln's own helper, not a command to run by hand");
     }
     Ok(arg.to_owned())

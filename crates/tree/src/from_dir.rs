@@ -146,37 +146,91 @@ pub fn store_host_files(
 /// are left out. Entries are placed by the [`Placement`] policy of an
 /// archive (devices and fifos only below /dev, say), naming the directory.
 pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -> Result<Tree> {
+    load(root, store, skip, Contents::Copy)
+}
+
+/// [`load_dir`] for a directory about to be discarded: its files are
+/// moved into `store` ([`Store::take`]), which costs no copy when both
+/// are on one file system. `root` is left without its files.
+pub fn load_dir_taking(
+    root: &Path,
+    store: &Store,
+    skip: &dyn Fn(&ImagePath) -> bool,
+) -> Result<Tree> {
+    load(root, store, skip, Contents::Take)
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Contents {
+    Copy,
+    Take,
+}
+
+fn load(
+    root: &Path,
+    store: &Store,
+    skip: &dyn Fn(&ImagePath) -> bool,
+    contents: Contents,
+) -> Result<Tree> {
     let found = walk_host_dir(root, skip)?;
-    let contents = store_host_files(&found, store)?;
+    // The first name of each file with several: the others become hard
+    // links to it, and their content is not read again.
+    let mut first_name: HashMap<(u64, u64), ImagePath> = HashMap::new();
+    let link_to: Vec<Option<ImagePath>> = found
+        .iter()
+        .map(|e| {
+            let (dev, ino, nlink) = e.inode;
+            if e.kind != HostKind::File || nlink < 2 {
+                return None;
+            }
+            match first_name.get(&(dev, ino)) {
+                Some(first) => Some(first.clone()),
+                None => {
+                    first_name.insert((dev, ino), e.path.clone());
+                    None
+                }
+            }
+        })
+        .collect();
+    // Extended attributes before contents: a taken file is gone.
+    let xattrs = found
+        .par_iter()
+        .map(|e| read_xattrs(&e.host_path))
+        .collect::<Result<Vec<_>>>()?;
+    let stored = found
+        .par_iter()
+        .zip(&link_to)
+        .map(|(e, link)| -> Result<_> {
+            if e.kind != HostKind::File || link.is_some() {
+                return Ok(None);
+            }
+            Ok(Some(match contents {
+                Contents::Copy => {
+                    let file = std::fs::File::open(&e.host_path)
+                        .with_context(|| format!("cannot read {}", e.host_path.display()))?;
+                    store.put(file)?
+                }
+                Contents::Take => store.take(&e.host_path)?,
+            }))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut tree = Tree::new();
     let mut placement = Placement::archive(format!("directory {}", root.display()));
-    let mut first_name: HashMap<(u64, u64), ImagePath> = HashMap::new();
-    for (e, content) in found.into_iter().zip(contents) {
+    for (((e, content), link), xattrs) in found.into_iter().zip(stored).zip(link_to).zip(xattrs) {
         let meta = Meta {
             mode: e.mode,
             uid: e.uid,
             gid: e.gid,
-            xattrs: read_xattrs(&e.host_path)?,
+            xattrs,
         };
         let kind = match e.kind {
-            HostKind::File => {
-                let (dev, ino, nlink) = e.inode;
-                if nlink > 1 {
-                    if let Some(first) = first_name.get(&(dev, ino)) {
-                        let link = Entry {
-                            kind: Kind::HardLink {
-                                target: first.clone(),
-                            },
-                            meta,
-                        };
-                        placement.place(&mut tree, &e.path, link)?;
-                        continue;
-                    }
-                    first_name.insert((dev, ino), e.path.clone());
+            HostKind::File => match link {
+                Some(target) => Kind::HardLink { target },
+                None => {
+                    let (digest, size) = content.expect("files were hashed");
+                    Kind::File { digest, size }
                 }
-                let (digest, size) = content.expect("files were hashed");
-                Kind::File { digest, size }
-            }
+            },
             HostKind::Dir => Kind::Dir,
             HostKind::Symlink { target } => Kind::Symlink { target },
             HostKind::CharDevice { major, minor } => Kind::CharDevice { major, minor },

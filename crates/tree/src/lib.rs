@@ -17,8 +17,8 @@ pub mod pack;
 
 pub use atomic::{PUBLIC_FILE, write_atomic};
 pub use from_dir::{
-    HostEntry, HostKind, HostSourceError, host_source, load_dir, read_xattrs, store_host_files,
-    walk_host_dir,
+    HostEntry, HostKind, HostSourceError, host_source, load_dir, load_dir_taking, read_xattrs,
+    store_host_files, walk_host_dir,
 };
 pub use from_tar::{
     Compression, Member, decompress, detect_compression, load_tar, load_tar_into, member_path,
@@ -27,7 +27,7 @@ pub use from_tar::{
 pub use path::{ImagePath, MAX_LINK_TARGET, MAX_NAME, MAX_PATH, PathError, abbreviate};
 pub use placement::{PlaceError, Placed, Placement};
 pub use store::{Digest, HashingWriter, Store, copy, hash_reader};
-pub use to_dir::{host_path, write_dir};
+pub use to_dir::{host_path, write_dir, write_dir_taking};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;

@@ -109,6 +109,10 @@ pub fn copy(mut reader: impl Read, writer: &mut impl Write) -> io::Result<u64> {
     }
 }
 
+/// Contents up to this size are hashed in memory before the store decides
+/// whether to write them.
+const IN_MEMORY: usize = 4 << 20;
+
 /// Where file contents go. `Discard` only hashes: enough for `inspect`,
 /// which needs digests but never the bytes.
 pub struct Store {
@@ -142,9 +146,27 @@ impl Store {
         let Some(dir) = &self.dir else {
             return Ok(hash_reader(reader)?);
         };
+        // Most contents are small and many are stored already (a package
+        // unpacked again, an image handed back after its scripts ran):
+        // those are hashed in memory and never written.
+        let mut reader = reader;
+        let mut head = Vec::new();
+        (&mut reader)
+            .take(IN_MEMORY as u64 + 1)
+            .read_to_end(&mut head)?;
+        if head.len() <= IN_MEMORY {
+            let digest = Digest::of(&head);
+            let dest = Self::blob_path(dir, &digest);
+            if !dest.exists() {
+                Self::persist(dir, &dest, &head)?;
+            }
+            return Ok((digest, head.len() as u64));
+        }
         let tmp = tempfile::NamedTempFile::new_in(dir)
             .with_context(|| format!("cannot write to content store {}", dir.display()))?;
         let mut writer = HashingWriter::new(io::BufWriter::new(tmp));
+        writer.write_all(&head)?;
+        drop(head);
         copy(reader, &mut writer)?;
         let (buffered, digest, len) = writer.finish();
         let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
@@ -156,6 +178,52 @@ impl Store {
                 .with_context(|| format!("cannot store blob {}", dest.display()))?;
         }
         Ok((digest, len))
+    }
+
+    /// Writes `bytes` as the blob `dest`, whole or not at all. The
+    /// temporary file is made in the blob's shard directory: parallel
+    /// writers then rarely wait for one directory's lock.
+    fn persist(dir: &Path, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let shard = dest.parent().expect("blob paths have a shard directory");
+        std::fs::create_dir_all(shard)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(shard)
+            .with_context(|| format!("cannot write to content store {}", dir.display()))?;
+        tmp.write_all(bytes)
+            .with_context(|| format!("cannot write to content store {}", dir.display()))?;
+        tmp.persist(dest)
+            .with_context(|| format!("cannot store blob {}", dest.display()))?;
+        Ok(())
+    }
+
+    /// Moves the host file `path` into the store: hashed, then renamed to
+    /// its blob (or removed, when the blob exists). For a directory about
+    /// to be discarded, on the store's file system: no byte is copied.
+    /// Across file systems it is copied and removed.
+    pub fn take(&self, path: &Path) -> Result<(Digest, u64)> {
+        let file = File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let Some(dir) = &self.dir else {
+            return Ok(hash_reader(file)?);
+        };
+        let (digest, len) = hash_reader(&file)?;
+        let dest = Self::blob_path(dir, &digest);
+        if dest.exists() {
+            std::fs::remove_file(path)?;
+            return Ok((digest, len));
+        }
+        let shard = dest.parent().expect("blob paths have a shard directory");
+        std::fs::create_dir_all(shard)?;
+        match std::fs::rename(path, &dest) {
+            Ok(()) => Ok((digest, len)),
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                let (copied, len) = self.put(File::open(path)?)?;
+                std::fs::remove_file(path)?;
+                Ok((copied, len))
+            }
+            Err(e) => Err(anyhow::Error::new(e).context(format!(
+                "cannot move {} into the content store",
+                path.display()
+            ))),
+        }
     }
 
     pub fn put_bytes(&self, bytes: &[u8]) -> Result<Digest> {

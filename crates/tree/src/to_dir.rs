@@ -13,6 +13,18 @@ use std::path::{Path, PathBuf};
 /// are copied from the store (never hard-linked: a script appending to a
 /// file must not change the store), in parallel.
 pub fn write_dir(tree: &Tree, store: &Store, root: &Path) -> Result<()> {
+    write(tree, store, root, false)
+}
+
+/// [`write_dir`] from a store about to be discarded: each blob is renamed
+/// to the last path that has its content (and copied to the others), so
+/// no byte is copied twice when the store and `root` share a file system.
+/// The store is left without those blobs.
+pub fn write_dir_taking(tree: &Tree, store: &Store, root: &Path) -> Result<()> {
+    write(tree, store, root, true)
+}
+
+fn write(tree: &Tree, store: &Store, root: &Path, take: bool) -> Result<()> {
     let host = |path| host_path(root, path);
     // Directories first (sorted order puts parents before children), then
     // contents; metadata last, because chown clears setuid bits and
@@ -23,19 +35,26 @@ pub fn write_dir(tree: &Tree, store: &Store, root: &Path) -> Result<()> {
                 .with_context(|| format!("cannot create {}", host(path).display()))?;
         }
     }
-    let files: Vec<_> = tree
-        .iter()
-        .filter_map(|(path, entry)| match &entry.kind {
-            Kind::File { digest, .. } => Some((host(path), digest)),
-            _ => None,
-        })
-        .collect();
+    // The paths of each content, so that the last can take the blob.
+    let mut files: std::collections::BTreeMap<&super::Digest, Vec<PathBuf>> = Default::default();
+    for (path, entry) in tree.iter() {
+        if let Kind::File { digest, .. } = &entry.kind {
+            files.entry(digest).or_default().push(host(path));
+        }
+    }
     files
         .par_iter()
-        .try_for_each(|(dest, digest)| -> Result<()> {
+        .try_for_each(|(digest, dests)| -> Result<()> {
             let blob = store.blob(digest)?;
-            std::fs::copy(&blob, dest)
+            for (i, dest) in dests.iter().enumerate() {
+                let moved = take && i + 1 == dests.len();
+                if moved {
+                    std::fs::rename(&blob, dest)
+                } else {
+                    std::fs::copy(&blob, dest).map(|_| ())
+                }
                 .with_context(|| format!("cannot write {}", dest.display()))?;
+            }
             Ok(())
         })?;
     for (path, entry) in tree.iter() {

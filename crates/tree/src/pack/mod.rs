@@ -82,7 +82,19 @@ pub fn pack_rootfs<W: Write>(
             (encoder.finish()?, digest, size)
         }
         ArchiveCompression::None => {
-            write_tar(tree, store, mtime, HashingWriter::new(compressed), on_bytes)?.finish()
+            // The archive is the tar: one digest serves both.
+            let (mut out, sha256, size) =
+                write_tar(tree, store, mtime, compressed, on_bytes)?.finish();
+            out.flush()?;
+            return Ok((
+                out,
+                PackedArchive {
+                    sha256,
+                    size,
+                    tar_sha256: sha256,
+                    tar_size: size,
+                },
+            ));
         }
     };
     let (mut out, sha256, size) = compressed.finish();

@@ -40,6 +40,7 @@ pub fn write_tar<W: Write>(
         out,
         written: 0,
         mtime,
+        buf: vec![0u8; 256 * 1024],
     };
     for (path, entry) in tree.iter() {
         writer
@@ -53,6 +54,8 @@ struct TarWriter<W> {
     out: W,
     written: u64,
     mtime: u64,
+    /// For copying contents: one buffer for the whole archive.
+    buf: Vec<u8>,
 }
 
 /// The header fields of one member before encoding.
@@ -128,17 +131,23 @@ impl<W: Write> TarWriter<W> {
         if let Kind::File { digest, size } = &entry.kind {
             let blob = store.open_blob(digest)?;
             let mut limited = blob.take(*size);
-            let mut buf = vec![0u8; 256 * 1024];
+            let mut buf = std::mem::take(&mut self.buf);
             let mut copied = 0u64;
-            loop {
-                let n = limited.read(&mut buf)?;
-                if n == 0 {
-                    break;
+            let copy = loop {
+                let n = match limited.read(&mut buf) {
+                    Ok(0) => break Ok(()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => break Err(e.into()),
+                };
+                if let Err(e) = self.write(&buf[..n]) {
+                    break Err(e);
                 }
-                self.write(&buf[..n])?;
                 copied += n as u64;
                 on_bytes(n as u64);
-            }
+            };
+            self.buf = buf;
+            copy?;
             anyhow::ensure!(
                 copied == *size,
                 "content store blob {digest} is {copied} bytes, the tree says {size}"
