@@ -26,8 +26,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-/// The hidden command line of the helper: `kiln __configure-helper DIR`.
-pub const HELPER_COMMAND: &str = "__configure-helper";
+/// The hidden command line of the helper: `sandbox-init __sandbox DIR`
+/// (the helper's fork stays as PID 1 of the sandbox, so its command line
+/// is what scripts see there: no path of the host's, no name of kiln's).
+pub const HELPER_COMMAND: &str = "__sandbox";
 
 /// The directory in the build's work directory the helper works in.
 const EXCHANGE: &str = "configure";
@@ -105,6 +107,7 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
     let fd = dir_fd.as_raw_fd();
     let mut command = Command::new(exe);
     command
+        .arg0("sandbox-init")
         .arg(HELPER_COMMAND)
         .arg(format!("/proc/self/fd/{fd}"))
         .env_clear()
@@ -292,7 +295,7 @@ fn map_ids(ids: &Ids, pid: u32) -> Result<()> {
     Ok(())
 }
 
-/// The helper's side (`kiln __configure-helper DIR`); must run before the
+/// The helper's side (`sandbox-init __sandbox DIR`); must run before the
 /// process starts any thread. Returns the exit code.
 pub fn helper_main(work: &Path) -> u8 {
     match helper(work) {

@@ -485,6 +485,38 @@ fn maintainer_scripts_run_as_dpkg_runs_them() {
 
 #[test]
 #[ignore = "needs root"]
+fn a_verbose_build_names_the_slowest_maintainer_scripts() {
+    require_root("kiln's install stage (chroot)");
+    let s = setup_on_host_tools("#!/bin/sh\nsleep 0.7\n");
+    let quiet = build(&s.dir, &["--no-install-cache"]);
+    assert!(quiet.status.success(), "{}", output_text(&quiet));
+    assert!(!output_text(&quiet).contains("slowest steps"));
+    let out = build(&s.dir, &["-v", "--no-install-cache"]);
+    let text = output_text(&out);
+    assert!(out.status.success(), "{text}");
+    let profile: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.contains("slowest steps:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("kiln:   "))
+        .collect();
+    // the postinst that sleeps comes first, with its time
+    let (seconds, what) = profile[0]
+        .trim_start_matches("kiln:")
+        .trim()
+        .split_once("s  ")
+        .unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(what, "daemon setting up", "{text}");
+    let seconds: f64 = seconds.parse().unwrap();
+    assert!((0.7..5.0).contains(&seconds), "{text}");
+    // and the preinsts are there too
+    for step in ["daemon preinst", "libdep preinst", "libdep setting up"] {
+        assert!(profile.iter().any(|l| l.ends_with(step)), "{step}: {text}");
+    }
+}
+
+#[test]
+#[ignore = "needs root"]
 fn a_failing_maintainer_script_stops_the_build_with_its_output() {
     require_root("kiln's install stage (chroot)");
     let s = setup_on_host_tools("#!/bin/sh\necho 'daemon: cannot work here' >&2\nexit 3\n");

@@ -24,6 +24,7 @@ say "session: $session"
 say "tty: $tty"
 say "pid 1: $(tr '\0' ' ' < /proc/1/cmdline)"
 say "root: $(ls / | tr '\n' ' ')"
+ischroot && say "ischroot: yes" || say "ischroot: no ($?)"
 exit 0
 "#;
 
@@ -76,7 +77,14 @@ fn the_sandbox_as_a_script_sees_it() {
     // a session of its own, led by the namespace's PID 1, without a terminal
     assert_eq!(fact("session"), ["1"], "{report}");
     assert_eq!(fact("tty"), ["0"], "{report}");
-    assert!(fact("pid 1")[0].starts_with("/bin/sh -c "), "{report}");
+    // PID 1 is the sandbox's init outside the image; the scripts run
+    // chrooted below it, so `ischroot` tells them they are not a booted
+    // system (as under debootstrap and mmdebstrap)
+    assert!(
+        fact("pid 1")[0].starts_with("sandbox-init __sandbox "),
+        "{report}"
+    );
+    assert_eq!(fact("ischroot"), ["yes"], "{report}");
     assert_eq!(
         fact("root"),
         ["bin dev etc lib lib64 mnt proc run sbin sys tmp usr var"],
@@ -99,8 +107,8 @@ fn the_sandbox_as_a_script_sees_it() {
             (at, kind, fields.next().unwrap().split(',').collect())
         })
         .collect();
+    // (the sandbox's root, above the image, does not show)
     let mut expected: Vec<(&str, &str, &[&str])> = vec![
-        ("/", "tmpfs", &["rw"]),
         ("/dev", "tmpfs", &["nosuid", "noexec", "mode=755"]),
         ("/dev/null", "devtmpfs", &[]),
         ("/dev/zero", "devtmpfs", &[]),

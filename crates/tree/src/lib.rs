@@ -26,7 +26,7 @@ pub use from_tar::{
 };
 pub use path::{ImagePath, MAX_LINK_TARGET, MAX_NAME, MAX_PATH, PathError, abbreviate};
 pub use placement::{PlaceError, Placed, Placement};
-pub use store::{Digest, HashingWriter, Store, copy, hash_reader};
+pub use store::{Blob, Digest, HashingWriter, Store, copy, hash_reader};
 pub use to_dir::{host_path, write_dir, write_dir_taking};
 
 use std::collections::{BTreeMap, BTreeSet};

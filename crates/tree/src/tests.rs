@@ -353,3 +353,61 @@ fn host_sources_follow_symlinks_only_inside_the_recipe_folder() {
         );
     }
 }
+
+/// The install stage's round trip: a tree written out from a store that
+/// gives its blobs up, read back into one that takes the files.
+#[test]
+fn a_tree_goes_out_and_back_in_by_moving_files() {
+    // SAFETY: getuid and getgid have no preconditions.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let meta = |mode| Meta {
+        mode,
+        uid,
+        gid,
+        xattrs: Default::default(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("in")).unwrap();
+    let big = vec![9u8; 200 << 10];
+    let mut tree = Tree::new();
+    tree.set_meta(&ImagePath::root(), meta(0o755));
+    tree.insert(p("/etc"), Entry::dir(meta(0o755))).unwrap();
+    tree.insert(p("/etc/a"), Entry::file(&store, &big, meta(0o644)).unwrap())
+        .unwrap();
+    tree.insert(p("/etc/b"), Entry::file(&store, &big, meta(0o600)).unwrap())
+        .unwrap();
+    tree.insert(
+        p("/etc/c"),
+        Entry::file(&store, b"small", meta(0o640)).unwrap(),
+    )
+    .unwrap();
+    tree.insert(
+        p("/etc/d"),
+        Entry {
+            kind: Kind::HardLink {
+                target: p("/etc/c"),
+            },
+            meta: meta(0o640),
+        },
+    )
+    .unwrap();
+    let mut link = symlink("a");
+    link.meta.uid = uid;
+    link.meta.gid = gid;
+    tree.insert(p("/etc/e"), link).unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    write_dir_taking(&tree, &store, &root).unwrap();
+    assert!(std::fs::read(root.join("etc/a")).unwrap() == big);
+    assert!(std::fs::read(root.join("etc/b")).unwrap() == big);
+    assert_eq!(std::fs::read(root.join("etc/d")).unwrap(), b"small");
+    let back_store = Store::open(&dir.path().join("back")).unwrap();
+    let back = load_dir_taking(&root, &back_store, &|_| false).unwrap();
+    assert_eq!(back, tree);
+    // the files went into the store
+    assert!(!root.join("etc/a").exists() && !root.join("etc/b").exists());
+    let Kind::File { digest, .. } = &back.get(&p("/etc/a")).unwrap().kind else {
+        panic!("a file");
+    };
+    assert!(back_store.read_to_vec(digest).unwrap() == big);
+}

@@ -45,15 +45,11 @@ fn write(tree: &Tree, store: &Store, root: &Path, take: bool) -> Result<()> {
     files
         .par_iter()
         .try_for_each(|(digest, dests)| -> Result<()> {
-            let blob = store.blob(digest)?;
             for (i, dest) in dests.iter().enumerate() {
-                let moved = take && i + 1 == dests.len();
-                if moved {
-                    std::fs::rename(&blob, dest)
-                } else {
-                    std::fs::copy(&blob, dest).map(|_| ())
-                }
-                .with_context(|| format!("cannot write {}", dest.display()))?;
+                let last = i + 1 == dests.len();
+                store
+                    .write_blob(digest, dest, take && last)
+                    .with_context(|| format!("cannot write {}", dest.display()))?;
             }
             Ok(())
         })?;
