@@ -159,12 +159,12 @@ mutants:
 # Every benchmark once, at small sizes, with the debug build: proves `just
 # bench` runs end to end (CI runs it); the numbers mean nothing.
 bench-smoke:
-    cargo build --locked --bin kiln
+    cargo build --locked
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/pack.sh /usr/share/perl5
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/verify.sh 8
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/audit.sh 300
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/debian.sh
-    KILN={{justfile_directory()}}/target/debug/kiln bash benches/install.sh
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/install.sh smoke
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/disk.sh smoke
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/boot.sh smoke
 

@@ -146,6 +146,8 @@ fn is_progress_line(line: &str) -> bool {
 
 /// Runs `/bin/sh -c script` inside the image directory `root` with exactly
 /// `env`, in the sandbox described above, writing its output to `log`.
+/// The directory holding `root` becomes the sandbox's root: in a build,
+/// a tmpfs holding nothing else.
 /// It adds no user namespace of its own: the build always calls it as
 /// root of the one `userns.rs` makes (the tests also call it as root, to
 /// look into finished images).

@@ -428,6 +428,9 @@ fn stage_preinst_controls(tree: &mut Tree, store: &Store, packages: &[Package]) 
     Ok(())
 }
 
+/// dracut's kernel hook, whose run at a kernel's setup its trigger repeats.
+const DEFERRED_HOOK: &str = "/etc/kernel/postinst.d/dracut";
+
 /// The shell script run in the image: each preinst (`install`) in
 /// dependency order, as dpkg runs them before unpacking, then dpkg
 /// configures everything and runs the triggers.
@@ -449,9 +452,24 @@ fn configure_script(packages: &[Package]) -> String {
             info = p.info_name,
         ));
     }
-    script.push_str(&format!(
-        "rm -rf $ci {PREINST_STAGING}\ndpkg --force-unsafe-io --configure --pending\n"
-    ));
+    script.push_str(&format!("rm -rf $ci {PREINST_STAGING}\n"));
+    if packages.iter().any(|p| p.name == "dracut") {
+        // dracut's postinst defers the initramfs to its trigger, but its
+        // kernel hook builds one at once when a kernel is set up: twice
+        // the work (half a minute for a cloud kernel), and the trigger's
+        // initramfs is the one that stays. The hook is diverted aside
+        // (run-parts skips a name with a dot) while packages are set up,
+        // with the triggers held back; then it is back, and the triggers
+        // run once.
+        script.push_str(&format!(
+            "dpkg-divert --quiet --local --rename --divert {DEFERRED_HOOK}.kiln --add {DEFERRED_HOOK}\n\
+             dpkg --force-unsafe-io --no-triggers --configure --pending\n\
+             dpkg-divert --quiet --local --rename --remove {DEFERRED_HOOK}\n\
+             dpkg --force-unsafe-io --triggers-only --pending\n",
+        ));
+    } else {
+        script.push_str("dpkg --force-unsafe-io --configure --pending\n");
+    }
     script
 }
 
