@@ -546,7 +546,11 @@ fn load_base(base: &recipe::BasePlan, store: &Store, ui: &Ui) -> Result<Tree> {
     ))
     .with_context(|| format!("cannot read base tarball {shown}"))?;
     let tree = load_tar(reader, &format!("base tarball {shown}"), store)?;
-    progress.finish();
+    let seconds = progress.finish();
+    ui.step(format!(
+        "loaded base tarball {shown} ({} paths) in {seconds:.1}s",
+        tree.iter().count()
+    ));
     Ok(tree)
 }
 
