@@ -701,6 +701,44 @@ mod tests {
     }
 
     #[test]
+    fn progress_lines_are_timed_as_they_arrive_and_the_end_is_marked() {
+        let chunks: &[&[u8]] = &[
+            b"kiln: preinst install a\nchatter\nSetting up b (1) ...",
+            b"\nProcessing triggers for c (2) ...\n",
+            b"no newline at the end",
+        ];
+        let mut reads = vec![Err(std::io::ErrorKind::Interrupted.into())];
+        reads.extend(chunks.iter().map(|c| Ok(c.to_vec())));
+        let mut timed = Timed::new(Chunks(reads));
+        let mut log = Vec::new();
+        copy_capped(&mut timed, &mut log, 1 << 20).unwrap();
+        let marks = timed.finish();
+        let lines: Vec<&str> = marks.iter().map(|m| m.line.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "kiln: preinst install a",
+                "Setting up b (1) ...",
+                "Processing triggers for c (2) ...",
+                END_MARK
+            ]
+        );
+        assert!(marks.windows(2).all(|w| w[0].seconds <= w[1].seconds));
+        // everything still reached the log
+        assert_eq!(log, chunks.concat());
+    }
+
+    #[test]
+    fn a_flood_of_progress_lines_keeps_a_bounded_timeline() {
+        let flood = "Setting up x (1) ...\n".repeat(MAX_MARKS + 10);
+        let mut timed = Timed::new(flood.as_bytes());
+        std::io::copy(&mut timed, &mut std::io::sink()).unwrap();
+        let marks = timed.finish();
+        assert_eq!(marks.len(), MAX_MARKS + 1);
+        assert_eq!(marks.last().unwrap().line, END_MARK);
+    }
+
+    #[test]
     fn the_log_keeps_sixteen_mebibytes() {
         assert_eq!(LOG_CAP, 16 << 20);
         let mut log = Vec::new();

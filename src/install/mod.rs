@@ -478,6 +478,44 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    fn package(name: &str) -> Package {
+        let mut files = kiln_debian::deb::ControlFiles::default();
+        files.files.insert(
+            "control".into(),
+            format!("Package: {name}\nArchitecture: amd64\n").into_bytes(),
+        );
+        Package::new(kiln_debian::deb::Unpacked {
+            control: files,
+            paths: Vec::new(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn dracut_builds_the_initramfs_once_from_its_trigger() {
+        let plain = configure_script(&[package("libc6")]);
+        assert!(
+            plain.ends_with("dpkg --force-unsafe-io --configure --pending\n"),
+            "{plain}"
+        );
+        assert!(!plain.contains("dpkg-divert"), "{plain}");
+        let with_dracut = configure_script(&[package("linux-image-amd64"), package("dracut")]);
+        let steps: Vec<&str> = with_dracut
+            .lines()
+            .skip_while(|l| !l.starts_with("rm -rf"))
+            .collect();
+        assert_eq!(
+            steps[1..],
+            [
+                "dpkg-divert --quiet --local --rename --divert /etc/kernel/postinst.d/dracut.kiln --add /etc/kernel/postinst.d/dracut",
+                "dpkg --force-unsafe-io --no-triggers --configure --pending",
+                "dpkg-divert --quiet --local --rename --remove /etc/kernel/postinst.d/dracut",
+                "dpkg --force-unsafe-io --triggers-only --pending",
+            ],
+            "{with_dracut}"
+        );
+    }
+
     #[test]
     fn timeouts_are_seconds_or_have_a_unit() {
         assert_eq!(parse_duration("90"), Some(Duration::from_secs(90)));
