@@ -168,8 +168,13 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     for warning in crate::harden::apply(&plan.hardening, &mut tree, &store)? {
         ui.warn(warning);
     }
+    let build_key = options.key.as_ref().map(|k| k.public_key());
+    let mut self_check = false;
     if let Some(timer) = &plan.check_timer {
-        crate::node_check::install(timer, &mut tree, &store)?;
+        match crate::node_check::install(timer, build_key.as_ref(), &mut tree, &store)? {
+            Some(warning) => ui.warn(warning),
+            None => self_check = true,
+        }
     }
     for warning in crate::boot::layout::apply(&plan, &mut tree, &store)? {
         ui.warn(warning);
@@ -181,6 +186,17 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     ));
 
     let audit = audit_gate(&plan, &tree, &store, epoch, ui)?;
+    // A node of a signed build checks itself against its image's own
+    // manifest: every path so far, signed, put in before anything is packed.
+    if let (true, Some(key)) = (self_check, &options.key) {
+        let own = describe(&plan, &packages, &tree, &audit, Vec::new(), epoch);
+        crate::node_check::embed_manifest(&own, key, &mut tree, &store)?;
+        ui.step(format!(
+            "the image's own manifest ({} paths) signed with key {} for the node's check",
+            own.files.len(),
+            key.key_id()
+        ));
+    }
 
     let stem = format!("{}-{}", plan.image.name, plan.image.version);
     let mut artifacts = Vec::new();
@@ -220,7 +236,7 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
             hex::encode(report.root_hash),
             started.elapsed().as_secs_f64()
         ));
-        let raw = ArtifactRecord::disk(name, &report);
+        let raw = crate::manifest::disk_record(name, &report);
         for format in formats.iter().filter(|f| f.is_disk() && **f != Format::Raw) {
             let (name, out) = cloud_format(*format, &stem, &tmp, &report, epoch, work.path(), ui)?;
             let mut record = raw.clone();
@@ -283,44 +299,7 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         }
     }
 
-    let manifest = Manifest {
-        manifest_version: crate::manifest::MANIFEST_VERSION,
-        image: ImageInfo {
-            name: plan.image.name.clone(),
-            version: plan.image.version.clone(),
-            arch: plan.image.arch.clone(),
-            description: plan.image.description.clone(),
-        },
-        source_date_epoch: epoch,
-        builder: BuilderInfo::this(),
-        recipe: RecipeInfo {
-            sha256: plan.sources[0].sha256.hex(),
-            files: plan
-                .sources
-                .iter()
-                .map(|s| RecipeFileRecord {
-                    path: s.path.clone(),
-                    sha256: s.sha256.hex(),
-                })
-                .collect(),
-        },
-        base: plan.base.as_ref().map(|b| BaseInfo {
-            sha256: b.sha256.hex(),
-        }),
-        packages: packages
-            .iter()
-            .map(|(p, _)| PackageRecord {
-                name: p.name.clone(),
-                version: p.version.clone(),
-                arch: p.arch.clone(),
-                sha256: p.sha256.clone(),
-            })
-            .collect(),
-        artifacts,
-        files: crate::manifest::file_records(&tree),
-        mutable_paths: plan.mutable_paths.clone(),
-        audit: Some(audit),
-    };
+    let manifest = describe(&plan, &packages, &tree, &audit, artifacts, epoch);
     let manifest_name = format!("{stem}.manifest.json");
     let manifest_tmp = work.path().join(&manifest_name);
     let manifest_text = manifest.to_canonical_json();
@@ -365,6 +344,56 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         artifact_paths,
         manifest,
     })
+}
+
+/// The manifest of `tree` as built from `plan`: what it was made from,
+/// every path, and `artifacts`.
+fn describe(
+    plan: &Plan,
+    packages: &[(kiln_debian::lock::LockedPackage, PathBuf)],
+    tree: &Tree,
+    audit: &kiln_policy::audit::AuditSummary,
+    artifacts: Vec<ArtifactRecord>,
+    epoch: u64,
+) -> Manifest {
+    Manifest {
+        manifest_version: crate::manifest::MANIFEST_VERSION,
+        image: ImageInfo {
+            name: plan.image.name.clone(),
+            version: plan.image.version.clone(),
+            arch: plan.image.arch.clone(),
+            description: plan.image.description.clone(),
+        },
+        source_date_epoch: epoch,
+        builder: BuilderInfo::this(),
+        recipe: RecipeInfo {
+            sha256: plan.sources[0].sha256.hex(),
+            files: plan
+                .sources
+                .iter()
+                .map(|s| RecipeFileRecord {
+                    path: s.path.clone(),
+                    sha256: s.sha256.hex(),
+                })
+                .collect(),
+        },
+        base: plan.base.as_ref().map(|b| BaseInfo {
+            sha256: b.sha256.hex(),
+        }),
+        packages: packages
+            .iter()
+            .map(|(p, _)| PackageRecord {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.arch.clone(),
+                sha256: p.sha256.clone(),
+            })
+            .collect(),
+        artifacts,
+        files: crate::manifest::file_records(tree),
+        mutable_paths: plan.mutable_paths.clone(),
+        audit: Some(audit.clone()),
+    }
 }
 
 /// The outputs: the command line's, else the recipe's `[boot] formats`,

@@ -11,7 +11,6 @@ pub mod boot;
 pub mod build;
 pub mod cleanup;
 pub mod cmd;
-pub mod fleet;
 pub mod harden;
 pub mod install;
 pub mod manifest;

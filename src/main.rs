@@ -354,17 +354,17 @@ struct FleetArgs {
     /// Send structured entries to the journal (native protocol; stderr
     /// lines when SOCKET is absent).
     #[arg(long, value_name = "SOCKET", num_args = 0..=1, require_equals = true,
-          default_missing_value = kiln::fleet::journal::SOCKET)]
+          default_missing_value = kiln_check::fleet::journal::SOCKET)]
     journal: Option<PathBuf>,
 }
 
 impl FleetArgs {
-    fn outputs(self, node_patch: Option<PathBuf>) -> kiln::fleet::Outputs {
-        kiln::fleet::Outputs {
+    fn outputs(self, node_patch: Option<PathBuf>) -> kiln_check::fleet::Outputs {
+        kiln_check::fleet::Outputs {
             textfile_dir: self.textfile_dir,
             journal: self
                 .journal
-                .map(|socket| kiln::fleet::journal::Journal::open(&socket)),
+                .map(|socket| kiln_check::fleet::journal::Journal::open(&socket)),
             node_patch,
         }
     }
@@ -636,14 +636,9 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 anyhow::bail!("-o {}: is a directory, not a file", file.display());
             }
             let fleet = fleet.outputs(None);
-            let started = (std::time::SystemTime::now(), std::time::Instant::now());
-            let report = kiln_policy::audit::audit_path(&path, &config);
-            let run = kiln::fleet::Run {
-                started: started.0,
-                duration: started.1.elapsed(),
-            };
-            let fleet_report = kiln::fleet::report_audit(&fleet, report.as_ref(), &run);
-            let report = match report {
+            let ran = kiln_check::run::audit(&path, &config, &fleet);
+            let fleet_report = ran.report;
+            let report = match ran.outcome {
                 Ok(report) => report,
                 Err(e) => {
                     let _ = reported(exit::FAILURE, fleet_report);
@@ -760,33 +755,23 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             fleet,
         } => {
             let fleet = fleet.outputs(node_patch);
-            let started = (std::time::SystemTime::now(), std::time::Instant::now());
-            let outcome = (|| -> Result<_> {
-                let keys = kiln::signing::load_public_keys(&keys)?;
-                let verified = kiln::signing::verify_manifest(&manifest, &keys)?;
-                ui.step(format!(
-                    "manifest of {} {} signed by key {}; checking {}",
-                    verified.manifest.image.name,
-                    verified.manifest.image.version,
-                    verified.key_id,
-                    root.display()
-                ));
-                let drift = kiln::cmd::check::check(
-                    &verified.manifest,
-                    &kiln::cmd::check::CheckOptions { root: &root, fast },
-                )?;
-                Ok((verified, drift))
-            })();
-            let run = kiln::fleet::Run {
-                started: started.0,
-                duration: started.1.elapsed(),
-            };
-            let fleet_report = kiln::fleet::report_check(
+            let ran = kiln_check::run::check(
+                &manifest,
+                &keys,
+                &kiln_check::drift::CheckOptions { root: &root, fast },
                 &fleet,
-                outcome.as_ref().map(|(v, d)| (v, d.as_slice())),
-                &run,
+                &mut |verified| {
+                    ui.step(format!(
+                        "manifest of {} {} signed by key {}; checking {}",
+                        verified.manifest.image.name,
+                        verified.manifest.image.version,
+                        verified.key_id,
+                        root.display()
+                    ))
+                },
             );
-            let (_, drift) = match outcome {
+            let fleet_report = ran.report;
+            let (_, drift) = match ran.outcome {
                 Ok(found) => found,
                 Err(e) => {
                     let _ = reported(exit::FAILURE, fleet_report);

@@ -2,17 +2,25 @@
 //! `kiln check` on the node against its signed manifest, and the public
 //! keys it trusts.
 //!
-//! The manifest cannot be inside the image it describes (its digest would
-//! include itself), so provisioning (the PXE server, cloud-init) puts it
-//! and its `.minisig` at /var/lib/kiln/, a mutable path. Until it is
-//! there the service is skipped (ConditionPathExists), not failed.
+//! The runs are `kiln-node check` and `kiln-node audit` (kiln's node
+//! program, which the build puts in) unless `[check] binary` names
+//! another. The node trusts the recipe's keys and the key that signs the
+//! build. A signed build also puts the image's own signed manifest at
+//! /usr/lib/kiln/manifest.json ([`embed_manifest`]): it lists every path
+//! but itself and its signature (its digest cannot include itself), and
+//! dm-verity covers it on a disk. An unsigned build's node checks against
+//! the manifest provisioning puts at /var/lib/kiln/ (a mutable path);
+//! until it is there the service is skipped (ConditionPathExists).
 
 use crate::recipe::fleet::FleetPlan;
 use crate::recipe::{CheckTimerPlan, RecipeError};
 use anyhow::{Context, Result};
+use kiln_minisign::PublicKey;
 use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 
-pub use kiln_policy::node::{KEYS_ON_NODE, MANIFEST_ON_NODE};
+pub use kiln_policy::node::{
+    IMAGE_MANIFEST, IMAGE_MANIFEST_SIGNATURE, KEYS_ON_NODE, MANIFEST_ON_NODE,
+};
 const UNIT_DIR: &str = "/etc/systemd/system";
 const TMPFILES: &str = "/usr/lib/tmpfiles.d/kiln-fleet.conf";
 /// Where the check leaves the Node patch for kiln-node-labels.service,
@@ -20,10 +28,38 @@ const TMPFILES: &str = "/usr/lib/tmpfiles.d/kiln-fleet.conf";
 const RUN_DIR: &str = "/run/kiln";
 const KUBELET_KUBECONFIG: &str = "/var/lib/rancher/k3s/agent/kubelet.kubeconfig";
 
-/// Writes the keys, the service, the timer and the timer's enablement link.
-pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<()> {
+/// What the node checks against: its image's own manifest when the
+/// build signs one, else the one provisioning brings.
+fn manifest_path(build_key: Option<&PublicKey>) -> &'static str {
+    if build_key.is_some() {
+        IMAGE_MANIFEST
+    } else {
+        MANIFEST_ON_NODE
+    }
+}
+
+/// Writes the keys, the service, the timer and the timer's enablement
+/// link, and kiln-node when it runs them. `build_key` is the public key
+/// of the key signing the build, if any. Returns a warning, and installs
+/// nothing, when the node would trust no key at all.
+pub fn install(
+    plan: &CheckTimerPlan,
+    build_key: Option<&PublicKey>,
+    tree: &mut Tree,
+    store: &Store,
+) -> Result<Option<String>> {
     let located =
         |e: kiln_tree::TreeError| -> anyhow::Error { plan.loc.error(e.to_string()).into() };
+    if plan.keys.is_empty() && build_key.is_none() {
+        return Ok(Some(format!(
+            "{}: [check] trusts the key that signs the build, and this build is not signed (--key or KILN_SIGNING_KEY): the node's check and fleet timers are left out",
+            plan.loc.position()
+        )));
+    }
+    if plan.binary.as_str() == crate::boot::layout::NODE_PROGRAM && tree.get(&plan.binary).is_none()
+    {
+        crate::boot::layout::put_node_program(tree, store, &plan.loc)?;
+    }
     let binary = tree.resolve(&plan.binary, true).map_err(located)?;
     if !matches!(tree.get(&binary).map(|e| &e.kind), Some(Kind::File { .. })) {
         let e: RecipeError = plan.loc.error(format!(
@@ -32,19 +68,36 @@ pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<
         ));
         return Err(e.into());
     }
+    let mut trusted = Vec::new();
     for (name, host) in &plan.keys {
-        let file =
-            std::fs::File::open(host).with_context(|| format!("cannot read {}", host.display()))?;
-        let (digest, size) = store.put(file)?;
-        let key = Entry {
-            kind: Kind::File { digest, size },
-            meta: Meta::root(0o644),
-        };
+        let text =
+            std::fs::read(host).with_context(|| format!("cannot read {}", host.display()))?;
+        trusted.push(
+            PublicKey::parse(&text)
+                .with_context(|| format!("public key {}", host.display()))?
+                .key_id(),
+        );
+        let key = Entry::file(store, &text, Meta::root(0o644))?;
         put(tree, &format!("{KEYS_ON_NODE}/{name}"), key).map_err(located)?;
+    }
+    // The key that signs the build signs the image's own manifest too:
+    // the node trusts it beside the recipe's.
+    if let Some(key) = build_key.filter(|k| !trusted.contains(&k.key_id())) {
+        let text = key.to_file_string(Some("kiln public key of the build that made this image"))?;
+        let file = Entry::file(store, text.as_bytes(), Meta::root(0o644))?;
+        put(
+            tree,
+            &format!("{KEYS_ON_NODE}/build-{}.pub", key.key_id()),
+            file,
+        )
+        .map_err(located)?;
     }
     let fleet = plan.fleet.as_ref();
     let mut units = vec![
-        ("kiln-check.service", check_service(plan)),
+        (
+            "kiln-check.service",
+            check_service(plan, manifest_path(build_key)),
+        ),
         ("kiln-check.timer", check_timer(plan)),
     ];
     if let Some(fleet) = fleet {
@@ -60,7 +113,11 @@ pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<
     }
     if let Some(dir) = fleet.and_then(|f| f.textfile_dir.as_ref()) {
         // node-exporter's package makes the directory root's, 0755; on a
-        // node without it, systemd-tmpfiles makes it at boot.
+        // node without it, the image has it (so a drift check finds what
+        // it expects above it; the directory is a mutable path) and
+        // systemd-tmpfiles makes it again should /var start empty.
+        tree.create_dir_all(dir, &Meta::root(0o755))
+            .map_err(located)?;
         let line = format!("d {dir} 0755 root root -\n");
         let file = Entry::file(store, line.as_bytes(), Meta::root(0o644))?;
         put(tree, TMPFILES, file).map_err(located)?;
@@ -91,6 +148,28 @@ pub fn install(plan: &CheckTimerPlan, tree: &mut Tree, store: &Store) -> Result<
         )
         .map_err(located)?;
     }
+    Ok(None)
+}
+
+/// Puts `manifest` (the image's, without artifacts) and its signature
+/// at [`IMAGE_MANIFEST`]: the manifest a node of a signed build checks
+/// itself against.
+pub fn embed_manifest(
+    manifest: &crate::manifest::Manifest,
+    key: &kiln_minisign::SecretKey,
+    tree: &mut Tree,
+    store: &Store,
+) -> Result<()> {
+    let text = manifest.to_canonical_json();
+    let signature = crate::signing::sign_manifest(key, manifest, text.as_bytes())?;
+    let file = Entry::file(store, text.as_bytes(), Meta::root(0o644))?;
+    put(tree, IMAGE_MANIFEST, file)?;
+    let file = Entry::file(
+        store,
+        signature.to_file_string().as_bytes(),
+        Meta::root(0o644),
+    )?;
+    put(tree, IMAGE_MANIFEST_SIGNATURE, file)?;
     Ok(())
 }
 
@@ -104,7 +183,10 @@ fn put(tree: &mut Tree, path: &str, entry: Entry) -> Result<(), kiln_tree::TreeE
 /// The sandbox of kiln's runs: it reads the whole root (CAP_DAC_READ_SEARCH
 /// and nothing else: root's other powers are gone from the bounding set),
 /// writes only where it reports, reaches no network, and yields to the
-/// node's work (Nice, idle I/O, a CPU quota). Not DynamicUser: reading
+/// node's work (Nice, idle I/O, a CPU quota). Not ProtectKernelModules=:
+/// it hides /usr/lib/modules, which the check must read (a planted module
+/// is drift), and without CAP_SYS_MODULE nothing here can load one. Not
+/// DynamicUser: reading
 /// every file, /etc/shadow included, needs the capability either way, and
 /// the textfile directory is root's.
 fn sandbox(fleet: Option<&FleetPlan>) -> String {
@@ -130,7 +212,6 @@ fn sandbox(fleet: Option<&FleetPlan>) -> String {
                 "ProtectHome=read-only",
                 "PrivateDevices=yes",
                 "ProtectKernelTunables=yes",
-                "ProtectKernelModules=yes",
                 "ProtectKernelLogs=yes",
                 "ProtectControlGroups=yes",
                 "ProtectClock=yes",
@@ -162,7 +243,7 @@ fn report_args(fleet: &FleetPlan) -> String {
     args
 }
 
-fn check_service(plan: &CheckTimerPlan) -> String {
+fn check_service(plan: &CheckTimerPlan, manifest: &str) -> String {
     let fleet = plan.fleet.as_ref();
     let mut args = fleet.map(report_args).unwrap_or_default();
     let mut wants = String::new();
@@ -173,12 +254,12 @@ fn check_service(plan: &CheckTimerPlan) -> String {
     format!(
         "[Unit]\n\
          Description=kiln file-integrity check against the signed image manifest\n\
-         ConditionPathExists={MANIFEST_ON_NODE}\n\
+         ConditionPathExists={manifest}\n\
          After=local-fs.target\n\
          {wants}\n\
          [Service]\n\
          Type=oneshot\n\
-         ExecStart={} check --manifest {MANIFEST_ON_NODE} --key {KEYS_ON_NODE} --root / --json-lines --quiet{args}\n\
+         ExecStart={} check --manifest {manifest} --key {KEYS_ON_NODE} --root / --json-lines --quiet{args}\n\
          {}",
         plan.binary,
         sandbox(fleet)

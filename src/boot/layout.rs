@@ -11,7 +11,7 @@
 use crate::harden::{Ctx, units};
 use crate::recipe::{Loc, Plan};
 use anyhow::{Context, Result, bail};
-use kiln_tree::{Meta, Store, Tree};
+use kiln_tree::{ImagePath, Meta, Store, Tree};
 use std::collections::BTreeSet;
 
 /// Where the node keeps its own state on the state partition.
@@ -30,8 +30,7 @@ pub const UNITS: &[&str] = &[
     "kiln-network.service",
 ];
 
-/// Where kiln's node program is in the image.
-pub const NODE_PROGRAM: &str = "/usr/lib/kiln/kiln-node";
+pub use kiln_policy::node::NODE_PROGRAM;
 
 /// The systemd-networkd file of the node's links, from `[network]`.
 pub const NETWORK_FILE: &str = "/etc/systemd/network/80-kiln.network";
@@ -103,20 +102,10 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
     // First-boot provisioning: kiln's own program (no cloud-init, no
     // interpreter), its unit, and the places it writes that sshd and K3s
     // read.
-    let program = node_program()?;
-    let file = std::fs::File::open(&program)
-        .with_context(|| format!("cannot read {}", program.display()))?;
-    let (digest, size) = store.put(std::io::BufReader::new(file))?;
-    let entry = kiln_tree::Entry {
-        kind: kiln_tree::Kind::File { digest, size },
-        meta: Meta::root(0o755),
-    };
-    crate::assemble::place(
-        cx.tree,
-        &kiln_tree::ImagePath::new(NODE_PROGRAM)?,
-        entry,
-        loc,
-    )?;
+    let program = ImagePath::new(NODE_PROGRAM)?;
+    if cx.tree.get(&program).is_none() {
+        put_node_program(cx.tree, store, loc)?;
+    }
     cx.write(
         "/usr/lib/systemd/system/kiln-provision.service",
         include_str!("files/kiln-provision.service"),
@@ -207,6 +196,21 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
         units::enable(&mut cx, unit, loc)?;
     }
     Ok(cx.warnings)
+}
+
+/// Puts kiln-node at [`NODE_PROGRAM`]: what provisions a node that
+/// boots, and what its check and audit timers run.
+pub(crate) fn put_node_program(tree: &mut Tree, store: &Store, loc: &Loc) -> Result<()> {
+    let program = node_program()?;
+    let file = std::fs::File::open(&program)
+        .with_context(|| format!("cannot read {}", program.display()))?;
+    let (digest, size) = store.put(std::io::BufReader::new(file))?;
+    let entry = kiln_tree::Entry {
+        kind: kiln_tree::Kind::File { digest, size },
+        meta: Meta::root(0o755),
+    };
+    crate::assemble::place(tree, &ImagePath::new(NODE_PROGRAM)?, entry, loc)?;
+    Ok(())
 }
 
 /// kiln-node, built beside kiln (`cargo build` makes both), or

@@ -1,8 +1,8 @@
 //! Subcommands that read what a build made, apart from the pipeline:
-//! `verify` (signature, artifacts, contents), `check` (drift of a live
-//! root), `inspect` (summaries) and `diff` (two images compared).
+//! `verify` (signature, artifacts, contents), `inspect` (summaries) and
+//! `diff` (two images compared). `check` (drift of a live root) is in
+//! kiln-check, which the node's own program shares.
 
-pub mod check;
 pub mod diff;
 pub mod inspect;
 pub mod verify;

@@ -125,11 +125,6 @@ pub(super) fn check_timer(
             "timer must be a systemd calendar expression, like \"daily\" or \"*-*-* 03:00\"",
         ));
     }
-    if keys.is_empty() {
-        return Err(timer_loc.error(
-            "a check timer needs the public keys to trust: add keys = [\"../signing/release.pub\"] to [check]",
-        ));
-    }
     let mut baked = Vec::new();
     for key in keys {
         let path = dir.join(key.get_ref());
@@ -153,7 +148,7 @@ pub(super) fn check_timer(
     }
     let binary = match binary {
         Some(b) => image_path(&Loc::new(file, b.span()), "binary", b.get_ref())?,
-        None => ImagePath::new("/usr/local/bin/kiln")
+        None => ImagePath::new(kiln_policy::node::NODE_PROGRAM)
             .map_err(|e| timer_loc.error(format!("the default binary path: {e}")))?,
     };
     Ok(CheckTimerPlan {

@@ -653,6 +653,12 @@ impl PlanBuilder {
                     .map(|p| p.to_string())
                     .collect();
                 all.extend(self.mutable_paths);
+                // What the node writes its metrics into changes at every run.
+                if let (Some(_), Some(fleet)) = (&self.check_timer, &self.fleet)
+                    && let Some(dir) = &fleet.textfile_dir
+                {
+                    all.push(dir.to_string());
+                }
                 all.sort();
                 all.dedup();
                 all

@@ -74,12 +74,18 @@ fn mode_accepts_octal_strings_only() {
 }
 
 #[test]
-fn the_k3s_agent_recipe_keeps_fleet_settings_for_a_check_timer() {
+fn the_k3s_agent_recipe_checks_itself_and_reports_for_the_fleet() {
     let recipes = Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes");
     let plan = load(&recipes.join("k3s-agent.toml")).expect("recipes/k3s-agent.toml loads");
-    // no keys in the repository: the check timer (and with it the fleet
-    // units) is the builder's to turn on
-    assert!(plan.check_timer.is_none());
+    // on by default: hardened-node.toml's hourly check, run by kiln-node,
+    // trusting the key that signs the build (no keys in the repository)
+    let timer = plan.check_timer.expect("a check timer");
+    assert_eq!(timer.on_calendar, "hourly");
+    assert!(timer.keys.is_empty());
+    assert_eq!(timer.binary.as_str(), kiln_policy::node::NODE_PROGRAM);
+    let fleet = timer.fleet.expect("[fleet]");
+    assert_eq!(fleet.after_boot, "15min");
+    assert!(fleet.node_labels && fleet.journal);
 
     let dir = tempfile::tempdir().expect("a temporary directory");
     let key = dir.path().join("release.pub");
@@ -97,10 +103,9 @@ fn the_k3s_agent_recipe_keeps_fleet_settings_for_a_check_timer() {
         ),
     );
     let plan = load(&path).expect("loads");
-    let fleet = plan
-        .check_timer
-        .and_then(|t| t.fleet)
-        .expect("[fleet] kept");
+    let timer = plan.check_timer.expect("the check timer kept");
+    assert_eq!(timer.keys.len(), 1);
+    let fleet = timer.fleet.expect("[fleet] kept");
     assert_eq!(fleet.cpu_quota, "10%");
     assert_eq!(fleet.audit, "daily");
     assert_eq!(

@@ -42,16 +42,15 @@ fn recipe(dir: &Path, fleet: &str) {
         dir.join("r.toml"),
         format!(
             "[audit]\nfail_on = \"none\"\n[image]\nname = \"node\"\nversion = \"1.0~rc1\"\n\
-             [[file]]\ndest = \"/usr/local/bin/kiln\"\nsource = \"{}\"\nmode = \"0755\"\n\
              [[file]]\ndest = \"/usr/local/bin/k3s\"\nsource = \"k3s\"\nmode = \"0755\"\n\
-             [check]\ntimer = \"hourly\"\nkeys = [\"keys/release.pub\"]\n{fleet}",
-            env!("CARGO_BIN_EXE_kiln")
+             [check]\ntimer = \"hourly\"\n{fleet}"
         ),
     )
     .unwrap();
 }
 
-/// The node: the image extracted with its owners, its manifest provisioned.
+/// The node: a signed build's image extracted with its owners; it has its
+/// own signed manifest and trusts the build's key.
 struct Node {
     work: tempfile::TempDir,
     /// What arrived at the journal socket, read as it comes (as journald
@@ -70,12 +69,12 @@ impl Node {
         std::fs::read_to_string(self.root().join("etc/systemd/system").join(name)).unwrap()
     }
 
-    /// Runs a unit's ExecStart as kiln would on the node: image paths
-    /// inside the extracted root, the textfile directory, /run/kiln and
+    /// Runs a unit's ExecStart as systemd would on the node — the image's
+    /// own kiln-node — with image paths inside the extracted root, the textfile directory, /run/kiln and
     /// the journal socket in the test's directory.
     fn run_unit(&self, unit: &str) -> Output {
         let args = self.exec_args(unit, &self.dir().join("journal"));
-        kiln().args(&args).output().unwrap()
+        Command::new(&args[0]).args(&args[1..]).output().unwrap()
     }
 
     /// A unit's ExecStart arguments, mapped as [`Node::run_unit`] says.
@@ -86,7 +85,7 @@ impl Node {
             .find_map(|l| l.strip_prefix("ExecStart="))
             .unwrap();
         let mut args = Vec::new();
-        let mut words = exec.split_whitespace().skip(1);
+        let mut words = exec.split_whitespace();
         while let Some(word) = words.next() {
             let mapped = match word {
                 "--journal" => format!("--journal={}", journal.display()),
@@ -142,9 +141,7 @@ fn node(fleet: &str) -> Node {
     ]));
     sh(
         w,
-        "mkdir root metrics run && tar --zstd --numeric-owner -xpf dist/node-1.0~rc1.rootfs.tar.zst -C root \
-         && mkdir -p root/var/lib/kiln && cp dist/node-1.0~rc1.manifest.json root/var/lib/kiln/manifest.json \
-         && cp dist/node-1.0~rc1.manifest.json.minisig root/var/lib/kiln/manifest.json.minisig",
+        "mkdir root metrics run && tar --zstd --numeric-owner -xpf dist/node-1.0~rc1.rootfs.tar.zst -C root",
     );
     let socket = UnixDatagram::bind(w.join("journal")).unwrap();
     let (send, journal) = std::sync::mpsc::channel();
@@ -324,7 +321,19 @@ fn fleet_units_verify_and_report_drift_and_audit() {
     // a fresh node: no drift, the image in metrics, entry and patch
     let out = node.run_unit("kiln-check.service");
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    let manifest_sha = sha256_file(&root.join("var/lib/kiln/manifest.json"));
+    let manifest_sha = sha256_file(&root.join("usr/lib/kiln/manifest.json"));
+    // the release manifest lists the image's own, digest and all
+    let release: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(node.dir().join("dist/node-1.0~rc1.manifest.json")).unwrap(),
+    )
+    .unwrap();
+    let listed = release["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "/usr/lib/kiln/manifest.json")
+        .expect("the release manifest lists the image's own");
+    assert_eq!(listed["sha256"], manifest_sha.as_str());
     let m = parse_metrics(&node.metrics("kiln_check.prom"));
     assert_eq!(
         m[&format!(
@@ -443,7 +452,7 @@ fn fleet_units_verify_and_report_drift_and_audit() {
     );
 
     // an untrusted manifest: said so everywhere, nothing unverified shown
-    std::fs::write(root.join("var/lib/kiln/manifest.json.minisig"), "junk").unwrap();
+    std::fs::write(root.join("usr/lib/kiln/manifest.json.minisig"), "junk").unwrap();
     let out = node.run_unit("kiln-check.service");
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let m = parse_metrics(&node.metrics("kiln_check.prom"));
@@ -494,12 +503,11 @@ fn journald_reads_the_entries_back() {
          mount --bind '{conf}' /etc/systemd/journald.conf\n\
          /lib/systemd/systemd-journald & journald=$!\n\
          for i in $(seq 100); do [ -S /run/systemd/journal/socket ] && break; sleep 0.1; done\n\
-         '{kiln}' {args} >/dev/null && exit 9 || [ $? = 4 ]\n\
+         {args} >/dev/null && exit 9 || [ $? = 4 ]\n\
          journalctl --sync\n\
          journalctl -o json --no-pager SYSLOG_IDENTIFIER=kiln >'{out}'\n\
          kill $journald\n",
         conf = conf.display(),
-        kiln = env!("CARGO_BIN_EXE_kiln"),
         args = kiln_args.join(" "),
         out = node.dir().join("journal.json").display(),
     );
@@ -581,23 +589,23 @@ fn fleet_recipe_errors_say_what_to_write() {
     for (fleet, said) in [
         (
             "[fleet]\ncpu_quota = \"200%\"\n",
-            "r.toml:18:13: cpu_quota \"200%\" must be a percentage of one CPU from 1% to 100%, like \"20%\"",
+            "r.toml:13:13: cpu_quota \"200%\" must be a percentage of one CPU from 1% to 100%, like \"20%\"",
         ),
         (
             "[fleet]\ntextfile_dir = \"/etc/metrics\"\n",
-            "r.toml:18:16: textfile_dir \"/etc/metrics\" must be a directory below /var or /run",
+            "r.toml:13:16: textfile_dir \"/etc/metrics\" must be a directory below /var or /run",
         ),
         (
             "[fleet]\nafter_boot = \"5min; rm\"\n",
-            "r.toml:18:14: after_boot \"5min; rm\" is not a systemd time span: write one like \"15min\"",
+            "r.toml:13:14: after_boot \"5min; rm\" is not a systemd time span: write one like \"15min\"",
         ),
         (
             "[fleet]\naudit = \"daily\\n[Service]\"\n",
-            "r.toml:18:9: audit must be a systemd value on one line, like \"daily\"",
+            "r.toml:13:9: audit must be a systemd value on one line, like \"daily\"",
         ),
         (
             "[fleet]\nnode_label = true\n",
-            "r.toml:18:1: unknown field \"node_label\", did you mean \"node_labels\"?",
+            "r.toml:13:1: unknown field \"node_label\", did you mean \"node_labels\"?",
         ),
     ] {
         recipe(w, fleet);

@@ -16,7 +16,20 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kiln-debian", &["kiln-diag", "kiln-tree"]),
     ("kiln-policy", &["kiln-diag", "kiln-tree"]),
     ("kiln-disk", &["kiln-tree"]),
-    ("kiln-node", &["kiln-debian", "kiln-minisign"]),
+    (
+        "kiln-check",
+        &["kiln-diag", "kiln-tree", "kiln-policy", "kiln-minisign"],
+    ),
+    (
+        "kiln-node",
+        &[
+            "kiln-debian",
+            "kiln-minisign",
+            "kiln-policy",
+            "kiln-tree",
+            "kiln-check",
+        ],
+    ),
     (
         "kiln",
         &[
@@ -27,6 +40,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kiln-minisign",
             "kiln-disk",
             "kiln-node",
+            "kiln-check",
         ],
     ),
 ];

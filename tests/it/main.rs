@@ -24,6 +24,7 @@ mod debian_real;
 mod diff;
 mod exits;
 mod fleet;
+mod fleet_boot;
 mod harden_firewall;
 mod harden_image;
 mod harden_k3s;

@@ -27,7 +27,7 @@ const TRUSTED: &str = "timestamp:1700000000\tfile:image.bin\tkiln ✓";
 const MINISIGN_COMMENT: &str = "signature from minisign secret key";
 
 /// A `minisign` command; fails the test if the binary is missing.
-fn minisign() -> Command {
+pub(crate) fn minisign() -> Command {
     static FOUND: OnceLock<Result<(), String>> = OnceLock::new();
     let found = FOUND.get_or_init(|| match Command::new("minisign").arg("-v").output() {
         Ok(out) if out.status.success() => Ok(()),

@@ -1,8 +1,10 @@
 //! `[check] timer`: the image carries a kiln-check service and timer that
-//! systemd accepts, and the command they run finds no drift on a freshly
-//! provisioned node, then a unit file tampered with (same size, mode and
-//! mtime: only its content digest tells). The node is the image extracted
-//! with its owners, so that test needs root.
+//! systemd accepts, and the command they run (the image's own kiln-node,
+//! against the image's own signed manifest) finds no drift on a fresh
+//! node, then a unit file tampered with (same size, mode and mtime: only
+//! its content digest tells). The node is the image extracted with its
+//! owners, so that test needs root. An unsigned build checks against a
+//! provisioned manifest, or, trusting no key, installs no check.
 
 use crate::common;
 
@@ -10,14 +12,9 @@ use common::*;
 use std::path::Path;
 
 fn recipe(dir: &Path, check: &str) {
-    let kiln_binary = env!("CARGO_BIN_EXE_kiln");
     std::fs::write(
         dir.join("r.toml"),
-        format!(
-            "[audit]\nfail_on = \"none\"\n[image]\nname = \"node\"\nversion = \"1\"\n\
-             [[file]]\ndest = \"/usr/local/bin/kiln\"\nsource = \"{kiln_binary}\"\nmode = \"0755\"\n\
-             {check}"
-        ),
+        format!("[audit]\nfail_on = \"none\"\n[image]\nname = \"node\"\nversion = \"1\"\n{check}"),
     )
     .unwrap();
 }
@@ -50,10 +47,7 @@ fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
             .current_dir(w)
             .args(["keygen", "-o", "keys/release", "--no-password"]),
     );
-    recipe(
-        w,
-        "[check]\ntimer = \"*-*-* 03:00\"\nkeys = [\"keys/release.pub\"]\n",
-    );
+    recipe(w, "[check]\ntimer = \"*-*-* 03:00\"\n");
     run_ok(kiln().current_dir(w).args([
         "build",
         "r.toml",
@@ -75,11 +69,45 @@ fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
             .to_str(),
         Some("/etc/systemd/system/kiln-check.timer")
     );
-    assert_eq!(
-        std::fs::read(w.join("root/etc/kiln/keys/release.pub")).unwrap(),
-        std::fs::read(w.join("keys/release.pub")).unwrap()
+    // the build's key, trusted as a key file is written
+    let keys = list_dir(&w.join("root/etc/kiln/keys"));
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("build-") && keys[0].ends_with(".pub"));
+    let baked = std::fs::read_to_string(w.join("root/etc/kiln/keys").join(&keys[0])).unwrap();
+    let made = std::fs::read_to_string(w.join("keys/release.pub")).unwrap();
+    assert_eq!(baked.lines().nth(1), made.lines().nth(1), "{baked}");
+    // the image's own manifest: every path but itself and its signature,
+    // no artifacts; minisign itself accepts its signature
+    let own: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.join("root/usr/lib/kiln/manifest.json")).unwrap())
+            .unwrap();
+    let release: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(w.join("dist/node-1.manifest.json")).unwrap())
+            .unwrap();
+    assert_eq!(own["artifacts"], serde_json::json!([]));
+    let paths = |m: &serde_json::Value| -> Vec<String> {
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f["path"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mut expected = paths(&release);
+    expected.retain(|p| !p.starts_with("/usr/lib/kiln/manifest.json"));
+    assert_eq!(paths(&own), expected);
+    run_ok(
+        crate::minisign_interop::minisign().args([
+            "-V",
+            "-p",
+            &w.join("keys/release.pub").display().to_string(),
+            "-m",
+            &w.join("root/usr/lib/kiln/manifest.json")
+                .display()
+                .to_string(),
+        ]),
     );
-    // systemd itself judges the units (the image's kiln binary is the ExecStart)
+    // systemd itself judges the units (the image's kiln-node is the ExecStart)
     let complaints = systemd_verify(
         &w.join("root"),
         &[
@@ -95,19 +123,22 @@ fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
         run_ok(std::process::Command::new("systemd-analyze").args(["calendar", "*-*-* 03:00"]));
     assert!(String::from_utf8_lossy(&calendar.stdout).contains("Next elapse"));
 
-    // provision the manifest where the unit looks, then run its command
-    sh(
-        w,
-        "mkdir -p root/var/lib/kiln && cp dist/node-1.manifest.json root/var/lib/kiln/manifest.json && cp dist/node-1.manifest.json.minisig root/var/lib/kiln/manifest.json.minisig",
-    );
+    // run the unit's command as it is, paths mapped into the root
     let service = std::fs::read_to_string(unit_dir.join("kiln-check.service")).unwrap();
+    assert!(
+        service.contains("ConditionPathExists=/usr/lib/kiln/manifest.json\n"),
+        "{service}"
+    );
     let exec = service
         .lines()
         .find_map(|l| l.strip_prefix("ExecStart="))
         .unwrap();
+    assert!(
+        exec.starts_with("/usr/lib/kiln/kiln-node check --manifest /usr/lib/kiln/manifest.json "),
+        "{exec}"
+    );
     let args: Vec<String> = exec
         .split_whitespace()
-        .skip(1)
         .map(|a| {
             if a.starts_with('/') {
                 format!("{}{a}", w.join("root").display())
@@ -117,7 +148,13 @@ fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
         })
         .collect();
     assert!(args.contains(&"--key".to_owned()), "{exec}");
-    let out = kiln().args(&args).output().unwrap();
+    let node_check = || {
+        std::process::Command::new(&args[0])
+            .args(&args[1..])
+            .output()
+            .unwrap()
+    };
+    let out = node_check();
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -143,7 +180,7 @@ fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
         .unwrap()
         .set_modified(mtime)
         .unwrap();
-    let out = kiln().args(&args).output().unwrap();
+    let out = node_check();
     assert_eq!(out.status.code(), Some(4), "{out:?}");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let events: Vec<serde_json::Value> = stdout
@@ -155,28 +192,66 @@ fn timer_units_are_valid_and_the_service_command_finds_no_drift() {
     assert_eq!(events[0]["path"], "/etc/systemd/system/kiln-check.timer");
 }
 
+/// An unsigned build: without `keys` the node would trust nothing, so the
+/// check is left out with a warning; with `keys` it checks against the
+/// manifest provisioning brings. A binary that is not in the image and a
+/// key that is not a public key are recipe errors.
 #[test]
-fn timer_needs_keys_and_the_binary() {
+fn an_unsigned_build_trusts_its_keys_or_checks_nothing() {
     let work = tempfile::tempdir().unwrap();
     let w = work.path();
+    let member = |name: &str| -> Option<String> {
+        let out = std::process::Command::new("tar")
+            .args(["--zstd", "-xOf", "dist/node-1.rootfs.tar.zst", name])
+            .current_dir(w)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    };
     recipe(w, "[check]\ntimer = \"daily\"\n");
-    let out = kiln()
-        .current_dir(w)
-        .args(["build", "r.toml", "-o", "dist"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert!(
-        String::from_utf8_lossy(&out.stderr)
-            .contains("r.toml:11:9: a check timer needs the public keys to trust"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        kiln()
+            .current_dir(w)
+            .args(["build", "r.toml", "-o", "dist"]),
     );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("r.toml:7:9: [check] trusts the key that signs the build, and this build is not signed (--key or KILN_SIGNING_KEY): the node's check and fleet timers are left out"),
+        "{stderr}"
+    );
+    assert_eq!(member("./etc/systemd/system/kiln-check.service"), None);
+    assert_eq!(member("./usr/lib/kiln/kiln-node"), None);
+
     run_ok(
         kiln()
             .current_dir(w)
             .args(["keygen", "-o", "k", "--no-password"]),
     );
+    recipe(w, "[check]\ntimer = \"daily\"\nkeys = [\"k.pub\"]\n");
+    std::fs::remove_dir_all(w.join("dist")).unwrap();
+    run_ok(
+        kiln()
+            .current_dir(w)
+            .args(["build", "r.toml", "-o", "dist"]),
+    );
+    let service = member("./etc/systemd/system/kiln-check.service").unwrap();
+    assert!(
+        service.contains("ConditionPathExists=/var/lib/kiln/manifest.json\n")
+            && service.contains(
+                "ExecStart=/usr/lib/kiln/kiln-node check --manifest /var/lib/kiln/manifest.json --key /etc/kiln/keys "
+            ),
+        "{service}"
+    );
+    assert_eq!(member("./usr/lib/kiln/manifest.json"), None);
+    assert_eq!(
+        member("./etc/kiln/keys/k.pub").as_deref(),
+        Some(std::fs::read_to_string(w.join("k.pub")).unwrap().as_str())
+    );
+    assert!(member("./usr/lib/kiln/kiln-node").is_some());
+    std::fs::remove_dir_all(w.join("dist")).unwrap();
+
     recipe(
         w,
         "[check]\ntimer = \"daily\"\nkeys = [\"k.pub\"]\nbinary = \"/opt/kiln\"\n",

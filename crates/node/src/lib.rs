@@ -2,13 +2,16 @@
 //! images that boot (`/usr/lib/kiln/kiln-node`). Today it provisions the
 //! node at boot (`kiln-node provision`, docs/provisioning.md) and, in the
 //! initramfs of a PXE boot, fetches and verifies the root before it is
-//! mounted (`kiln-node pxe-root`, docs/pxe.md).
+//! mounted (`kiln-node pxe-root`, docs/pxe.md). On timers it checks the
+//! node for drift from its signed manifest and audits it (`kiln-node
+//! check`, `kiln-node audit`, docs/fleet.md: kiln-check's work).
 //!
 //! It knows nothing of recipes or of the builder: a small program with
 //! strict readers of untrusted input (`yaml`, `provision`), the places it
 //! reads from (`sources`) and what it writes (`apply`).
 
 pub mod apply;
+pub mod fleet;
 pub mod network;
 pub mod provision;
 pub mod pxe;
@@ -19,7 +22,9 @@ use std::path::PathBuf;
 
 const USAGE: &str = "usage: kiln-node provision [--root DIR] [--seed DIR] [--cmdline FILE] [--dmi DIR] [--labels DIR]
        kiln-node network [--seed DIR] [--labels DIR] [--into DIR]
-       kiln-node pxe-root [--cmdline FILE] [--trust DIR] [--into DIR] [--no-attach]";
+       kiln-node pxe-root [--cmdline FILE] [--trust DIR] [--into DIR] [--no-attach]
+       kiln-node check --manifest FILE --key KEY_OR_DIR [--root DIR] [--json-lines] [--quiet] [--textfile-dir DIR] [--journal[=SOCKET]] [--node-patch FILE]
+       kiln-node audit PATH [--format text|json|sarif|junit] [--output FILE] [--fail-on SEVERITY] [--quiet] [--textfile-dir DIR] [--journal[=SOCKET]]";
 
 /// The program; returns its exit code.
 pub fn main(args: Vec<String>) -> i32 {
@@ -27,6 +32,8 @@ pub fn main(args: Vec<String>) -> i32 {
         Some("provision") => ("kiln-provision", provision(args)),
         Some("network") => ("kiln-network", network(args)),
         Some("pxe-root") => ("kiln-pxe", pxe_root(args)),
+        Some("check") => ("kiln-check", fleet::check(args)),
+        Some("audit") => ("kiln-audit", fleet::audit(args)),
         _ => {
             eprintln!("{USAGE}");
             return 2;

@@ -2,13 +2,13 @@
 
 use super::{Rule, findings, rule};
 use crate::audit::{Check, Ctx, Finding, Mode};
-use crate::node::{KEYS_ON_NODE, MANIFEST_ON_NODE};
+use crate::node::{IMAGE_MANIFEST, KEYS_ON_NODE, MANIFEST_ON_NODE};
 
 pub const RULES: &[Rule] = &[rule!("fim.baseline", Medium, baseline,
     title: "the node checks itself against its signed manifest",
     source: "AIDE attributes (p i l n u g s m sha256 caps xattrs)",
     rationale: "kiln's manifest records every file (mode, owner, size, sha256, link target, xattrs) and is signed; a timer running `kiln check` against it, with mutable paths excluded, detects tampering on the node.",
-    remediation: "Add `[check] timer = \"daily\"` with the release public keys to the recipe; provisioning puts the manifest and its .minisig at /var/lib/kiln/.",
+    remediation: "Add `[check] timer = \"hourly\"` to the recipe and sign the build (the node then trusts the build's key and checks itself against the image's own signed manifest); an unsigned build's node needs `keys` and the manifest with its .minisig provisioned at /var/lib/kiln/.",
 )];
 
 const SERVICE: &str = "/etc/systemd/system/kiln-check.service";
@@ -39,7 +39,9 @@ fn baseline(ctx: &Ctx) -> Check {
             "no trusted public key to verify the manifest with",
         ));
     }
-    if ctx.mode == Mode::Live {
+    // On a live node, the manifest the check uses: the image's own (a
+    // signed build's) or the one provisioning brings.
+    if ctx.mode == Mode::Live && !ctx.img.is_file(IMAGE_MANIFEST) {
         for path in [
             MANIFEST_ON_NODE.to_owned(),
             format!("{MANIFEST_ON_NODE}.minisig"),
@@ -48,7 +50,7 @@ fn baseline(ctx: &Ctx) -> Check {
                 out.push(Finding::new(
                     path,
                     "absent",
-                    "provisioning did not install the signed manifest",
+                    "the image has no manifest of its own and provisioning did not install one",
                 ));
             }
         }

@@ -125,7 +125,9 @@ impl Journal {
         {
             return Ok(());
         }
-        crate::ui::eprint(&entry.to_line());
+        // Nowhere else to put it when stderr is closed too.
+        let _ =
+            std::io::Write::write_all(&mut std::io::stderr().lock(), entry.to_line().as_bytes());
         Ok(())
     }
 }

@@ -11,6 +11,7 @@
 use crate::manifest::{FileRecord, Manifest};
 use anyhow::{Context, Result};
 use globset::{GlobBuilder, GlobSet, GlobSetBuilder};
+use kiln_policy::node::{IMAGE_MANIFEST, IMAGE_MANIFEST_SIGNATURE};
 use kiln_tree::{HostEntry, HostKind, ImagePath, hash_reader, read_xattrs, walk_host_dir};
 use rayon::prelude::*;
 use serde::Serialize;
@@ -56,7 +57,8 @@ pub struct CheckOptions<'a> {
 /// Compares `options.root` with `manifest`; returns the drift, sorted by path.
 pub fn check(manifest: &Manifest, options: &CheckOptions<'_>) -> Result<Vec<Drift>> {
     let mutable = mutable_matcher(&manifest.mutable_paths)?;
-    let is_mutable = |p: &ImagePath| is_mutable(&mutable, p);
+    let own = own_files(manifest);
+    let is_mutable = |p: &ImagePath| is_mutable(&mutable, p) || own.contains(&p.as_str());
     let found = walk_host_dir(options.root, &is_mutable)
         .with_context(|| format!("cannot walk {}", options.root.display()))?;
     let expected: BTreeMap<&str, &FileRecord> = manifest
@@ -124,6 +126,20 @@ pub fn check(manifest: &Manifest, options: &CheckOptions<'_>) -> Result<Vec<Drif
     }
     drift.sort_by(|a, b| a.path.cmp(&b.path).then(a.event.cmp(b.event)));
     Ok(drift)
+}
+
+/// The image's own manifest and its signature (a signed build's,
+/// [`IMAGE_MANIFEST`]) are in the root it describes but cannot list
+/// themselves: a manifest that does not list them is not compared with
+/// them. A manifest that does (the release manifest, checked against a
+/// rootfs) compares them as any other file.
+fn own_files(manifest: &Manifest) -> Vec<&'static str> {
+    const OWN: [&str; 2] = [IMAGE_MANIFEST, IMAGE_MANIFEST_SIGNATURE];
+    let listed = manifest
+        .files
+        .iter()
+        .any(|f| OWN.contains(&f.path.as_str()));
+    if listed { Vec::new() } else { OWN.to_vec() }
 }
 
 fn event(kind: &'static str, path: &str, expected: Option<String>, found: Option<String>) -> Drift {

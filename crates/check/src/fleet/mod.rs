@@ -9,8 +9,8 @@ pub mod journal;
 pub mod metrics;
 pub mod node_labels;
 
-use crate::cmd::check::{DRIFT_EVENTS, Drift};
-use crate::signing::VerifiedManifest;
+use crate::drift::{DRIFT_EVENTS, Drift};
+use crate::trust::VerifiedManifest;
 use anyhow::Result;
 use journal::{Entry, Journal};
 use kiln_policy::audit::{Report, Severity, Status};
@@ -193,7 +193,7 @@ fn check_entries(
     let (verified, drift) = match outcome {
         Ok(found) => found,
         Err(error) => {
-            let untrusted = error.downcast_ref::<crate::signing::Untrusted>().is_some();
+            let untrusted = error.downcast_ref::<crate::trust::Untrusted>().is_some();
             let entry = Entry::new(
                 message_id::CHECK_FAILED,
                 ERR,
