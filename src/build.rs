@@ -152,6 +152,12 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         };
         crate::install::install(&mut tree, &store, &packages, &install, ui)?;
     }
+    // Before [minimize] may drop /usr/share/doc: the SBOMs' licenses.
+    let licenses = crate::sbom::Licenses::of_tree(
+        &tree,
+        &store,
+        packages.iter().map(|(p, _)| p.name.as_str()),
+    );
     for warning in crate::assemble::apply(&plan, &mut tree, &store)? {
         ui.warn(warning);
     }
@@ -299,6 +305,53 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         }
     }
 
+    // The SBOMs: of the tree every artifact was made from, when it has
+    // Debian packages (without, the manifest already says everything).
+    let debs = packages
+        .iter()
+        .map(|(p, _)| (p.name.clone(), p.sha256.clone()))
+        .collect();
+    let inventory = crate::sbom::Inventory::of(&plan, &tree, &store, &debs, licenses, epoch);
+    if !inventory.packages.is_empty() {
+        for (suffix, format, document) in [
+            (
+                "spdx.json",
+                "spdx-json",
+                crate::sbom::spdx::document(&inventory),
+            ),
+            (
+                "cdx.json",
+                "cyclonedx-json",
+                crate::sbom::cyclonedx::document(&inventory),
+            ),
+        ] {
+            let name = format!("{stem}.{suffix}");
+            let tmp = work.path().join(&name);
+            let text = crate::manifest::canonical_json(&document);
+            write_synced(&tmp, text.as_bytes())?;
+            let (size, sha256) = size_and_sha256(&tmp)?;
+            artifacts.push(ArtifactRecord {
+                name,
+                format: format.into(),
+                size,
+                sha256,
+                uncompressed_sha256: None,
+                uncompressed_size: None,
+                disk: None,
+            });
+            artifact_tmps.push(tmp);
+        }
+        ui.step(format!(
+            "SBOMs (SPDX 2.3, CycloneDX 1.6): {} packages, {} with a declared license, {} artifact(s)",
+            inventory.packages.len(),
+            inventory
+                .packages
+                .iter()
+                .filter(|p| inventory.licenses.by_package.contains_key(&p.name))
+                .count(),
+            inventory.artifacts.len()
+        ));
+    }
     let manifest = describe(&plan, &packages, &tree, &audit, artifacts, epoch);
     let manifest_name = format!("{stem}.manifest.json");
     let manifest_tmp = work.path().join(&manifest_name);

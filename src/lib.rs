@@ -17,5 +17,6 @@ pub mod manifest;
 pub mod node_check;
 pub mod packages;
 pub mod recipe;
+pub mod sbom;
 pub mod signing;
 pub mod ui;

@@ -1,7 +1,7 @@
 //! The `kiln` command line.
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use kiln::build::{BuildOptions, build};
 use kiln::recipe::RecipeError;
 use kiln::signing::Untrusted;
@@ -52,6 +52,13 @@ struct Cli {
     verbose: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand)]
@@ -233,6 +240,24 @@ enum Command {
     Pubkey {
         #[command(flatten)]
         signing: SigningArgs,
+    },
+    /// Print a shell completion script for kiln.
+    #[command(
+        after_help = "Examples:\n  kiln completions bash > /etc/bash_completion.d/kiln\n  \
+        kiln completions zsh > \"${fpath[1]}/_kiln\"\n  \
+        kiln completions fish > ~/.config/fish/completions/kiln.fish"
+    )]
+    Completions {
+        #[arg(value_enum)]
+        shell: CompletionShell,
+    },
+    /// Print a manual page (roff): kiln's, or a command's (kiln-build(1)),
+    /// made from the same definitions as --help.
+    #[command(after_help = "Examples:\n  kiln man > kiln.1 && man -l kiln.1\n  \
+        for c in build verify check; do kiln man $c > kiln-$c.1; done")]
+    Man {
+        /// The command whose page to print.
+        command: Option<String>,
     },
     /// Sign a manifest (writes MANIFEST.minisig).
     #[command(
@@ -514,6 +539,40 @@ fn die_of_sigpipe() -> ! {
 
 fn run(command: Command, ui: &Ui) -> Result<u8> {
     match command {
+        Command::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kiln", &mut script);
+            print(&String::from_utf8_lossy(&script))?;
+        }
+        Command::Man { command } => {
+            let top = Cli::command();
+            let page_of = match &command {
+                None => top,
+                Some(name) => {
+                    let Some(sub) = top.find_subcommand(name).filter(|c| !c.is_hide_set()) else {
+                        anyhow::bail!(
+                            "kiln has no command {}: see kiln --help",
+                            kiln_diag::quote(name)
+                        )
+                    };
+                    let full = format!("kiln-{}", sub.get_name());
+                    sub.clone()
+                        .name(full)
+                        .bin_name(format!("kiln {}", sub.get_name()))
+                }
+            };
+            let mut page = Vec::new();
+            clap_mangen::Man::new(page_of)
+                .date("")
+                .render(&mut page)
+                .map_err(|e| anyhow::anyhow!("cannot render the manual page: {e}"))?;
+            print(&String::from_utf8_lossy(&page))?;
+        }
         Command::Build {
             recipe,
             output,

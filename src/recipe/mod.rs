@@ -72,6 +72,8 @@ pub struct ImagePlan {
     pub version: String,
     pub arch: String,
     pub description: Option<String>,
+    /// Who supplies the image (`Name` or `Name <email>`), for the SBOMs.
+    pub supplier: Option<String>,
     pub source_date_epoch: Option<u64>,
 }
 
@@ -337,6 +339,7 @@ struct PlanBuilder {
     version: Option<String>,
     arch: Option<String>,
     description: Option<String>,
+    supplier: Option<String>,
     source_date_epoch: Option<u64>,
     base: Option<BasePlan>,
     removes: Vec<RemovePlan>,
@@ -415,6 +418,15 @@ impl PlanBuilder {
             }
             if let Some(description) = image.description {
                 self.description = Some(description.into_inner());
+            }
+            if let Some(supplier) = image.supplier {
+                let text = supplier.get_ref().trim();
+                if text.is_empty() || text.chars().any(char::is_control) {
+                    return Err(loc(supplier.span()).error(
+                        "supplier must be a name on one line, like \"Example Corp <release@example.com>\"",
+                    ));
+                }
+                self.supplier = Some(text.to_owned());
             }
             if let Some(epoch) = image.source_date_epoch {
                 let value = u64::try_from(*epoch.get_ref()).map_err(|_| {
@@ -640,6 +652,7 @@ impl PlanBuilder {
                 version: self.version.ok_or_else(|| missing("version", "1.0.0"))?,
                 arch: self.arch.unwrap_or_else(|| "amd64".to_owned()),
                 description: self.description,
+                supplier: self.supplier,
                 source_date_epoch: self.source_date_epoch,
             },
             base: self.base,

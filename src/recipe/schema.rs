@@ -61,6 +61,7 @@ pub struct RawImage {
     pub version: Option<Spanned<String>>,
     pub arch: Option<Spanned<String>>,
     pub description: Option<Spanned<String>>,
+    pub supplier: Option<Spanned<String>>,
     pub source_date_epoch: Option<Spanned<i64>>,
 }
 

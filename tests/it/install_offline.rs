@@ -809,7 +809,12 @@ fn without_root_a_user_namespace_with_subordinate_ids_configures() {
     let left: Vec<String> = list_dir(&s.dir.join("out"));
     assert_eq!(
         left,
-        ["deb-1.manifest.json", "deb-1.rootfs.tar"],
+        [
+            "deb-1.cdx.json",
+            "deb-1.manifest.json",
+            "deb-1.rootfs.tar",
+            "deb-1.spdx.json"
+        ],
         "the work directory is gone"
     );
 }

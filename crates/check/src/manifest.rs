@@ -238,11 +238,7 @@ impl Manifest {
     /// newline. Sorting is done here rather than trusted to serde_json's
     /// map type, which a dependency's feature flag could change.
     pub fn to_canonical_json(&self) -> String {
-        let value = serde_json::to_value(self).expect("a manifest always serialises");
-        let mut out = String::new();
-        write_canonical(&value, 0, &mut out);
-        out.push('\n');
-        out
+        canonical_json(&serde_json::to_value(self).expect("a manifest always serialises"))
     }
 
     /// Parses a manifest, refusing unknown schema versions.
@@ -262,6 +258,14 @@ impl Manifest {
         }
         serde_json::from_str(text).context("the manifest does not match schema version 1")
     }
+}
+
+/// Any JSON document in the manifest's canonical form (the SBOMs use it).
+pub fn canonical_json(value: &serde_json::Value) -> String {
+    let mut out = String::new();
+    write_canonical(value, 0, &mut out);
+    out.push('\n');
+    out
 }
 
 fn write_canonical(value: &serde_json::Value, indent: usize, out: &mut String) {
