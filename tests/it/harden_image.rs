@@ -70,6 +70,7 @@ pub(super) fn write_recipe(dir: &Path, ssh_from: &str, extra: &str) {
 name = "node"
 version = "1"
 source_date_epoch = 1700000000
+supplier = "kiln tests <tests@kiln.invalid>"
 
 [[artifact]]
 name = "k3s"
@@ -109,6 +110,11 @@ fn the_k3s_agent_recipe_builds_a_hardened_image() {
     let out = build(w);
     let log = String::from_utf8_lossy(&out.stderr).into_owned();
     let archive = w.join("dist/node-1.rootfs.tar.zst");
+    // the real archive's SBOMs pass the formats' own validators
+    crate::sbom::validate(
+        &w.join("dist/node-1.spdx.json"),
+        &w.join("dist/node-1.cdx.json"),
+    );
     let root = w.join("root");
     std::fs::create_dir(&root).unwrap();
     run_ok(
