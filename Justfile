@@ -50,7 +50,7 @@ image: deps-build build
     k3s=(--optional-artifact k3s)
     [ -z "${KILN_K3S:-}" ] || k3s=(--artifact "k3s=$KILN_K3S")
     "$kiln" build recipes/k3s-agent.toml -o dist --key "$key" "${k3s[@]}"
-    "$kiln" verify --key "$pub" dist/k3s-agent-0.1.0.manifest.json --contents
+    "$kiln" verify --key "$pub" dist/k3s-agent-0.1.0.manifest.json --contents --provenance
 
 # Formatting and lints, warnings denied.
 lint:

@@ -378,6 +378,26 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         crate::boot::pxe::add_manifest(&dir, &manifest_tmp, signature)?;
         artifact_tmps.push(dir);
     }
+    // Provenance of a signed build: every output, the manifest included,
+    // and everything it was made from, signed in a DSSE envelope.
+    let provenance_tmp = match &options.key {
+        Some(key) => {
+            let text = provenance(
+                &plan,
+                options,
+                &packages,
+                &manifest,
+                manifest_text.as_bytes(),
+                formats.as_slice(),
+                epoch,
+            )?;
+            let name = format!("{stem}.provenance.json");
+            let tmp = work.path().join(&name);
+            write_synced(&tmp, crate::provenance::envelope(&text, key).as_bytes())?;
+            Some(tmp)
+        }
+        None => None,
+    };
     // Artifacts first, the manifest last: a manifest never names an
     // artifact that is not there yet.
     let artifact_paths = artifact_tmps
@@ -388,6 +408,10 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         .map(|tmp| publish(&tmp, &options.out_dir, work.path()))
         .transpose()?;
     let manifest_path = publish(&manifest_tmp, &options.out_dir, work.path())?;
+    if let Some(tmp) = &provenance_tmp {
+        let path = publish(tmp, &options.out_dir, work.path())?;
+        ui.step(format!("wrote {}", path.display()));
+    }
     for path in artifact_paths.iter().chain([&manifest_path]) {
         ui.step(format!("wrote {}", path.display()));
     }
@@ -447,6 +471,97 @@ fn describe(
         mutable_paths: plan.mutable_paths.clone(),
         audit: Some(audit.clone()),
     }
+}
+
+/// The in-toto statement of a build (provenance.rs): its outputs and
+/// everything it was made from.
+fn provenance(
+    plan: &Plan,
+    options: &BuildOptions,
+    packages: &[(kiln_debian::lock::LockedPackage, PathBuf)],
+    manifest: &Manifest,
+    manifest_bytes: &[u8],
+    formats: &[Format],
+    epoch: u64,
+) -> Result<String> {
+    use crate::provenance::Resource;
+    let mut subjects: Vec<Resource> = manifest
+        .artifacts
+        .iter()
+        .map(|a| Resource {
+            name: a.name.clone(),
+            uri: None,
+            sha256: a.sha256.clone(),
+        })
+        .collect();
+    let manifest_name = format!("{}-{}.manifest.json", plan.image.name, plan.image.version);
+    subjects.push(Resource {
+        name: manifest_name,
+        uri: None,
+        sha256: kiln_tree::Digest::of(manifest_bytes).hex(),
+    });
+    let mut dependencies: Vec<Resource> = plan
+        .sources
+        .iter()
+        .map(|s| Resource {
+            name: format!("recipe:{}", s.path),
+            uri: None,
+            sha256: s.sha256.hex(),
+        })
+        .collect();
+    let lock = kiln_debian::lock::lock_path(&options.recipe);
+    if plan.debian.section.is_some() && lock.is_file() {
+        let (_, sha256) = size_and_sha256(&lock)?;
+        dependencies.push(Resource {
+            name: format!(
+                "lock:{}",
+                lock.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            uri: None,
+            sha256,
+        });
+    }
+    if let Some(base) = &plan.base {
+        dependencies.push(Resource {
+            name: "base".into(),
+            uri: None,
+            sha256: base.sha256.hex(),
+        });
+    }
+    for (p, _) in packages {
+        dependencies.push(Resource {
+            name: format!("{}_{}_{}.deb", p.name, p.version, p.arch),
+            uri: Some(crate::sbom::purl(&p.name, &p.version, &p.arch, None)),
+            sha256: p.sha256.clone(),
+        });
+    }
+    for a in &plan.debian.artifacts {
+        dependencies.push(Resource {
+            name: format!("artifact:{}", a.name),
+            uri: match &a.source {
+                crate::recipe::debian::ArtifactSource::Url(url) => Some(url.clone()),
+                crate::recipe::debian::ArtifactSource::Path(_) => None,
+            },
+            sha256: a.sha256.hex(),
+        });
+    }
+    let build = crate::provenance::Build {
+        subjects,
+        external: serde_json::json!({
+            "recipe": plan.sources[0].path,
+            "formats": formats.iter().map(|f| format!("{f:?}").to_lowercase()).collect::<Vec<_>>(),
+            "compression": format!("{:?}", options.compression).to_lowercase(),
+        }),
+        internal: serde_json::json!({
+            "source_date_epoch": epoch,
+            "arch": plan.image.arch,
+        }),
+        dependencies,
+        kiln_sha256: crate::install::cache::this_binary()?.hex(),
+    };
+    Ok(crate::provenance::statement(&build))
 }
 
 /// The outputs: the command line's, else the recipe's `[boot] formats`,

@@ -16,6 +16,7 @@ pub mod install;
 pub mod manifest;
 pub mod node_check;
 pub mod packages;
+pub mod provenance;
 pub mod recipe;
 pub mod sbom;
 pub mod signing;

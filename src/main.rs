@@ -289,6 +289,10 @@ enum Command {
         /// Refuse an image older than this version (rollback protection).
         #[arg(long, value_name = "VERSION")]
         min_version: Option<String>,
+        /// Also check the signed provenance beside the manifest and that
+        /// its subjects are these files.
+        #[arg(long)]
+        provenance: bool,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -784,6 +788,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             keys,
             contents,
             min_version,
+            provenance,
             json,
         } => {
             let keys = kiln::signing::load_public_keys(&keys)?;
@@ -791,6 +796,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 keys: &keys,
                 contents,
                 min_version: min_version.as_deref(),
+                provenance,
             };
             let report = kiln::cmd::verify::verify(&path, &options)?;
             if json {

@@ -22,6 +22,9 @@ pub struct VerifyOptions<'a> {
     pub contents: bool,
     /// Refuse images older than this version (Debian version ordering).
     pub min_version: Option<&'a str>,
+    /// Also check the signed provenance beside the manifest
+    /// (NAME-VERSION.provenance.json) and that its subjects are the files.
+    pub provenance: bool,
 }
 
 /// The outcome of each check, for people (`to_text`) and machines (JSON).
@@ -152,6 +155,9 @@ pub fn verify(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyReport> 
             Err(problem) => report.check(false, subject, problem),
         }
     }
+    if options.provenance {
+        check_provenance(&mut report, &manifest_path, &manifest, options.keys)?;
+    }
     if options.contents {
         for artifact in intact.iter().filter(|a| a.format.starts_with("rootfs-tar")) {
             let problems = check_contents(&dir.join(&artifact.name), &manifest.files)?;
@@ -168,6 +174,81 @@ pub fn verify(path: &Path, options: &VerifyOptions<'_>) -> Result<VerifyReport> 
         }
     }
     Ok(report)
+}
+
+/// The provenance beside the manifest: signed by a trusted key, naming
+/// the manifest and every artifact it lists, each with the digest of the
+/// file here.
+fn check_provenance(
+    report: &mut VerifyReport,
+    manifest_path: &Path,
+    manifest: &crate::manifest::Manifest,
+    keys: &[PublicKey],
+) -> Result<()> {
+    let manifest_name = manifest_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = manifest_name
+        .strip_suffix(".manifest.json")
+        .unwrap_or(&manifest_name);
+    let path = manifest_path.with_file_name(format!("{stem}.provenance.json"));
+    let subject = format!("provenance {}", path.display());
+    if !path.exists() {
+        report.check(false, subject, "missing: only a signed build has one");
+        return Ok(());
+    }
+    let verified = match crate::provenance::verify(&path, keys) {
+        Ok(v) => v,
+        Err(e) => {
+            report.check(false, subject, format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    let dir = manifest_path.parent().unwrap_or(Path::new(""));
+    let mut named = std::collections::BTreeMap::new();
+    for s in verified.statement["subject"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice)
+    {
+        if let (Some(name), Some(sha)) = (s["name"].as_str(), s["digest"]["sha256"].as_str()) {
+            named.insert(name.to_owned(), sha.to_owned());
+        }
+    }
+    let mut problems = Vec::new();
+    let expected = manifest
+        .artifacts
+        .iter()
+        .map(|a| a.name.clone())
+        .chain([manifest_name.clone()]);
+    for name in expected {
+        let Some(sha) = named.get(&name) else {
+            problems.push(format!("it does not name {name}"));
+            continue;
+        };
+        let file = dir.join(&name);
+        if !file.exists() {
+            continue;
+        }
+        let actual = kiln_tree::hash_reader(std::io::BufReader::new(File::open(&file)?))?
+            .0
+            .hex();
+        if &actual != sha {
+            problems.push(format!(
+                "{name} has sha256 {actual}, the provenance says {sha}"
+            ));
+        }
+    }
+    if problems.is_empty() {
+        report.check(
+            true,
+            subject,
+            format!("by key {}, {} subjects match", verified.key_id, named.len()),
+        );
+    } else {
+        report.check(false, subject, problems.join("; "));
+    }
+    Ok(())
 }
 
 /// Finds the manifest for `path`: itself when it is one (named

@@ -151,7 +151,7 @@ fn node_program() -> String {
         .clone()
 }
 
-fn this_binary() -> Result<Digest> {
+pub(crate) fn this_binary() -> Result<Digest> {
     static DIGEST: std::sync::OnceLock<Option<Digest>> = std::sync::OnceLock::new();
     let digest = DIGEST.get_or_init(|| {
         let exe = std::env::current_exe().ok()?;

@@ -13,7 +13,7 @@
 //! 5. Normalisation for reproducibility and golden-image hygiene
 //!    (`normalise`).
 
-mod cache;
+pub(crate) mod cache;
 mod dpkg_db;
 mod ids;
 mod isolate;

@@ -41,6 +41,7 @@ mod minisign_interop;
 mod node_check;
 mod optional_artifact;
 mod overlay;
+mod provenance;
 mod provision;
 mod pxe;
 mod recipe_errors;

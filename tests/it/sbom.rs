@@ -57,14 +57,14 @@ fn debs() -> Vec<Deb> {
     ]
 }
 
-struct Built {
+pub(super) struct Built {
     _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    debs: Vec<PathBuf>,
+    pub(super) dir: PathBuf,
+    pub(super) debs: Vec<PathBuf>,
 }
 
 /// The repository, the recipe (with a `[[artifact]]` from a file), one build.
-fn build() -> Built {
+pub(super) fn build() -> Built {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().to_owned();
     let repo = TestRepo::new(&dir);

@@ -56,6 +56,22 @@ pub struct PublicKey {
 }
 
 impl PublicKey {
+    /// Checks a plain Ed25519 signature of `message` (no minisign framing):
+    /// for other envelopes signed with the same key, such as DSSE's.
+    pub fn verify_raw(&self, message: &[u8], signature: &[u8]) -> bool {
+        let Ok(bytes) = <[u8; 64]>::try_from(signature) else {
+            return false;
+        };
+        self.key
+            .verify_strict(message, &ed25519_dalek::Signature::from_bytes(&bytes))
+            .is_ok()
+    }
+
+    /// The 32 bytes of the Ed25519 public key.
+    pub fn raw_bytes(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// Parses a public key file, or the bare base64 line (as `minisign -P`
     /// takes it).
     pub fn parse(text: impl AsRef<[u8]>) -> Result<PublicKey, Error> {
@@ -164,6 +180,13 @@ impl SecretKey {
 
     pub fn key_id(&self) -> KeyId {
         self.key_id
+    }
+
+    /// A plain, deterministic Ed25519 signature of `message` (no minisign
+    /// framing): for other envelopes, such as DSSE's.
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        use ed25519_dalek::Signer as _;
+        self.key.sign(message).to_bytes()
     }
 
     pub fn public_key(&self) -> PublicKey {
