@@ -216,7 +216,7 @@ fn unknown_key_without_a_close_match_lists_the_valid_fields() {
     invalid(
         &format!("{IMAGE}flavour = \"spicy\"\n"),
         "bad.toml:4:1: unknown field \"flavour\"; valid fields here: \
-         name, version, arch, description, source_date_epoch",
+         name, version, arch, description, supplier, source_date_epoch",
         "flavour",
     );
 }
