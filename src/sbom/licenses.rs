@@ -192,19 +192,9 @@ fn spdx_id(name: &str, refs: &mut BTreeMap<String, String>) -> String {
     }
 }
 
-/// `LicenseRef-` and the name made safe (letters, digits, `.`, `-`).
+/// `LicenseRef-` and the name made safe for an SPDX id.
 fn license_ref(name: &str, refs: &mut BTreeMap<String, String>) -> String {
-    let safe: String = name
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let id = format!("LicenseRef-{safe}");
+    let id = format!("LicenseRef-{}", super::spdx::id_safe(name));
     refs.entry(id.clone()).or_insert_with(|| name.to_owned());
     id
 }

@@ -154,10 +154,10 @@ fn supplier(s: Option<&super::Supplier>) -> String {
     }
 }
 
-/// An SPDX id from `raw` (letters, digits, `.` and `-`), unique in `ids`.
-fn unique(ids: &mut std::collections::BTreeSet<String>, raw: &str) -> String {
-    let base: String = raw
-        .chars()
+/// `raw` with every character an SPDX id may not hold (anything but
+/// letters, digits, `.` and `-`) replaced by `-`.
+pub(super) fn id_safe(raw: &str) -> String {
+    raw.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
                 c
@@ -165,7 +165,12 @@ fn unique(ids: &mut std::collections::BTreeSet<String>, raw: &str) -> String {
                 '-'
             }
         })
-        .collect();
+        .collect()
+}
+
+/// An SPDX id from `raw`, unique in `ids`.
+fn unique(ids: &mut std::collections::BTreeSet<String>, raw: &str) -> String {
+    let base = id_safe(raw);
     let mut id = base.clone();
     let mut n = 2;
     while !ids.insert(id.clone()) {
