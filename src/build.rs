@@ -43,8 +43,30 @@ pub struct BuildOptions {
 pub struct BuildOutput {
     pub manifest_path: PathBuf,
     pub signature_path: Option<PathBuf>,
+    pub provenance_path: Option<PathBuf>,
     pub artifact_paths: Vec<PathBuf>,
     pub manifest: Manifest,
+}
+
+impl BuildOutput {
+    /// What `kiln build --json` prints: every file written, the
+    /// artifacts with their format, size and sha256.
+    pub fn report(&self) -> serde_json::Value {
+        let dir = self.manifest_path.parent().unwrap_or(Path::new(""));
+        serde_json::json!({
+            "image": self.manifest.image,
+            "manifest": self.manifest_path,
+            "signature": self.signature_path,
+            "provenance": self.provenance_path,
+            "artifacts": self.manifest.artifacts.iter().map(|a| serde_json::json!({
+                "path": dir.join(&a.name),
+                "name": a.name,
+                "format": a.format,
+                "size": a.size,
+                "sha256": a.sha256,
+            })).collect::<Vec<_>>(),
+        })
+    }
 }
 
 pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
@@ -408,8 +430,10 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         .map(|tmp| publish(&tmp, &options.out_dir, work.path()))
         .transpose()?;
     let manifest_path = publish(&manifest_tmp, &options.out_dir, work.path())?;
-    if let Some(tmp) = &provenance_tmp {
-        let path = publish(tmp, &options.out_dir, work.path())?;
+    let provenance_path = provenance_tmp
+        .map(|tmp| publish(&tmp, &options.out_dir, work.path()))
+        .transpose()?;
+    if let Some(path) = &provenance_path {
         ui.step(format!("wrote {}", path.display()));
     }
     for path in artifact_paths.iter().chain([&manifest_path]) {
@@ -418,6 +442,7 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     Ok(BuildOutput {
         manifest_path,
         signature_path,
+        provenance_path,
         artifact_paths,
         manifest,
     })

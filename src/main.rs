@@ -110,6 +110,10 @@ enum Command {
         /// same installed tree is in the cache.
         #[arg(long)]
         no_install_cache: bool,
+        /// Print what was written as JSON (paths, formats, sizes, sha256)
+        /// instead of one path per line.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         archive: ArchiveArgs,
     },
@@ -124,6 +128,9 @@ enum Command {
         /// Refresh all locked packages, or only those named.
         #[arg(long, num_args = 0.., value_name = "PACKAGE")]
         update: Option<Vec<String>>,
+        /// Print the change as JSON (added, removed, changed packages).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         archive: ArchiveArgs,
     },
@@ -589,6 +596,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             secure_boot_key,
             secure_boot_cert,
             no_install_cache,
+            json,
             archive,
         } => {
             // Unlock the key first: a wrong password should not cost a build.
@@ -607,18 +615,27 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 secure_boot: secure_boot_key.zip(secure_boot_cert),
             };
             let out = build(&options, ui)?;
-            for path in out
-                .artifact_paths
-                .iter()
-                .chain([&out.manifest_path])
-                .chain(&out.signature_path)
-            {
-                print(&format!("{}\n", path.display()))?;
+            if json {
+                print(&format!(
+                    "{}\n",
+                    serde_json::to_string_pretty(&out.report())?
+                ))?;
+            } else {
+                for path in out
+                    .artifact_paths
+                    .iter()
+                    .chain([&out.manifest_path])
+                    .chain(&out.signature_path)
+                    .chain(&out.provenance_path)
+                {
+                    print(&format!("{}\n", path.display()))?;
+                }
             }
         }
         Command::Lock {
             recipe,
             update,
+            json,
             archive,
         } => {
             let plan = kiln::recipe::load(&recipe)?;
@@ -630,7 +647,19 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             };
             let (lock, diff) = kiln::packages::lock(&plan, &recipe, &options, update, ui)?;
             let path = kiln_debian::lock::lock_path(&recipe);
-            if diff.is_empty() {
+            if json {
+                let pair = |(name, version): &(String, String)| serde_json::json!({"name": name, "version": version});
+                let report = serde_json::json!({
+                    "lock": path,
+                    "packages": lock.packages.len(),
+                    "added": diff.added.iter().map(pair).collect::<Vec<_>>(),
+                    "removed": diff.removed.iter().map(pair).collect::<Vec<_>>(),
+                    "changed": diff.changed.iter().map(|(name, from, to)| {
+                        serde_json::json!({"name": name, "from": from, "to": to})
+                    }).collect::<Vec<_>>(),
+                });
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else if diff.is_empty() {
                 ui.step(format!(
                     "{} is up to date ({} packages)",
                     path.display(),

@@ -133,6 +133,65 @@ fn a_signed_build_has_provenance_that_verify_checks() {
         "{said}"
     );
 
+    // what a pipeline reads: every file written, as lines or as JSON
+    let out = run_ok(
+        kiln()
+            .current_dir(dir)
+            .args(["build", "r.toml", "-o", "again", "--key", "k.key", "-q"]),
+    );
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        lines
+            .lines()
+            .any(|l| l == format!("again/{NAME}.provenance.json")),
+        "{lines}"
+    );
+    let out = run_ok(kiln().current_dir(dir).args([
+        "build", "r.toml", "-o", "again", "--key", "k.key", "-q", "--json",
+    ]));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["provenance"],
+        format!("again/{NAME}.provenance.json")
+    );
+    assert_eq!(report["image"]["version"], "1.0+rc1");
+    for a in report["artifacts"].as_array().unwrap() {
+        assert_eq!(
+            a["sha256"].as_str().unwrap(),
+            sha256_file(&dir.join(a["path"].as_str().unwrap())),
+            "{a}"
+        );
+    }
+    let lock = |dir: &std::path::Path| -> Value {
+        serde_json::from_slice(
+            &run_ok(
+                kiln()
+                    .current_dir(dir)
+                    .args(["lock", "r.toml", "--json", "-q"]),
+            )
+            .stdout,
+        )
+        .unwrap()
+    };
+    let same = lock(dir);
+    assert_eq!(
+        (
+            same["packages"].as_u64(),
+            same["added"].as_array().map(Vec::len)
+        ),
+        (Some(3), Some(0))
+    );
+    std::fs::remove_file(dir.join("r.lock")).unwrap();
+    let fresh = lock(dir);
+    assert_eq!(fresh["added"].as_array().map(Vec::len), Some(3), "{fresh}");
+    assert!(
+        fresh["added"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "libfoo1" && p["version"] == "1:1.2-3+deb12u1")
+    );
+
     // a statement changed under its signature
     let mut bad = env.clone();
     let mut changed = st.clone();
