@@ -37,6 +37,8 @@ pub struct BuildOptions {
     pub install_cache: bool,
     /// Sign the disk's UKI for UEFI Secure Boot: PEM key and certificate.
     pub secure_boot: Option<(PathBuf, PathBuf)>,
+    /// Registry repositories shared with other builders as caches.
+    pub registry_cache: crate::publish::cache::CacheOptions,
 }
 
 /// What a build produced.
@@ -146,6 +148,13 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
                 options.locked,
                 ui,
             )?;
+            if let Some(from) = &options.registry_cache.from {
+                let cache = kiln_debian::fetch::Cache::open(&options.archive.cache_dir)?;
+                let got = from.fill_packages(&lock.packages, &cache, ui);
+                if got > 0 {
+                    ui.step(format!("{got} packages from the registry cache"));
+                }
+            }
             crate::packages::fetch_packages(&plan, &lock, &options.archive, ui)?
         }
         None => Vec::new(),
@@ -172,7 +181,23 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
                 .then_some(options.archive.cache_dir.as_path()),
             base: plan.base.as_ref().map(|b| b.sha256),
         };
+        if let Some(from) = &options.registry_cache.from
+            && let Some((cache, key)) = crate::install::cache_entry(&packages, &install)?
+            && let Err(e) = from.fill_install(&cache, &key, ui)
+        {
+            ui.warn(format!(
+                "the registry cache's installed tree is not used: {e:#}"
+            ));
+        }
         crate::install::install(&mut tree, &store, &packages, &install, ui)?;
+        if let Some(to) = &options.registry_cache.to {
+            let entry = crate::install::cache_entry(&packages, &install)?;
+            to.push(
+                &packages,
+                entry.as_ref().map(|(cache, key)| (cache, key.as_str())),
+                ui,
+            )?;
+        }
     }
     // Before [minimize] may drop /usr/share/doc: the SBOMs' licenses.
     let licenses = crate::sbom::Licenses::of_tree(

@@ -17,6 +17,7 @@ pub mod manifest;
 pub mod node_check;
 pub mod packages;
 pub mod provenance;
+pub mod publish;
 pub mod recipe;
 pub mod sbom;
 pub mod signing;

@@ -61,6 +61,8 @@ enum CompletionShell {
     Fish,
 }
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Build a recipe into a rootfs archive and a manifest, optionally signed.
@@ -116,6 +118,16 @@ enum Command {
         json: bool,
         #[command(flatten)]
         archive: ArchiveArgs,
+        /// Take packages and installed trees the local cache lacks from
+        /// this registry repository (REGISTRY/REPOSITORY), shared by builders.
+        #[arg(long, value_name = "REPOSITORY")]
+        cache_from: Option<String>,
+        /// Push this build's packages and installed tree to this registry
+        /// repository, for other builders' --cache-from.
+        #[arg(long, value_name = "REPOSITORY")]
+        cache_to: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Resolve the recipe's Debian packages and pin them in RECIPE.lock.
     #[command(after_help = "Examples:\n  kiln lock recipes/k3s-agent.toml\n  \
@@ -280,12 +292,14 @@ enum Command {
     #[command(
         after_help = "Examples:\n  kiln verify --key signing/release.pub dist/minimal-0.1.0.manifest.json\n  \
         kiln verify --key old.pub --key new.pub dist/minimal-0.1.0.rootfs.tar.zst --contents\n  \
-        kiln verify --key release.pub m.manifest.json --min-version 1.4.0 --json\n\n\
+        kiln verify --key release.pub m.manifest.json --min-version 1.4.0 --json\n  \
+        kiln verify --key release.pub registry.example:5000/nodes/k3s-agent:1.4.0 --contents\n\n\
         Exits 0 only when the signature, every artifact present (size and sha256) and, with \
         --contents, every file of the rootfs match; 4 otherwise."
     )]
     Verify {
-        /// A manifest, or an artifact listed by a manifest in the same directory.
+        /// A manifest, an artifact listed by a manifest in the same
+        /// directory, or a registry reference (REGISTRY/REPOSITORY:TAG).
         path: PathBuf,
         /// Trusted public key; repeat to trust several (key rotation).
         #[arg(long = "key", required = true, value_name = "PUBLIC_KEY")]
@@ -300,7 +314,56 @@ enum Command {
         /// its subjects are these files.
         #[arg(long)]
         provenance: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
         /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Publish a signed image to an OCI registry.
+    #[command(
+        after_help = "Examples:\n  kiln push dist registry.example:5000/nodes/k3s-agent:1.4.0\n  \
+        kiln push dist 127.0.0.1:5000/nodes/k3s-agent --plain-http --json\n\n\
+        One OCI artifact (artifactType application/vnd.kiln.image.v1): a layer per file the signed \
+        manifest lists, and the manifest; its signature, SBOMs and provenance attached as referrers \
+        (the referrers API, or the sha256-DIGEST tag on registries without it). Without a tag, the \
+        image's version is the tag. Prints REGISTRY/REPOSITORY:TAG@sha256:DIGEST. Credentials come \
+        from the docker config file and its credential helpers."
+    )]
+    Push {
+        /// The output directory of a signed build, or its manifest.
+        path: PathBuf,
+        /// REGISTRY/REPOSITORY[:TAG].
+        reference: String,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Print what was pushed as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch an image from an OCI registry, verified before it is written.
+    #[command(
+        after_help = "Examples:\n  kiln pull registry.example:5000/nodes/k3s-agent:1.4.0 -o /srv/pxe/k3s --key release.pub\n  \
+        kiln pull 127.0.0.1:5000/nodes/k3s-agent@sha256:... -o out --key release.pub --plain-http\n\n\
+        Checks the signature of the image's manifest with the keys, then the digest and size of \
+        every file against it, in a staging directory beside the output directory; the files \
+        appear in the output directory only when all of it verified. Exits 4 when it does not."
+    )]
+    Pull {
+        /// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST.
+        reference: String,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Trusted public key; repeat to trust several (key rotation).
+        #[arg(long = "key", required = true, value_name = "PUBLIC_KEY")]
+        keys: Vec<PathBuf>,
+        /// Refuse an image older than this version (rollback protection).
+        #[arg(long, value_name = "VERSION")]
+        min_version: Option<String>,
+        #[command(flatten)]
+        registry: RegistryArgs,
+        /// Print what was pulled as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -423,6 +486,56 @@ fn reported(code: u8, report: Result<()>) -> u8 {
                 code
             }
         }
+    }
+}
+
+/// How to reach a registry (push, pull, verify of a reference).
+#[derive(clap::Args)]
+struct RegistryArgs {
+    /// Speak plain HTTP to the registry instead of TLS (a registry on
+    /// loopback or a lab network).
+    #[arg(long)]
+    plain_http: bool,
+    /// Trust only this PEM CA bundle for the registry's TLS certificate
+    /// (default: the system's roots).
+    #[arg(long, value_name = "CA.pem", conflicts_with = "plain_http")]
+    ca_cert: Option<PathBuf>,
+    /// The docker config file holding registry credentials (default:
+    /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    registry_config: Option<PathBuf>,
+    /// Upload files larger than this many MiB in chunks of that size
+    /// (for registries or proxies that limit a request's size).
+    #[arg(long, value_name = "MiB", default_value_t = 32, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    chunk_mib: u64,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> kiln_oci::ClientOptions {
+        kiln_oci::ClientOptions {
+            plain_http: self.plain_http,
+            ca_cert: self.ca_cert.clone(),
+            config: self.registry_config.clone(),
+            chunk_size: self.chunk_mib << 20,
+            ..Default::default()
+        }
+    }
+}
+
+/// A `kiln verify` argument that is not a file but names a registry image.
+fn registry_reference(path: &std::path::Path) -> Result<Option<kiln_oci::Reference>> {
+    if path.exists() {
+        return Ok(None);
+    }
+    let text = path.to_string_lossy();
+    match kiln_oci::Reference::parse(&text) {
+        Ok(reference) => Ok(Some(reference)),
+        // Not a reference either: let verify say the file does not exist.
+        Err(_) if !text.contains(':') && !text.contains('@') => Ok(None),
+        Err(e) => Err(e.context(format!(
+            "{} is neither a file nor a registry reference",
+            path.display()
+        ))),
     }
 }
 
@@ -598,6 +711,9 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             no_install_cache,
             json,
             archive,
+            cache_from,
+            cache_to,
+            registry,
         } => {
             // Unlock the key first: a wrong password should not cost a build.
             let key = signing.load()?;
@@ -613,6 +729,14 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 locked,
                 install_cache: !no_install_cache,
                 secure_boot: secure_boot_key.zip(secure_boot_cert),
+                registry_cache: kiln::publish::cache::CacheOptions {
+                    from: cache_from
+                        .map(|r| kiln::publish::cache::RegistryCache::open(&r, &registry.options()))
+                        .transpose()?,
+                    to: cache_to
+                        .map(|r| kiln::publish::cache::RegistryCache::open(&r, &registry.options()))
+                        .transpose()?,
+                },
             };
             let out = build(&options, ui)?;
             if json {
@@ -812,12 +936,53 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             )?;
             print(&format!("{}\n", path.display()))?;
         }
+        Command::Push {
+            path,
+            reference,
+            registry,
+            json,
+        } => {
+            let reference = kiln_oci::Reference::parse(&reference)?;
+            let report = kiln::publish::push::push(&path, &reference, &registry.options(), ui)?;
+            if json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else {
+                print(&format!("{}\n", report.reference))?;
+            }
+        }
+        Command::Pull {
+            reference,
+            output,
+            keys,
+            min_version,
+            registry,
+            json,
+        } => {
+            let reference = kiln_oci::Reference::parse(&reference)?;
+            kiln::build::check_output_dir("--output", &output)?;
+            let keys = kiln::signing::load_public_keys(&keys)?;
+            let options = kiln::publish::pull::PullOptions {
+                keys: &keys,
+                min_version: min_version.as_deref(),
+                registry: &registry.options(),
+            };
+            let report = kiln::publish::pull::pull(&reference, &output, &options, ui)?;
+            if json {
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else {
+                for name in &report.files {
+                    print(&format!("{}\n", output.join(name).display()))?;
+                }
+                ui.step(format!("pulled and verified {}", report.reference));
+            }
+        }
         Command::Verify {
             path,
             keys,
             contents,
             min_version,
             provenance,
+            registry,
             json,
         } => {
             let keys = kiln::signing::load_public_keys(&keys)?;
@@ -827,7 +992,15 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 min_version: min_version.as_deref(),
                 provenance,
             };
-            let report = kiln::cmd::verify::verify(&path, &options)?;
+            let report = match registry_reference(&path)? {
+                Some(reference) => kiln::publish::pull::verify_reference(
+                    &reference,
+                    &options,
+                    &registry.options(),
+                    ui,
+                )?,
+                None => kiln::cmd::verify::verify(&path, &options)?,
+            };
             if json {
                 print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {

@@ -122,6 +122,30 @@ impl InstallCache {
     }
 }
 
+impl InstallCache {
+    /// The blob holding the installed tree of `key`, if the index names
+    /// one that is in the cache intact.
+    pub fn entry(&self, key: &str) -> Result<Option<(Digest, PathBuf)>> {
+        let Ok(text) = std::fs::read_to_string(self.index.join(key)) else {
+            return Ok(None);
+        };
+        let Ok(digest) = text.trim().parse::<Digest>() else {
+            return Ok(None);
+        };
+        Ok(self.blobs.get(&digest)?.map(|path| (digest, path)))
+    }
+
+    /// Records that the blob `digest`, already in the cache, is the
+    /// installed tree of `key` (an entry from a shared registry cache).
+    pub fn adopt(&self, key: &str, digest: &Digest) -> Result<()> {
+        write_atomic(&self.index.join(key), digest.hex().as_bytes(), 0o644)
+    }
+
+    pub fn blobs(&self) -> &Cache {
+        &self.blobs
+    }
+}
+
 /// Owned by this user and writable by nobody else.
 fn private(path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;

@@ -13,7 +13,7 @@
 //! 5. Normalisation for reproducibility and golden-image hygiene
 //!    (`normalise`).
 
-pub(crate) mod cache;
+pub mod cache;
 mod dpkg_db;
 mod ids;
 mod isolate;
@@ -48,6 +48,25 @@ pub struct InstallOptions<'a> {
 /// Suites from before merged /usr was the default.
 const SPLIT_USR_SUITES: &[&str] = &["jessie", "stretch", "buster", "bullseye"];
 
+/// The install cache and the key `install` looks its tree up by, when
+/// the cache is on.
+pub fn cache_entry(
+    packages: &[(LockedPackage, PathBuf)],
+    options: &InstallOptions,
+) -> Result<Option<(cache::InstallCache, String)>> {
+    let Some(dir) = options.cache_dir else {
+        return Ok(None);
+    };
+    let key = cache::InstallCache::key(&cache::Inputs {
+        packages,
+        arch: options.arch,
+        merged_usr: !SPLIT_USR_SUITES.contains(&options.suite),
+        epoch: options.epoch,
+        base: options.base,
+    })?;
+    Ok(Some((cache::InstallCache::open(dir)?, key)))
+}
+
 /// Installs `packages` (locked, fetched and verified) into `tree`.
 pub fn install(
     tree: &mut Tree,
@@ -57,16 +76,8 @@ pub fn install(
     ui: &Ui,
 ) -> Result<()> {
     let merged_usr = !SPLIT_USR_SUITES.contains(&options.suite);
-    let cached = match options.cache_dir {
-        Some(dir) => {
-            let cache = cache::InstallCache::open(dir)?;
-            let key = cache::InstallCache::key(&cache::Inputs {
-                packages,
-                arch: options.arch,
-                merged_usr,
-                epoch: options.epoch,
-                base: options.base,
-            })?;
+    let cached = match cache_entry(packages, options)? {
+        Some((cache, key)) => {
             if let Some(installed) = cache.load(&key, store)? {
                 *tree = installed;
                 ui.step(format!(

@@ -16,6 +16,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("kiln-debian", &["kiln-diag", "kiln-tree"]),
     ("kiln-policy", &["kiln-diag", "kiln-tree"]),
     ("kiln-disk", &["kiln-tree"]),
+    ("kiln-oci", &["kiln-diag"]),
     (
         "kiln-check",
         &["kiln-diag", "kiln-tree", "kiln-policy", "kiln-minisign"],
@@ -41,6 +42,7 @@ const LAYERS: &[(&str, &[&str])] = &[
             "kiln-disk",
             "kiln-node",
             "kiln-check",
+            "kiln-oci",
         ],
     ),
 ];

@@ -45,6 +45,7 @@ mod provenance;
 mod provision;
 mod pxe;
 mod recipe_errors;
+mod registry;
 mod reproducible;
 mod resolve;
 mod sandbox_probe;

@@ -6,6 +6,7 @@ pub mod debrepo;
 pub mod http;
 pub mod oracle;
 pub mod qemu;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
