@@ -167,6 +167,7 @@ bench-smoke:
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/install.sh smoke
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/disk.sh smoke
     KILN={{justfile_directory()}}/target/debug/kiln bash benches/boot.sh smoke
+    KILN={{justfile_directory()}}/target/debug/kiln bash benches/registry.sh smoke
 
 bench: deps build
     bash benches/pack.sh
@@ -176,6 +177,7 @@ bench: deps build
     bash benches/audit.sh
     bash benches/disk.sh
     bash benches/boot.sh
+    bash benches/registry.sh
 
 # Fuzz each parser of untrusted input for SECONDS each (cargo-fuzz on stable); fails on any crash.
 fuzz seconds="60" sanitizer="none":

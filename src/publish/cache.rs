@@ -28,12 +28,15 @@ use kiln_tree::Digest;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 
 pub const PACKAGES_ARTIFACT: &str = "application/vnd.kiln.cache.packages.v1";
 pub const INSTALL_ARTIFACT: &str = "application/vnd.kiln.cache.installed-tree.v1";
 const DEB_LAYER: &str = "application/vnd.debian.binary-package";
-const TREE_LAYER: &str = "application/vnd.kiln.installed-tree.v1.tar";
+/// zstd: a third of the bytes to move, decompressed faster than a
+/// network delivers them.
+const TREE_LAYER: &str = "application/vnd.kiln.installed-tree.v1.tar+zstd";
 /// An installed tree is a plain tar of a whole system.
 const TREE_LIMIT: u64 = 64 << 30;
 
@@ -85,40 +88,42 @@ impl RegistryCache {
         }
         let total = missing.iter().map(|(p, _)| p.size).sum();
         let progress = ui.bytes(total, &format!("packages from {}", self.reference));
-        let got = missing
-            .par_iter()
-            .filter(|(p, digest)| {
-                let outcome = self.pull_into(local, digest, p.size);
-                progress.inc(p.size);
-                match outcome {
-                    Ok(found) => found,
-                    Err(e) => {
-                        ui.detail(format!(
-                            "{} {} not from the registry cache: {e:#}",
-                            p.name, p.version
-                        ));
-                        false
+        // Many small requests: more at once than there are cores.
+        let Ok(pool) = rayon::ThreadPoolBuilder::new().num_threads(8).build() else {
+            return 0;
+        };
+        let got = pool.install(|| {
+            missing
+                .par_iter()
+                .filter(|(p, digest)| {
+                    let outcome = self.pull_into(local, digest, p.size);
+                    progress.inc(p.size);
+                    match outcome {
+                        Ok(found) => found,
+                        Err(e) => {
+                            ui.detail(format!(
+                                "{} {} not from the registry cache: {e:#}",
+                                p.name, p.version
+                            ));
+                            false
+                        }
                     }
-                }
-            })
-            .count();
+                })
+                .count()
+        });
         progress.finish();
         got
     }
 
-    /// Fetches the blob `digest` (of at most `size` bytes) into the local
-    /// cache, which re-checks it; false when the registry lacks it.
+    /// Streams the blob `digest` of `size` bytes into the local cache,
+    /// which hashes it as it stores it and keeps it only when it matches;
+    /// false when the registry lacks it.
     fn pull_into(&self, local: &Cache, digest: &Digest, size: u64) -> Result<bool> {
         let oci_digest = format!("sha256:{}", digest.hex());
-        if !self.client.has_blob(self.repository(), &oci_digest)? {
+        let Some(mut reader) = self.client.open_blob(self.repository(), &oci_digest)? else {
             return Ok(false);
-        }
-        let mut tmp = tempfile::tempfile().context("cannot make a temporary file")?;
-        self.client
-            .pull_blob(self.repository(), &oci_digest, size, &mut tmp)?;
-        use std::io::{Seek, SeekFrom};
-        tmp.seek(SeekFrom::Start(0))?;
-        local.insert(&mut tmp, digest, None, &|_| {})?;
+        };
+        local.insert(&mut reader, digest, Some(size), &|_| {})?;
         Ok(true)
     }
 
@@ -145,19 +150,38 @@ impl RegistryCache {
                 self.reference
             ),
         };
-        let digest: Digest = layer
-            .digest
-            .strip_prefix("sha256:")
-            .and_then(|hex| hex.parse().ok())
-            .with_context(|| format!("{}: install-{key} names no sha256 blob", self.reference))?;
         ui.step(format!(
             "installed tree {} from {} ({})",
             &key[..16],
             self.reference,
             crate::ui::human_bytes(layer.size)
         ));
-        if !self.pull_into(install.blobs(), &digest, layer.size.min(TREE_LIMIT))? {
+        if layer.size > TREE_LIMIT {
+            anyhow::bail!(
+                "{}: install-{key} is larger than an installed tree can be",
+                self.reference
+            );
+        }
+        let Some(reader) = self.client.open_blob(self.repository(), &layer.digest)? else {
             return Ok(false);
+        };
+        // The compressed bytes are checked against the layer's digest as
+        // they arrive; the tree is stored under its own digest, and
+        // adopted only when both are right.
+        let mut compressed = DigestReader::new(reader.take(layer.size + 1));
+        let digest = install.blobs().insert_new(|out| {
+            let mut decoder = zstd::stream::read::Decoder::new(&mut compressed)?;
+            std::io::copy(&mut (&mut decoder).take(TREE_LIMIT), out)?;
+            Ok(())
+        })?;
+        // Drain what zstd did not need, then compare.
+        std::io::copy(&mut compressed, &mut std::io::sink())?;
+        let (got, size) = compressed.finish();
+        if got != layer.digest || size != layer.size {
+            anyhow::bail!(
+                "{}: install-{key}'s blob is not what its manifest says (tampered or corrupted storage)",
+                self.reference
+            );
         }
         install.adopt(key, &digest)?;
         Ok(true)
@@ -174,24 +198,30 @@ impl RegistryCache {
         let repository = self.repository();
         let total = packages.iter().map(|(p, _)| p.size).sum();
         let progress = ui.bytes(total, &format!("packages to {}", self.reference));
-        let layers = packages
-            .par_iter()
-            .map(|(p, path)| {
-                let digest = format!("sha256:{}", p.sha256);
-                self.client
-                    .push_file(repository, path, &digest, p.size)
-                    .with_context(|| {
-                        format!("cannot push {} {} to {}", p.name, p.version, self.reference)
-                    })?;
-                progress.inc(p.size);
-                Ok(layer(
-                    DEB_LAYER,
-                    &digest,
-                    p.size,
-                    &format!("{}_{}_{}.deb", p.name, p.version, p.arch),
-                ))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(8)
+            .build()
+            .context("cannot start upload threads")?;
+        let layers = pool.install(|| {
+            packages
+                .par_iter()
+                .map(|(p, path)| {
+                    let digest = format!("sha256:{}", p.sha256);
+                    self.client
+                        .push_file(repository, path, &digest, p.size)
+                        .with_context(|| {
+                            format!("cannot push {} {} to {}", p.name, p.version, self.reference)
+                        })?;
+                    progress.inc(p.size);
+                    Ok(layer(
+                        DEB_LAYER,
+                        &digest,
+                        p.size,
+                        &format!("{}_{}_{}.deb", p.name, p.version, p.arch),
+                    ))
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
         progress.finish();
         if !layers.is_empty() {
             let mut pins = Sha256::new();
@@ -202,25 +232,48 @@ impl RegistryCache {
             self.put(PACKAGES_ARTIFACT, layers, &format!("packages-{key}"))?;
         }
         if let Some((install, key)) = install
-            && let Some((digest, path)) = install.entry(key)?
+            && let Some((_, path)) = install.entry(key)?
+            && !self.has_install(key)?
         {
-            let size = std::fs::metadata(&path)?.len();
-            let oci_digest = format!("sha256:{}", digest.hex());
+            let plain = std::fs::metadata(&path)?.len();
             ui.step(format!(
-                "installed tree {} to {} ({})",
+                "installed tree {} to {} ({} before compression)",
                 &key[..16],
                 self.reference,
-                crate::ui::human_bytes(size)
+                crate::ui::human_bytes(plain)
             ));
+            let compressed =
+                tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
+            let mut encoder = zstd::stream::write::Encoder::new(
+                std::io::BufWriter::new(DigestWriter::new(compressed.as_file())),
+                3,
+            )?;
+            encoder
+                .multithread(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))?;
+            std::io::copy(&mut std::fs::File::open(&path)?, &mut encoder)?;
+            let (digest, size) = encoder
+                .finish()?
+                .into_inner()
+                .map_err(|e| e.into_error())?
+                .finish();
             self.client
-                .push_file(repository, &path, &oci_digest, size)?;
+                .push_file(repository, compressed.path(), &digest, size)?;
             self.put(
                 INSTALL_ARTIFACT,
-                vec![layer(TREE_LAYER, &oci_digest, size, "installed-tree.tar")],
+                vec![layer(TREE_LAYER, &digest, size, "installed-tree.tar.zst")],
                 &format!("install-{key}"),
             )?;
         }
         Ok(())
+    }
+
+    /// Whether the registry has the installed tree of `key` already:
+    /// compressing it again is the expensive part of pushing it.
+    fn has_install(&self, key: &str) -> Result<bool> {
+        Ok(self
+            .client
+            .get_manifest(self.repository(), &format!("install-{key}"))?
+            .is_some())
     }
 
     fn put(&self, kind: &str, layers: Vec<Descriptor>, tag: &str) -> Result<()> {
@@ -243,5 +296,74 @@ fn layer(media_type: &str, digest: &str, size: u64, title: &str) -> Descriptor {
         size,
         artifact_type: None,
         annotations,
+    }
+}
+
+/// sha256 of what passes through, as `sha256:HEX`, and its length.
+struct DigestReader<R> {
+    inner: R,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<R: Read> DigestReader<R> {
+    fn new(inner: R) -> Self {
+        DigestReader {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.len,
+        )
+    }
+}
+
+impl<R: Read> Read for DigestReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+}
+
+struct DigestWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    len: u64,
+}
+
+impl<W: Write> DigestWriter<W> {
+    fn new(inner: W) -> Self {
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+            len: 0,
+        }
+    }
+
+    fn finish(self) -> (String, u64) {
+        (
+            format!("sha256:{}", hex::encode(self.hasher.finalize())),
+            self.len,
+        )
+    }
+}
+
+impl<W: Write> Write for DigestWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }

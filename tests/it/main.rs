@@ -46,6 +46,7 @@ mod provision;
 mod pxe;
 mod recipe_errors;
 mod registry;
+mod registry_cache;
 mod reproducible;
 mod resolve;
 mod sandbox_probe;

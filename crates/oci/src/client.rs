@@ -694,6 +694,38 @@ impl Client {
         Ok(())
     }
 
+    /// A reader of the blob, or `None` when the repository lacks it; the
+    /// caller checks the content against the digest (a cache that hashes
+    /// as it stores does, without a second pass). Not resumed: for
+    /// content that has another source when this one fails.
+    pub fn open_blob(&self, repository: &str, digest: &str) -> Result<Option<impl Read + use<>>> {
+        check_digest(digest)?;
+        let what = format!("blob {digest} of {}/{repository}", self.registry);
+        let response = self.send(&Request {
+            method: http::Method::GET,
+            url: self.url(&format!("/v2/{repository}/blobs/{digest}")),
+            repository,
+            headers: Vec::new(),
+            payload: Payload::Empty,
+            idempotent: true,
+        })?;
+        let response = match response.status().as_u16() {
+            200 => response,
+            404 => return Ok(None),
+            301 | 302 | 303 | 307 | 308 => {
+                let url = self.location(&response, &what)?;
+                let response = self
+                    .agent
+                    .get(&url)
+                    .call()
+                    .with_context(|| format!("{what}: redirected download"))?;
+                expect(response, &[200], &what)?
+            }
+            _ => return Err(status_error(response, &what)),
+        };
+        Ok(Some(response.into_body().into_reader()))
+    }
+
     /// Downloads a small blob into memory, checked against its digest.
     pub fn pull_small_blob(&self, repository: &str, digest: &str, limit: u64) -> Result<Vec<u8>> {
         let hex = check_digest(digest)?;
