@@ -139,8 +139,22 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
             _ => None,
         });
     }
-    let packages = match &plan.debian.section {
-        Some(_) => {
+    let install = plan
+        .debian
+        .section
+        .as_ref()
+        .map(|section| crate::install::InstallOptions {
+            suite: &section.suite,
+            arch: &plan.image.arch,
+            epoch,
+            work_dir: work.path(),
+            cache_dir: options
+                .install_cache
+                .then_some(options.archive.cache_dir.as_path()),
+            base: plan.base.as_ref().map(|b| b.sha256),
+        });
+    let packages = match &install {
+        Some(install) => {
             let lock = crate::packages::lock_for_build(
                 &plan,
                 &options.recipe,
@@ -148,14 +162,10 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
                 options.locked,
                 ui,
             )?;
-            if let Some(from) = &options.registry_cache.from {
-                let cache = kiln_debian::fetch::Cache::open(&options.archive.cache_dir)?;
-                let got = from.fill_packages(&lock.packages, &cache, ui);
-                if got > 0 {
-                    ui.step(format!("{got} packages from the registry cache"));
-                }
+            match &options.registry_cache.from {
+                Some(from) => fetch_with_registry_cache(from, &plan, &lock, install, options, ui)?,
+                None => crate::packages::fetch_packages(&plan, &lock, &options.archive, ui)?,
             }
-            crate::packages::fetch_packages(&plan, &lock, &options.archive, ui)?
         }
         None => Vec::new(),
     };
@@ -170,28 +180,11 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         Some(base) => load_base(base, &store, ui)?,
         None => Tree::new(),
     };
-    if let Some(section) = &plan.debian.section {
-        let install = crate::install::InstallOptions {
-            suite: &section.suite,
-            arch: &plan.image.arch,
-            epoch,
-            work_dir: work.path(),
-            cache_dir: options
-                .install_cache
-                .then_some(options.archive.cache_dir.as_path()),
-            base: plan.base.as_ref().map(|b| b.sha256),
-        };
-        if let Some(from) = &options.registry_cache.from
-            && let Some((cache, key)) = crate::install::cache_entry(&packages, &install)?
-            && let Err(e) = from.fill_install(&cache, &key, ui)
-        {
-            ui.warn(format!(
-                "the registry cache's installed tree is not used: {e:#}"
-            ));
-        }
-        crate::install::install(&mut tree, &store, &packages, &install, ui)?;
+    if let Some(install) = &install {
+        crate::install::install(&mut tree, &store, &packages, install, ui)?;
         if let Some(to) = &options.registry_cache.to {
-            let entry = crate::install::cache_entry(&packages, &install)?;
+            let locked: Vec<_> = packages.iter().map(|(p, _)| p.clone()).collect();
+            let entry = crate::install::cache_entry(&locked, install)?;
             to.push(
                 &packages,
                 entry.as_ref().map(|(cache, key)| (cache, key.as_str())),
@@ -811,6 +804,45 @@ fn finish_file(writer: BufWriter<File>) -> Result<()> {
 /// Refuses an output directory (given with `flag`) that is a file, or
 /// below one, before anything is written: `-o dist: is a file, not a
 /// directory`.
+/// The packages of the lock, taking what the local caches lack from a
+/// registry cache first: the .debs, and at the same time (it is the
+/// larger transfer) the installed tree of the same inputs. The registry
+/// failing costs time only: the mirror is still there, and so is the
+/// install stage.
+fn fetch_with_registry_cache(
+    from: &crate::publish::cache::RegistryCache,
+    plan: &crate::recipe::Plan,
+    lock: &kiln_debian::lock::Lock,
+    install: &crate::install::InstallOptions,
+    options: &BuildOptions,
+    ui: &Ui,
+) -> Result<Vec<(kiln_debian::lock::LockedPackage, PathBuf)>> {
+    std::thread::scope(|scope| {
+        let tree = scope.spawn(|| -> Result<()> {
+            if let Some((cache, key)) = crate::install::cache_entry(&lock.packages, install)? {
+                from.fill_install(&cache, &key, ui)?;
+            }
+            Ok(())
+        });
+        let cache = kiln_debian::fetch::Cache::open(&options.archive.cache_dir)?;
+        let got = from.fill_packages(&lock.packages, &cache, ui);
+        if got > 0 {
+            ui.step(format!("{got} packages from the registry cache"));
+        }
+        let fetched = crate::packages::fetch_packages(plan, lock, &options.archive, ui);
+        match tree.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => ui.warn(format!(
+                "the registry cache's installed tree is not used: {e:#}"
+            )),
+            Err(_) => {
+                ui.warn("the registry cache's installed tree is not used: its download failed")
+            }
+        }
+        fetched
+    })
+}
+
 pub fn check_output_dir(flag: &str, dir: &Path) -> Result<()> {
     let mut path = Some(dir);
     while let Some(p) = path.filter(|p| !p.as_os_str().is_empty()) {

@@ -163,6 +163,10 @@ enum Command {
         /// as `kiln build --optional-artifact` does.
         #[arg(long, value_name = "NAME")]
         optional_artifact: Vec<String>,
+        /// Print what is in the cache as JSON (name, version, sha256 and
+        /// cached path of every package and artifact).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         archive: ArchiveArgs,
     },
@@ -249,6 +253,9 @@ enum Command {
         /// Replace existing key files.
         #[arg(long)]
         force: bool,
+        /// Print the key id and the two paths as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the public key of a secret key, in minisign's .pub format.
     #[command(
@@ -803,15 +810,32 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             locked,
             artifact,
             optional_artifact,
+            json,
             archive,
         } => {
             let plan = kiln::recipe::load(&recipe)?;
             let mut options = archive.options(&artifact)?;
             options.optional_artifacts = optional_artifact.into_iter().collect();
-            kiln::packages::fetch_artifacts(&plan, &options, ui)?;
-            if plan.debian.section.is_some() {
-                let lock = kiln::packages::lock_for_build(&plan, &recipe, &options, locked, ui)?;
-                kiln::packages::fetch_packages(&plan, &lock, &options, ui)?;
+            let artifacts = kiln::packages::fetch_artifacts(&plan, &options, ui)?;
+            let packages = match plan.debian.section {
+                Some(_) => {
+                    let lock =
+                        kiln::packages::lock_for_build(&plan, &recipe, &options, locked, ui)?;
+                    kiln::packages::fetch_packages(&plan, &lock, &options, ui)?
+                }
+                None => Vec::new(),
+            };
+            if json {
+                let report = serde_json::json!({
+                    "packages": packages.iter().map(|(p, path)| serde_json::json!({
+                        "name": p.name, "version": p.version, "arch": p.arch,
+                        "size": p.size, "sha256": p.sha256, "path": path,
+                    })).collect::<Vec<_>>(),
+                    "artifacts": artifacts.iter().map(|(a, path)| serde_json::json!({
+                        "name": a.name, "sha256": a.sha256.hex(), "path": path,
+                    })).collect::<Vec<_>>(),
+                });
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             }
         }
         Command::Audit {
@@ -894,6 +918,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             no_password,
             password_file,
             force,
+            json,
         } => {
             let password = if no_password {
                 None
@@ -913,7 +938,14 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             };
             let (public, secret, id) = kiln::signing::keygen(&output, password.as_deref(), force)?;
             ui.step(format!("generated key {id}"));
-            print(&format!("{}\n{}\n", public.display(), secret.display()))?;
+            if json {
+                let report = serde_json::json!({
+                    "key_id": id.to_string(), "public": public, "secret": secret,
+                });
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            } else {
+                print(&format!("{}\n{}\n", public.display(), secret.display()))?;
+            }
         }
         Command::Pubkey { signing } => {
             let Some(key) = signing.load()? else {

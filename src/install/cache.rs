@@ -33,7 +33,7 @@ pub struct InstallCache {
 
 /// The inputs an installed tree depends on.
 pub struct Inputs<'a> {
-    pub packages: &'a [(LockedPackage, PathBuf)],
+    pub packages: &'a [LockedPackage],
     pub arch: &'a str,
     pub merged_usr: bool,
     pub epoch: u64,
@@ -71,7 +71,7 @@ impl InstallCache {
             inputs.epoch,
             inputs.base.map(|d| d.hex()).unwrap_or_default()
         ));
-        for (p, _) in inputs.packages {
+        for p in inputs.packages {
             h.update(format!(
                 "{} {} {} {}\n",
                 p.name, p.version, p.arch, p.sha256

@@ -51,7 +51,7 @@ const SPLIT_USR_SUITES: &[&str] = &["jessie", "stretch", "buster", "bullseye"];
 /// The install cache and the key `install` looks its tree up by, when
 /// the cache is on.
 pub fn cache_entry(
-    packages: &[(LockedPackage, PathBuf)],
+    packages: &[LockedPackage],
     options: &InstallOptions,
 ) -> Result<Option<(cache::InstallCache, String)>> {
     let Some(dir) = options.cache_dir else {
@@ -76,7 +76,8 @@ pub fn install(
     ui: &Ui,
 ) -> Result<()> {
     let merged_usr = !SPLIT_USR_SUITES.contains(&options.suite);
-    let cached = match cache_entry(packages, options)? {
+    let locked: Vec<LockedPackage> = packages.iter().map(|(p, _)| p.clone()).collect();
+    let cached = match cache_entry(&locked, options)? {
         Some((cache, key)) => {
             if let Some(installed) = cache.load(&key, store)? {
                 *tree = installed;

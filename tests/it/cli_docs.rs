@@ -117,3 +117,46 @@ fn readme_usage_names_every_command() {
         "README's usage section and `kiln --help` list different commands"
     );
 }
+
+#[test]
+fn fetch_and_keygen_report_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k3s"), "stand-in\n").unwrap();
+    let digest = sha256_file(&dir.path().join("k3s"));
+    std::fs::write(
+        dir.path().join("r.toml"),
+        format!(
+            "[image]\nname = \"n\"\nversion = \"1\"\n[[artifact]]\nname = \"k3s\"\npath = \"k3s\"\n\
+             sha256 = \"{digest}\"\ndest = \"/usr/local/bin/k3s\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run_ok(kiln().current_dir(dir.path()).args([
+        "fetch",
+        "r.toml",
+        "--cache-dir",
+        "cache",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["packages"], serde_json::json!([]));
+    assert_eq!(report["artifacts"][0]["name"], "k3s");
+    assert_eq!(report["artifacts"][0]["sha256"], digest.as_str());
+    let cached = report["artifacts"][0]["path"].as_str().unwrap();
+    assert_eq!(sha256_file(&dir.path().join(cached)), digest);
+
+    let out = run_ok(kiln().current_dir(dir.path()).args([
+        "keygen",
+        "-o",
+        "keys/k",
+        "--no-password",
+        "--json",
+    ]));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["public"], "keys/k.pub");
+    assert_eq!(report["secret"], "keys/k.key");
+    let id = report["key_id"].as_str().unwrap();
+    assert_eq!(id.len(), 16, "{report}");
+    let public = std::fs::read_to_string(dir.path().join("keys/k.pub")).unwrap();
+    assert!(public.contains(id), "{public}");
+}
