@@ -9,7 +9,7 @@ build_packages := "ca-certificates gpgv debian-archive-keyring squashfs-tools do
 
 # What the test suite adds: real tools as oracles, and QEMU + OVMF to boot
 # the images (qemu-system-x86 from bookworm-backports, see deps).
-test_packages := "tar zstd diffutils patch cryptsetup-bin systemd-boot-efi gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg mmdebstrap systemd openssh-server openssh-client nftables iproute2 util-linux python3-yaml libxml2-utils time bc ovmf ipxe-qemu qemu-system-x86 qemu-utils cpio python3-prometheus-client python3-venv zsh fish docker-registry apache2-utils curl"
+test_packages := "tar zstd diffutils patch cryptsetup-bin systemd-boot-efi gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg mmdebstrap systemd openssh-server openssh-client nftables iproute2 util-linux python3-yaml libxml2-utils time bc ovmf ipxe-qemu qemu-system-x86 qemu-utils cpio python3-prometheus-client python3-venv zsh fish docker-registry apache2-utils curl python3-cryptography"
 
 default:
     @just --list

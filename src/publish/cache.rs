@@ -28,7 +28,7 @@ use kiln_tree::Digest;
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::PathBuf;
 
 pub const PACKAGES_ARTIFACT: &str = "application/vnd.kiln.cache.packages.v1";
@@ -245,17 +245,18 @@ impl RegistryCache {
             let compressed =
                 tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
             let mut encoder = zstd::stream::write::Encoder::new(
-                std::io::BufWriter::new(DigestWriter::new(compressed.as_file())),
+                std::io::BufWriter::new(kiln_tree::HashingWriter::new(compressed.as_file())),
                 3,
             )?;
             encoder
                 .multithread(std::thread::available_parallelism().map_or(1, |n| n.get() as u32))?;
             std::io::copy(&mut std::fs::File::open(&path)?, &mut encoder)?;
-            let (digest, size) = encoder
+            let (_, digest, size) = encoder
                 .finish()?
                 .into_inner()
                 .map_err(|e| e.into_error())?
                 .finish();
+            let digest = format!("sha256:{}", digest.hex());
             self.client
                 .push_file(repository, compressed.path(), &digest, size)?;
             self.put(
@@ -329,41 +330,5 @@ impl<R: Read> Read for DigestReader<R> {
         self.hasher.update(&buf[..n]);
         self.len += n as u64;
         Ok(n)
-    }
-}
-
-struct DigestWriter<W> {
-    inner: W,
-    hasher: Sha256,
-    len: u64,
-}
-
-impl<W: Write> DigestWriter<W> {
-    fn new(inner: W) -> Self {
-        DigestWriter {
-            inner,
-            hasher: Sha256::new(),
-            len: 0,
-        }
-    }
-
-    fn finish(self) -> (String, u64) {
-        (
-            format!("sha256:{}", hex::encode(self.hasher.finalize())),
-            self.len,
-        )
-    }
-}
-
-impl<W: Write> Write for DigestWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.len += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
     }
 }

@@ -291,6 +291,19 @@ pub fn fetch(
         )?;
         files.push(provenance_name);
     }
+    // A PXE bundle carries the manifest and its signature too, for the
+    // booting node to fetch beside the root (docs/pxe.md): the same bytes.
+    let bundle = format!("{stem}.pxe");
+    if files.iter().any(|f| f.starts_with(&format!("{bundle}/"))) {
+        for (from, to) in [
+            (manifest_name.clone(), "manifest.json"),
+            (format!("{manifest_name}.minisig"), "manifest.json.minisig"),
+        ] {
+            let to = format!("{bundle}/{to}");
+            std::fs::copy(at(&from), at(&to)).with_context(|| format!("cannot write {to}"))?;
+            files.push(to);
+        }
+    }
     files.push(manifest_name.clone());
     files.push(format!("{manifest_name}.minisig"));
 

@@ -94,6 +94,31 @@ fn a_pxe_node_boots_from_a_verified_root_and_refuses_any_other() {
             .arg(dir.join("dist/node-1.manifest.json")),
     );
 
+    // The PXE server takes the image from a registry, as a fleet's would:
+    // pushed, pulled (verified) and the bundle complete again, byte for byte.
+    let registry = common::registry::Registry::start(Default::default());
+    let reference = format!("{}/nodes/pxe:1", registry.host());
+    run_ok(
+        kiln()
+            .arg("push")
+            .arg(dir.join("dist"))
+            .arg(&reference)
+            .arg("--plain-http"),
+    );
+    let pulled = dir.join("pulled");
+    run_ok(
+        kiln()
+            .args(["pull", &reference, "--plain-http", "--key"])
+            .arg(dir.join("release.pub"))
+            .arg("-o")
+            .arg(&pulled),
+    );
+    assert_eq!(
+        file_digests(&pulled.join("node-1.pxe")),
+        file_digests(&bundle)
+    );
+    let bundle = pulled.join("node-1.pxe");
+
     // What the web server serves: the bundle, and a menu that chains it
     // with per-node arguments: the node is provisioned from an EC2-style
     // metadata service (IMDSv2: a session token first) on the host.

@@ -73,21 +73,16 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// A command that failed with `code`, saying `says`.
+fn refused(out: &Output, code: i32, says: &str) {
+    let text = output_text(out);
+    assert_eq!(out.status.code(), Some(code), "{text}");
+    assert!(text.contains(says), "expected {says:?} in:\n{text}");
+}
+
 fn curl_json(url: &str, accept: &str) -> serde_json::Value {
     let out = run_ok(Command::new("curl").args(["-sf", "-H", &format!("Accept: {accept}"), url]));
     serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// The files of a directory with their bytes' digests.
-fn digests(dir: &Path) -> Vec<(String, String)> {
-    list_dir(dir)
-        .into_iter()
-        .filter(|p| dir.join(p).is_file())
-        .map(|p| {
-            let d = sha256_file(&dir.join(&p));
-            (p, d)
-        })
-        .collect()
 }
 
 #[test]
@@ -245,8 +240,8 @@ fn push_publishes_one_artifact_with_referrers_and_pull_gives_back_the_same_files
             "{printed}"
         );
         assert_eq!(
-            digests(&work.join(out)),
-            digests(&image.dist),
+            file_digests(&work.join(out)),
+            file_digests(&image.dist),
             "{reference}"
         );
         // Nothing is left of the staging directory.
@@ -312,12 +307,7 @@ fn pull_refuses_an_untrusted_key_a_corrupted_blob_and_a_layer_not_signed_writing
             "--plain-http",
         ],
     );
-    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
-    assert!(
-        output_text(&out).contains("no attached signature verifies"),
-        "{}",
-        output_text(&out)
-    );
+    refused(&out, 4, "no attached signature verifies");
     assert!(!work.join("out").exists());
 
     // A name that is not a reference says what to write.
@@ -332,12 +322,7 @@ fn pull_refuses_an_untrusted_key_a_corrupted_blob_and_a_layer_not_signed_writing
             "keys/release.pub",
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        output_text(&out).contains("does not name its registry"),
-        "{}",
-        output_text(&out)
-    );
+    refused(&out, 1, "does not name its registry");
 
     // A blob corrupted in the registry's storage (same size): refused
     // while downloading, exit 4, nothing written.
@@ -358,12 +343,7 @@ fn pull_refuses_an_untrusted_key_a_corrupted_blob_and_a_layer_not_signed_writing
             "--plain-http",
         ],
     );
-    assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
-    assert!(
-        output_text(&out).contains("tampered or corrupted storage"),
-        "{}",
-        output_text(&out)
-    );
+    refused(&out, 4, "tampered or corrupted storage");
     assert!(!work.join("out").exists());
     let out = kiln_in(
         work,
@@ -412,8 +392,7 @@ fn pull_refuses_an_untrusted_key_a_corrupted_blob_and_a_layer_not_signed_writing
                 "--plain-http",
             ],
         );
-        assert_eq!(out.status.code(), Some(4), "{}", output_text(&out));
-        assert!(output_text(&out).contains(says), "{}", output_text(&out));
+        refused(&out, 4, says);
         assert!(!work.join("out").exists());
     }
     assert!(list_dir(work).iter().all(|p| !p.contains(".kiln-pull-")));
@@ -504,6 +483,7 @@ fn tls_basic_auth_and_a_credential_helper() {
     let registry = Registry::start(RegistryOptions {
         tls: true,
         basic_auth: Some(("builder".into(), "s3cret".into())),
+        ..Default::default()
     });
     let host = registry.host();
     let work = image.dir.path();
@@ -518,8 +498,7 @@ fn tls_basic_auth_and_a_credential_helper() {
         .args(["push", "dist", &reference])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert!(output_text(&out).contains(&host), "{}", output_text(&out));
+    refused(&out, 1, &host);
     assert!(
         output_text(&out).to_lowercase().contains("certificate"),
         "{}",
@@ -560,12 +539,7 @@ fn tls_basic_auth_and_a_credential_helper() {
             config.to_str().unwrap(),
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        output_text(&out).contains("refused the credentials"),
-        "{}",
-        output_text(&out)
-    );
+    refused(&out, 1, "refused the credentials");
 
     // Right credentials (base64 of builder:s3cret) from $DOCKER_CONFIG.
     std::fs::write(
@@ -615,7 +589,7 @@ fn tls_basic_auth_and_a_credential_helper() {
         .output()
         .unwrap();
     ok(out, "pull with a credential helper");
-    assert_eq!(digests(&work.join("out")), digests(&image.dist));
+    assert_eq!(file_digests(&work.join("out")), file_digests(&image.dist));
 }
 
 #[test]
@@ -697,7 +671,7 @@ fn cut_uploads_start_a_new_session_and_cut_downloads_resume() {
     );
     ok(out, "pull through a cutting proxy");
     assert_eq!(proxy.cuts(), 1);
-    assert_eq!(digests(&work.join("out")), digests(&image.dist));
+    assert_eq!(file_digests(&work.join("out")), file_digests(&image.dist));
     let blob_gets: Vec<String> = proxy
         .requests()
         .into_iter()
@@ -710,12 +684,7 @@ fn cut_uploads_start_a_new_session_and_cut_downloads_resume() {
         work,
         &["push", "dist", "127.0.0.1:9/nodes/x:1", "--plain-http"],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        output_text(&out).contains("127.0.0.1:9"),
-        "{}",
-        output_text(&out)
-    );
+    refused(&out, 1, "127.0.0.1:9");
 }
 
 #[test]
@@ -737,12 +706,7 @@ fn push_refuses_unsigned_and_modified_outputs_sending_nothing() {
             "--plain-http",
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        output_text(&out).contains("not what the manifest lists"),
-        "{}",
-        output_text(&out)
-    );
+    refused(&out, 1, "not what the manifest lists");
     bytes[100] ^= 1;
     std::fs::write(&rootfs, &bytes).unwrap();
     std::fs::remove_file(image.dist.join(format!("{STEM}.manifest.json.minisig"))).unwrap();
@@ -755,13 +719,137 @@ fn push_refuses_unsigned_and_modified_outputs_sending_nothing() {
             "--plain-http",
         ],
     );
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        output_text(&out).contains("is not signed"),
-        "{}",
-        output_text(&out)
-    );
+    refused(&out, 1, "is not signed");
     // Nothing reached the registry.
     let catalog = curl_json(&format!("http://{host}/v2/_catalog"), "application/json");
     assert_eq!(catalog["repositories"], serde_json::json!([]), "{catalog}");
+}
+
+/// A token service beside the registry: the Python script in
+/// tests/data/registry, killed on drop.
+struct TokenService {
+    child: std::process::Child,
+    realm: String,
+}
+
+impl Drop for TokenService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn bearer_tokens_from_the_registry_token_service() {
+    let image = signed_image();
+    let work = image.dir.path();
+    let auth = work.join("token-auth");
+    std::fs::create_dir_all(&auth).unwrap();
+    run_ok(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args([
+                "-nodes",
+                "-days",
+                "3650",
+                "-subj",
+                "/CN=kiln-test-token-issuer",
+            ])
+            .arg("-keyout")
+            .arg(auth.join("key.pem"))
+            .arg("-out")
+            .arg(auth.join("cert.pem")),
+    );
+    let port_file = auth.join("port");
+    let child = Command::new("/usr/bin/python3")
+        .arg(repo_root().join("tests/data/registry/token-server.py"))
+        .arg(auth.join("key.pem"))
+        .arg(auth.join("cert.pem"))
+        .args([
+            "kiln-test-issuer",
+            "kiln-test-registry",
+            "builder",
+            "s3cret",
+        ])
+        .arg(&port_file)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !port_file.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token service did not start (python3-cryptography?)"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let port = std::fs::read_to_string(&port_file).unwrap();
+    let tokens = TokenService {
+        child,
+        realm: format!("http://127.0.0.1:{port}/token"),
+    };
+    let registry = Registry::start(RegistryOptions {
+        token: Some(common::registry::TokenAuth {
+            realm: tokens.realm.clone(),
+            service: "kiln-test-registry".into(),
+            issuer: "kiln-test-issuer".into(),
+            root_cert: auth.join("cert.pem"),
+        }),
+        ..Default::default()
+    });
+    let host = registry.host();
+    let reference = format!("{host}/nodes/k3s:1");
+    let docker = work.join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    let with_config = |args: &[&str]| {
+        kiln()
+            .current_dir(work)
+            .env("DOCKER_CONFIG", &docker)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+
+    // No credentials: the token service refuses, kiln says what to do.
+    let out = with_config(&["push", "dist", &reference, "--plain-http"]);
+    refused(&out, 1, "needs a login");
+    // Wrong ones.
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"username": "builder", "password": "wrong"}}}}}}"#),
+    )
+    .unwrap();
+    let out = with_config(&["push", "dist", &reference, "--plain-http"]);
+    refused(&out, 1, "refused the credentials");
+    // Right ones: a token for the repository's scope, push and pull.
+    std::fs::write(
+        docker.join("config.json"),
+        format!(r#"{{"auths": {{"{host}": {{"username": "builder", "password": "s3cret"}}}}}}"#),
+    )
+    .unwrap();
+    ok(
+        with_config(&["push", "dist", &reference, "--plain-http"]),
+        "push with a token",
+    );
+    let key = image.public.to_str().unwrap();
+    ok(
+        with_config(&[
+            "pull",
+            &reference,
+            "-o",
+            "out",
+            "--key",
+            key,
+            "--plain-http",
+        ]),
+        "pull with a token",
+    );
+    assert_eq!(file_digests(&work.join("out")), file_digests(&image.dist));
+    drop(tokens);
 }

@@ -65,17 +65,6 @@ fn build(dir: &Path, builder: &str, cache: &[&str]) -> Output {
         .unwrap()
 }
 
-fn files(dir: &Path) -> Vec<(String, String)> {
-    list_dir(dir)
-        .into_iter()
-        .filter(|p| dir.join(p).is_file())
-        .map(|p| {
-            let d = sha256_file(&dir.join(&p));
-            (p, d)
-        })
-        .collect()
-}
-
 #[test]
 fn a_cold_builder_builds_the_same_bytes_from_a_warm_registry_cache() {
     let tmp = tempfile::tempdir().unwrap();
@@ -117,7 +106,10 @@ fn a_cold_builder_builds_the_same_bytes_from_a_warm_registry_cache() {
     );
     assert!(text.contains(&format!("from {cache}")), "{text}");
     assert!(text.contains("from the install cache"), "{text}");
-    assert_eq!(files(&dir.join("b/out")), files(&dir.join("a/out")));
+    assert_eq!(
+        file_digests(&dir.join("b/out")),
+        file_digests(&dir.join("a/out"))
+    );
 
     // Without the registry cache the same cold builder cannot build.
     let c = build(dir, "c", &[]);
@@ -179,9 +171,9 @@ fn builders_pushing_the_same_keys_at_once_all_succeed_and_agree() {
         let out = child.wait_with_output().unwrap();
         assert!(out.status.success(), "{}", output_text(&out));
     }
-    let first = files(&dir.join("p1/out"));
-    assert_eq!(files(&dir.join("p2/out")), first);
-    assert_eq!(files(&dir.join("p3/out")), first);
+    let first = file_digests(&dir.join("p1/out"));
+    assert_eq!(file_digests(&dir.join("p2/out")), first);
+    assert_eq!(file_digests(&dir.join("p3/out")), first);
     // The cache they left is whole: a fourth builder takes everything from it.
     let out = build(dir, "p4", &["--cache-from", &cache]);
     let text = output_text(&out);
@@ -191,5 +183,5 @@ fn builders_pushing_the_same_keys_at_once_all_succeed_and_agree() {
         "{text}"
     );
     assert!(text.contains("from the install cache"), "{text}");
-    assert_eq!(files(&dir.join("p4/out")), first);
+    assert_eq!(file_digests(&dir.join("p4/out")), first);
 }

@@ -258,6 +258,24 @@ impl Client {
         }
     }
 
+    /// A GET or HEAD: repeated on transient failures.
+    fn fetch(
+        &self,
+        method: http::Method,
+        url: String,
+        repository: &str,
+        headers: Vec<(&'static str, String)>,
+    ) -> Result<Response<ureq::Body>> {
+        self.send(&Request {
+            method,
+            url,
+            repository,
+            headers,
+            payload: Payload::Empty,
+            idempotent: true,
+        })
+    }
+
     fn answer_challenge(&self, response: &Response<ureq::Body>, repository: &str) -> Result<()> {
         let header_value = header(response, "www-authenticate").unwrap_or_default();
         let challenge = auth::parse_challenge(&header_value).ok_or_else(|| {
@@ -381,14 +399,7 @@ impl Client {
     /// Checks that the registry speaks the distribution API and that the
     /// credentials, if it asks for them, are accepted.
     pub fn ping(&self, repository: &str) -> Result<()> {
-        let response = self.send(&Request {
-            method: http::Method::GET,
-            url: self.url("/v2/"),
-            repository,
-            headers: Vec::new(),
-            payload: Payload::Empty,
-            idempotent: true,
-        })?;
+        let response = self.fetch(http::Method::GET, self.url("/v2/"), repository, Vec::new())?;
         expect(
             response,
             &[200],
@@ -399,14 +410,12 @@ impl Client {
 
     /// Whether the repository has the blob.
     pub fn has_blob(&self, repository: &str, digest: &str) -> Result<bool> {
-        let response = self.send(&Request {
-            method: http::Method::HEAD,
-            url: self.url(&format!("/v2/{repository}/blobs/{digest}")),
+        let response = self.fetch(
+            http::Method::HEAD,
+            self.url(&format!("/v2/{repository}/blobs/{digest}")),
             repository,
-            headers: Vec::new(),
-            payload: Payload::Empty,
-            idempotent: true,
-        })?;
+            Vec::new(),
+        )?;
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
@@ -575,14 +584,12 @@ impl Client {
 
     /// Where an interrupted upload stands: its Location and the next offset.
     fn upload_status(&self, repository: &str, location: &str, what: &str) -> Result<(String, u64)> {
-        let response = self.send(&Request {
-            method: http::Method::GET,
-            url: location.to_owned(),
+        let response = self.fetch(
+            http::Method::GET,
+            location.to_owned(),
             repository,
-            headers: Vec::new(),
-            payload: Payload::Empty,
-            idempotent: true,
-        })?;
+            Vec::new(),
+        )?;
         let response = expect(
             response,
             &[204],
@@ -701,14 +708,12 @@ impl Client {
     pub fn open_blob(&self, repository: &str, digest: &str) -> Result<Option<impl Read + use<>>> {
         check_digest(digest)?;
         let what = format!("blob {digest} of {}/{repository}", self.registry);
-        let response = self.send(&Request {
-            method: http::Method::GET,
-            url: self.url(&format!("/v2/{repository}/blobs/{digest}")),
+        let response = self.fetch(
+            http::Method::GET,
+            self.url(&format!("/v2/{repository}/blobs/{digest}")),
             repository,
-            headers: Vec::new(),
-            payload: Payload::Empty,
-            idempotent: true,
-        })?;
+            Vec::new(),
+        )?;
         let response = match response.status().as_u16() {
             200 => response,
             404 => return Ok(None),
@@ -730,14 +735,12 @@ impl Client {
     pub fn pull_small_blob(&self, repository: &str, digest: &str, limit: u64) -> Result<Vec<u8>> {
         let hex = check_digest(digest)?;
         let what = format!("blob {digest} of {}/{repository}", self.registry);
-        let response = self.send(&Request {
-            method: http::Method::GET,
-            url: self.url(&format!("/v2/{repository}/blobs/{digest}")),
+        let response = self.fetch(
+            http::Method::GET,
+            self.url(&format!("/v2/{repository}/blobs/{digest}")),
             repository,
-            headers: Vec::new(),
-            payload: Payload::Empty,
-            idempotent: true,
-        })?;
+            Vec::new(),
+        )?;
         let mut response = match response.status().as_u16() {
             200 => response,
             404 => bail!("{what} does not exist"),
@@ -829,14 +832,12 @@ impl Client {
     /// The referrers API: `None` when the registry does not have it.
     pub fn referrers_api(&self, repository: &str, digest: &str) -> Result<Option<Vec<u8>>> {
         let what = format!("referrers of {}/{repository}@{digest}", self.registry);
-        let response = self.send(&Request {
-            method: http::Method::GET,
-            url: self.url(&format!("/v2/{repository}/referrers/{digest}")),
+        let response = self.fetch(
+            http::Method::GET,
+            self.url(&format!("/v2/{repository}/referrers/{digest}")),
             repository,
-            headers: vec![("accept", IMAGE_INDEX.to_owned())],
-            payload: Payload::Empty,
-            idempotent: true,
-        })?;
+            vec![("accept", IMAGE_INDEX.to_owned())],
+        )?;
         let mut response = match response.status().as_u16() {
             200 => response,
             // 404 (or 405 from a proxy) from a registry without the API.

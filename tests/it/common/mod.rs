@@ -152,6 +152,19 @@ pub fn gnu_tar(dir: &Path, out: &Path) {
 }
 
 /// Files in `dir` (recursively), as sorted relative paths.
+/// The regular files below `dir` (relative paths, sorted) with the
+/// sha256 of each: two directories with the same list hold the same bytes.
+pub fn file_digests(dir: &Path) -> Vec<(String, String)> {
+    list_dir(dir)
+        .into_iter()
+        .filter(|p| dir.join(p).is_file())
+        .map(|p| {
+            let digest = sha256_file(&dir.join(&p));
+            (p, digest)
+        })
+        .collect()
+}
+
 pub fn list_dir(dir: &Path) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         let Ok(entries) = std::fs::read_dir(dir) else {

@@ -25,6 +25,17 @@ pub struct RegistryOptions {
     pub tls: bool,
     /// Require this user and password (htpasswd, bcrypt).
     pub basic_auth: Option<(String, String)>,
+    /// Require bearer tokens from a token service (distribution's token
+    /// authentication): JWTs signed by the key of `root_cert`.
+    pub token: Option<TokenAuth>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TokenAuth {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub root_cert: PathBuf,
 }
 
 /// A running `docker-registry`; dropping it kills the server and removes
@@ -95,6 +106,15 @@ impl Registry {
             config.push_str(&format!(
                 "auth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
                 file.display()
+            ));
+        }
+        if let Some(token) = &options.token {
+            config.push_str(&format!(
+                "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                token.realm,
+                token.service,
+                token.issuer,
+                token.root_cert.display()
             ));
         }
         let config_path = dir.path().join("config.yml");
@@ -685,6 +705,7 @@ mod tests {
         let secure = Registry::start(RegistryOptions {
             tls: true,
             basic_auth: Some(("kiln".into(), "s3cret".into())),
+            ..Default::default()
         });
         let ca = secure.ca_cert.as_ref().unwrap().to_str().unwrap();
         let v2s = format!("https://{}/v2/", secure.host());
