@@ -9,7 +9,7 @@ build_packages := "ca-certificates gpgv debian-archive-keyring squashfs-tools do
 
 # What the test suite adds: real tools as oracles, and QEMU + OVMF to boot
 # the images (qemu-system-x86 from bookworm-backports, see deps).
-test_packages := "tar zstd diffutils patch cryptsetup-bin systemd-boot-efi gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg mmdebstrap systemd openssh-server openssh-client nftables iproute2 util-linux python3-yaml libxml2-utils time bc ovmf ipxe-qemu qemu-system-x86 qemu-utils cpio python3-prometheus-client python3-venv zsh fish docker-registry apache2-utils curl python3-cryptography"
+test_packages := "tar zstd diffutils patch cryptsetup-bin systemd-boot-efi gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg mmdebstrap systemd openssh-server openssh-client nftables iproute2 util-linux python3-yaml libxml2-utils time bc ovmf ipxe-qemu qemu-system-x86 qemu-utils cpio python3-prometheus-client python3-venv zsh fish docker-registry apache2-utils curl python3-cryptography qemu-user-static arch-test"
 
 default:
     @just --list
@@ -26,6 +26,25 @@ deps: deps-build
 # Build kiln (release).
 build:
     cargo build --release --locked
+
+# Installs the target's Rust standard library (rustup), Debian's cross C
+# compiler for the crates that build C, and qemu-user-static, which an
+# arm64 build needs for its maintainer scripts. kiln finds the program in
+# target/TRIPLE/PROFILE/kiln-node (PROFILE: release or dev).
+# Cross-build kiln-node, which images that boot carry, for ARCH (arm64) images.
+node-program arch="arm64" profile="release":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    case "{{arch}}" in
+        arm64) triple=aarch64-unknown-linux-gnu; gnu=aarch64-linux-gnu; debarch=arm64 ;;
+        *) echo "just node-program: kiln cross-builds kiln-node for arm64 only, not {{arch}}" >&2; exit 2 ;;
+    esac
+    bash .ci/apt-install "gcc-$gnu" "libc6-dev-$debarch-cross" qemu-user-static
+    rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+    upper=$(echo "$triple" | tr 'a-z-' 'A-Z_')
+    export "CARGO_TARGET_${upper}_LINKER=$gnu-gcc"
+    export "CC_${triple//-/_}=$gnu-gcc" "AR_${triple//-/_}=$gnu-ar"
+    cargo build --locked --profile "{{profile}}" --target "$triple" --bin kiln-node
 
 # Signs with $KILN_SIGNING_KEY (verified with $KILN_SIGNING_PUB, else with
 # that key's own public key), else with a throwaway development key under
@@ -63,7 +82,7 @@ lint:
 # (TCG, about a minute a boot); alone: cargo test --test it boot -- --include-ignored
 
 # The whole test suite, every tier (lints, unit and integration tests); CI runs it as root.
-test: deps lint
+test: deps lint (node-program "arm64" "dev")
     cargo test --workspace --locked --all-targets -- --include-ignored --test-threads 2
     just bench-smoke
 

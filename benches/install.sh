@@ -6,7 +6,8 @@
 #   mmdebstrap --format=tar of the same suite, variant and packages, twice:
 #   from a local repository of the very .debs kiln installs (no network in
 #   either timing: the fair comparison) and from the mirror (as a user runs it).
-# Then the K3s agent image of recipes/ built afresh, for scale.
+# Then the K3s agent image of recipes/ built afresh, for scale, and the
+# NODE set for arm64 (maintainer scripts under qemu-user) beside amd64's.
 # Prints seconds, peak memory (GNU time's maximum resident set size), the
 # ratios kiln / mmdebstrap (below 1 is faster; target ≤ 0.33 afresh against
 # local packages), where kiln's time goes and the slowest maintainer scripts
@@ -120,6 +121,17 @@ t1=$(now)
 k3s=$(secs "$t0" "$t1")
 k3s_count=$(grep -oE 'configuring [0-9]+ packages' log.k3s | grep -oE '[0-9]+')
 
+# The same NODE set for arm64, afresh: its maintainer scripts run under
+# qemu-user (kiln registers it with binfmt_misc as root).
+sed 's/^version = "1"$/version = "1"\narch = "arm64"/' node.toml > arm64.toml
+"$kiln" -q lock arm64.toml --cache-dir cache >/dev/null
+"$kiln" -q fetch arm64.toml --locked --cache-dir cache >/dev/null
+t0=$(now)
+/usr/bin/time -v -o time.arm64 "$kiln" -v build arm64.toml --locked --cache-dir cache -o arm64-out \
+    --compression none --no-install-cache >/dev/null 2>log.arm64 || fail "kiln build (arm64)" log.arm64
+t1=$(now)
+arm64=$(secs "$t0" "$t1")
+
 printf 'NODE set: %d packages (minbase + %s)\n' "$count" "${packages[*]}"
 row() { printf '%-50s %7.2f s  %7.1f MiB peak\n' "$1" "$2" "$(peak "$3")"; }
 row "kiln build, install cache warm" "$warm" time.warm
@@ -131,6 +143,8 @@ printf '%-50s %7.2f\n' "ratio kiln afresh / mmdebstrap, from the mirror" "$(rati
 printf '%-50s %7.2f   (a rebuild of the same lock)\n' "ratio kiln warm / mmdebstrap, local .debs" "$(ratio "$warm" "$mm_local")"
 echo "(all write a plain tar; kiln's package cache is warm; the local repository holds exactly kiln's .debs)"
 row "K3s agent image afresh ($k3s_count packages, disk)" "$k3s" time.k3s
+row "NODE set for arm64 afresh (scripts under qemu-user)" "$arm64" time.arm64
+printf '%-50s %7.2f\n' "ratio arm64 / amd64, packages configured afresh" "$(ratio "$arm64" "$fresh")"
 echo "where kiln's time goes, packages configured afresh:"
 grep -E ' in [0-9.]+m?s|verified in' log.fresh | sed 's/^/  /' || true
 # the rest: start-up, lockfile, normalising, the tree walk, the audit, the manifest

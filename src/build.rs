@@ -217,7 +217,13 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
     let build_key = options.key.as_ref().map(|k| k.public_key());
     let mut self_check = false;
     if let Some(timer) = &plan.check_timer {
-        match crate::node_check::install(timer, build_key.as_ref(), &mut tree, &store)? {
+        match crate::node_check::install(
+            timer,
+            &plan.image.arch,
+            build_key.as_ref(),
+            &mut tree,
+            &store,
+        )? {
             Some(warning) => ui.warn(warning),
             None => self_check = true,
         }

@@ -44,6 +44,7 @@ fn manifest_path(build_key: Option<&PublicKey>) -> &'static str {
 /// nothing, when the node would trust no key at all.
 pub fn install(
     plan: &CheckTimerPlan,
+    arch: &str,
     build_key: Option<&PublicKey>,
     tree: &mut Tree,
     store: &Store,
@@ -58,7 +59,7 @@ pub fn install(
     }
     if plan.binary.as_str() == crate::boot::layout::NODE_PROGRAM && tree.get(&plan.binary).is_none()
     {
-        crate::boot::layout::put_node_program(tree, store, &plan.loc)?;
+        crate::boot::layout::put_node_program(tree, store, arch, &plan.loc)?;
     }
     let binary = tree.resolve(&plan.binary, true).map_err(located)?;
     if !matches!(tree.get(&binary).map(|e| &e.kind), Some(Kind::File { .. })) {

@@ -64,13 +64,13 @@ pub fn uses_dracut<'a>(mut packages: impl Iterator<Item = &'a str>) -> bool {
 
 /// Places the files in `tree` (after unpacking, before configuring), and
 /// kiln-node, which the initrd of a PXE boot runs.
-pub fn place(tree: &mut Tree, store: &Store) -> Result<()> {
+pub fn place(tree: &mut Tree, store: &Store, arch: &str) -> Result<()> {
     for (path, text, mode) in files() {
         let path = ImagePath::new(&path)?;
         tree.create_dir_all(&path.parent(), &Meta::root(0o755))?;
         tree.insert(path, Entry::file(store, text.as_bytes(), Meta::root(mode))?)?;
     }
-    let program = super::layout::node_program()?;
+    let program = super::layout::node_program(arch)?;
     let file = std::fs::File::open(&program)
         .with_context(|| format!("cannot read {}", program.display()))?;
     let (digest, size) = store.put(std::io::BufReader::new(file))?;

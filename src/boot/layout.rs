@@ -104,7 +104,7 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
     // read.
     let program = ImagePath::new(NODE_PROGRAM)?;
     if cx.tree.get(&program).is_none() {
-        put_node_program(cx.tree, store, loc)?;
+        put_node_program(cx.tree, store, &plan.image.arch, loc)?;
     }
     cx.write(
         "/usr/lib/systemd/system/kiln-provision.service",
@@ -200,8 +200,13 @@ pub fn apply(plan: &Plan, tree: &mut Tree, store: &Store) -> Result<Vec<String>>
 
 /// Puts kiln-node at [`NODE_PROGRAM`]: what provisions a node that
 /// boots, and what its check and audit timers run.
-pub(crate) fn put_node_program(tree: &mut Tree, store: &Store, loc: &Loc) -> Result<()> {
-    let program = node_program()?;
+pub(crate) fn put_node_program(
+    tree: &mut Tree,
+    store: &Store,
+    arch: &str,
+    loc: &Loc,
+) -> Result<()> {
+    let program = node_program(arch)?;
     let file = std::fs::File::open(&program)
         .with_context(|| format!("cannot read {}", program.display()))?;
     let (digest, size) = store.put(std::io::BufReader::new(file))?;
@@ -213,19 +218,96 @@ pub(crate) fn put_node_program(tree: &mut Tree, store: &Store, loc: &Loc) -> Res
     Ok(())
 }
 
-/// kiln-node, built beside kiln (`cargo build` makes both), or
-/// `KILN_NODE_PROGRAM`.
-pub(crate) fn node_program() -> Result<std::path::PathBuf> {
-    if let Some(path) = std::env::var_os("KILN_NODE_PROGRAM").filter(|p| !p.is_empty()) {
-        return Ok(path.into());
+/// kiln-node for images of `arch`, checked to be a program of that
+/// architecture: `KILN_NODE_PROGRAM_ARCH` (`KILN_NODE_PROGRAM_ARM64`), or
+/// for the host's own architecture `KILN_NODE_PROGRAM` or kiln-node
+/// beside kiln (`cargo build` makes both); for another architecture
+/// `kiln-node-ARCH` beside kiln, or cargo's cross build of it
+/// (`just node-program ARCH`).
+pub(crate) fn node_program(arch: &str) -> Result<std::path::PathBuf> {
+    let variable = format!("KILN_NODE_PROGRAM_{}", arch.to_ascii_uppercase());
+    let native = crate::install::emulation::is_native(arch);
+    let from_env = std::env::var_os(&variable)
+        .or_else(|| {
+            native
+                .then(|| std::env::var_os("KILN_NODE_PROGRAM"))
+                .flatten()
+        })
+        .filter(|p| !p.is_empty());
+    let path = match from_env {
+        Some(path) => std::path::PathBuf::from(path),
+        None => {
+            let exe = std::env::current_exe().context("cannot find kiln's own program")?;
+            let candidates: Vec<std::path::PathBuf> = if native {
+                vec![exe.with_file_name("kiln-node")]
+            } else {
+                let mut found = vec![exe.with_file_name(format!("kiln-node-{arch}"))];
+                // target/PROFILE/kiln → target/TRIPLE/PROFILE/kiln-node
+                if let (Some(profile_dir), Some(triple)) = (exe.parent(), rust_target(arch))
+                    && let (Some(target_dir), Some(profile)) =
+                        (profile_dir.parent(), profile_dir.file_name())
+                {
+                    found.push(target_dir.join(triple).join(profile).join("kiln-node"));
+                }
+                found
+            };
+            match candidates.iter().find(|p| p.is_file()) {
+                Some(path) => path.clone(),
+                None => bail!(
+                    "kiln-node for {arch} is missing (looked for {}): kiln puts it into images that boot; {}",
+                    candidates
+                        .iter()
+                        .map(|p| p.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    if native {
+                        "build it with kiln (cargo build builds both) or set KILN_NODE_PROGRAM"
+                            .to_owned()
+                    } else {
+                        format!("cross-build it with `just node-program {arch}`, or set {variable}")
+                    }
+                ),
+            }
+        }
+    };
+    check_machine(&path, arch)?;
+    Ok(path)
+}
+
+/// Rust's target triple for a Debian architecture's kiln-node.
+pub fn rust_target(arch: &str) -> Option<&'static str> {
+    Some(match arch {
+        "amd64" => "x86_64-unknown-linux-gnu",
+        "arm64" => "aarch64-unknown-linux-gnu",
+        _ => return None,
+    })
+}
+
+/// Refuses a kiln-node that is not an ELF program of `arch`: an amd64
+/// program in an arm64 image would fail only when the node boots.
+fn check_machine(path: &std::path::Path, arch: &str) -> Result<()> {
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    if &head[..4] != b"\x7fELF" {
+        bail!("{} is not an ELF program", path.display());
     }
-    let exe = std::env::current_exe().context("cannot find kiln's own program")?;
-    let path = exe.with_file_name("kiln-node");
-    if !path.is_file() {
+    let machine = u16::from_le_bytes([head[18], head[19]]);
+    let expected = match arch {
+        "amd64" => 62,
+        "arm64" => 183,
+        "i386" => 3,
+        "armhf" | "armel" => 40,
+        "riscv64" => 243,
+        _ => return Ok(()),
+    };
+    if machine != expected {
         bail!(
-            "{} is missing: kiln puts it into images that boot; build it with kiln (cargo build builds both) or set KILN_NODE_PROGRAM",
+            "{} is a program for ELF machine {machine}, not for {arch} (machine {expected}): give kiln-node built for {arch}",
             path.display()
         );
     }
-    Ok(path)
+    Ok(())
 }

@@ -63,7 +63,7 @@ impl InstallCache {
         h.update(format!("{FORMAT}\n{}\n", env!("CARGO_PKG_VERSION")));
         h.update(format!("binary {}\n", this_binary()?.hex()));
         // kiln-node goes into the initrd that the kernel's postinst builds.
-        h.update(format!("node-program {}\n", node_program()));
+        h.update(format!("node-program {}\n", node_program(inputs.arch)));
         h.update(format!(
             "arch {}\nmerged-usr {}\nepoch {}\nbase {}\n",
             inputs.arch,
@@ -159,14 +159,15 @@ fn owned_by_me(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me)
 }
 
-/// The digest of the running binary: a kiln built from other code installs
-/// differently, even under the same version number.
-/// The digest of the kiln-node program that images get, or "none".
-fn node_program() -> String {
-    static DIGEST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    DIGEST
-        .get_or_init(|| {
-            crate::boot::layout::node_program()
+/// The digest of the kiln-node program that images of `arch` get, or "none".
+fn node_program(arch: &str) -> String {
+    static DIGESTS: std::sync::Mutex<std::collections::BTreeMap<String, String>> =
+        std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let mut digests = DIGESTS.lock().unwrap_or_else(|e| e.into_inner());
+    digests
+        .entry(arch.to_owned())
+        .or_insert_with(|| {
+            crate::boot::layout::node_program(arch)
                 .ok()
                 .and_then(|path| std::fs::File::open(path).ok())
                 .and_then(|file| hash_reader(BufReader::with_capacity(1 << 20, file)).ok())
@@ -175,6 +176,8 @@ fn node_program() -> String {
         .clone()
 }
 
+/// The digest of the running binary: a kiln built from other code installs
+/// differently, even under the same version number.
 pub(crate) fn this_binary() -> Result<Digest> {
     static DIGEST: std::sync::OnceLock<Option<Digest>> = std::sync::OnceLock::new();
     let digest = DIGEST.get_or_init(|| {

@@ -15,6 +15,7 @@
 
 pub mod cache;
 mod dpkg_db;
+pub mod emulation;
 mod ids;
 mod isolate;
 pub mod normalise;
@@ -142,7 +143,7 @@ fn install_afresh(
 
     if crate::boot::initrd::uses_dracut(unpacked.iter().map(|p| p.name.as_str())) {
         // Before the kernel's postinst runs dracut.
-        crate::boot::initrd::place(tree, store)?;
+        crate::boot::initrd::place(tree, store, options.arch)?;
     }
     let to_configure: Vec<&str> = unpacked
         .iter()
@@ -225,6 +226,7 @@ fn configure(
     options: &InstallOptions,
     ui: &Ui,
 ) -> Result<()> {
+    emulation::ensure(options.arch, ui)?;
     let ids = ids::Ids::detect()?;
     let timeout = configure_timeout()?;
     let started = std::time::Instant::now();

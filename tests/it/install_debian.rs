@@ -14,10 +14,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-const EPOCH: u64 = 1_700_000_000;
+pub(crate) const EPOCH: u64 = 1_700_000_000;
 
 /// Every difference between kiln's image and mmdebstrap's, and why.
-const INTENDED: &[(&str, &str)] = &[
+pub(crate) const INTENDED: &[(&str, &str)] = &[
     (
         "/dev/**",
         "mmdebstrap's tarball carries device nodes; kiln leaves /dev to the kernel's devtmpfs",
@@ -68,10 +68,10 @@ const INTENDED: &[(&str, &str)] = &[
 /// Files whose lines depend on the order packages are configured in
 /// (kiln configures all at once, mmdebstrap in two rounds): the same
 /// lines, in another order.
-const SAME_LINES: &[&str] = &["/etc/shells", "/var/lib/dpkg/triggers/File"];
+pub(crate) const SAME_LINES: &[&str] = &["/etc/shells", "/var/lib/dpkg/triggers/File"];
 
 /// Packages are shared with the other tests of the real archive.
-fn package_cache() -> PathBuf {
+pub(crate) fn package_cache() -> PathBuf {
     repo_root().join("target/kiln-test-cache/debs")
 }
 
@@ -163,7 +163,7 @@ fn dpkg_versions(tar: &Path) -> BTreeMap<String, String> {
     status_versions(&status)
 }
 
-fn status_versions(status: &str) -> BTreeMap<String, String> {
+pub(crate) fn status_versions(status: &str) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for paragraph in status.split("\n\n") {
         let field = |name: &str| {

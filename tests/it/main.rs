@@ -32,6 +32,7 @@ mod harden_k3s;
 mod harden_ssh;
 mod hostile;
 mod hostile_packages;
+mod install_arm64;
 mod install_debian;
 mod install_offline;
 mod interrupt;

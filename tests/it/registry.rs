@@ -73,6 +73,14 @@ fn ok(out: Output, what: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// `kiln pull REFERENCE -o out --key KEY` over plain HTTP, in `work`.
+fn pull_out(work: &Path, reference: &str, key: &str) -> Output {
+    kiln_in(
+        work,
+        &["pull", reference, "-o", "out", "--key", key, "--plain-http"],
+    )
+}
+
 /// A command that failed with `code`, saying `says`.
 fn refused(out: &Output, code: i32, says: &str) {
     let text = output_text(out);
@@ -295,18 +303,7 @@ fn pull_refuses_an_untrusted_key_a_corrupted_blob_and_a_layer_not_signed_writing
             .current_dir(work)
             .args(["keygen", "-o", "keys/other", "--no-password"]),
     );
-    let out = kiln_in(
-        work,
-        &[
-            "pull",
-            &reference,
-            "-o",
-            "out",
-            "--key",
-            "keys/other.pub",
-            "--plain-http",
-        ],
-    );
+    let out = pull_out(work, &reference, "keys/other.pub");
     refused(&out, 4, "no attached signature verifies");
     assert!(!work.join("out").exists());
 
@@ -331,18 +328,7 @@ fn pull_refuses_an_untrusted_key_a_corrupted_blob_and_a_layer_not_signed_writing
     let mut bytes = std::fs::read(&data).unwrap();
     bytes[1000] ^= 0xff;
     std::fs::write(&data, &bytes).unwrap();
-    let out = kiln_in(
-        work,
-        &[
-            "pull",
-            &reference,
-            "-o",
-            "out",
-            "--key",
-            "keys/release.pub",
-            "--plain-http",
-        ],
-    );
+    let out = pull_out(work, &reference, "keys/release.pub");
     refused(&out, 4, "tampered or corrupted storage");
     assert!(!work.join("out").exists());
     let out = kiln_in(
@@ -380,18 +366,7 @@ fn pull_refuses_an_untrusted_key_a_corrupted_blob_and_a_layer_not_signed_writing
         (swapped, "is not the signed one"),
     ] {
         forge_with_signature(&registry, work, &pushed_digest, &forged);
-        let out = kiln_in(
-            work,
-            &[
-                "pull",
-                &reference,
-                "-o",
-                "out",
-                "--key",
-                "keys/release.pub",
-                "--plain-http",
-            ],
-        );
+        let out = pull_out(work, &reference, "keys/release.pub");
         refused(&out, 4, says);
         assert!(!work.join("out").exists());
     }
