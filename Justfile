@@ -7,9 +7,10 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 # disk's file systems and the user namespace of the install stage.
 build_packages := "ca-certificates gpgv debian-archive-keyring squashfs-tools dosfstools mtools binutils uidmap"
 
-# What the test suite adds: real tools as oracles, and QEMU + OVMF to boot
-# the images (qemu-system-x86 from bookworm-backports, see deps).
-test_packages := "tar zstd diffutils patch cryptsetup-bin systemd-boot-efi gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg mmdebstrap systemd openssh-server openssh-client nftables iproute2 util-linux python3-yaml libxml2-utils time bc ovmf ipxe-qemu qemu-system-x86 qemu-utils cpio python3-prometheus-client python3-venv zsh fish docker-registry apache2-utils curl python3-cryptography qemu-user-static arch-test"
+# What the test suite adds: real tools as oracles, and QEMU + OVMF (AAVMF
+# for arm64) to boot the images (qemu-system-x86 and qemu-system-arm from
+# bookworm-backports, see .ci/apt-install).
+test_packages := "tar zstd diffutils patch cryptsetup-bin systemd-boot-efi gdisk fdisk sbsigntool openssl gzip xz-utils python3 faketime libcap2-bin minisign dpkg-dev libdpkg-perl apt apt-utils gpg mmdebstrap systemd openssh-server openssh-client nftables iproute2 util-linux python3-yaml libxml2-utils time bc ovmf ipxe-qemu qemu-system-x86 qemu-utils cpio python3-prometheus-client python3-venv zsh fish docker-registry apache2-utils curl python3-cryptography qemu-user-static arch-test qemu-system-arm qemu-efi-aarch64 binutils-aarch64-linux-gnu"
 
 default:
     @just --list
@@ -50,11 +51,22 @@ node-program arch="arm64" profile="release":
 # that key's own public key), else with a throwaway development key under
 # target/. Where the pinned K3s release cannot be downloaded, the node is
 # built without it and kiln says so; KILN_K3S=FILE supplies it.
+# ARCHES (amd64,arm64) builds those architectures instead of the recipe's
+# (amd64), several into dist/ARCH; arm64 cross-builds kiln-node first.
 # The main job: recipes/k3s-agent.toml into a signed, verified rootfs and bootable disk in dist/.
-image: deps-build build
+image arches="": deps-build build
     #!/usr/bin/env bash
     set -euo pipefail
     kiln=./target/release/kiln
+    arch=()
+    if [ -n "{{arches}}" ]; then
+        arch=(--arch "{{arches}}")
+        case ",{{arches}}," in
+            *,arm64,*)
+                bash .ci/apt-install qemu-user-static binutils-aarch64-linux-gnu
+                just node-program arm64 release ;;
+        esac
+    fi
     key=${KILN_SIGNING_KEY:-}
     pub=${KILN_SIGNING_PUB:-}
     if [ -z "$key" ]; then
@@ -68,8 +80,14 @@ image: deps-build build
     fi
     k3s=(--optional-artifact k3s)
     [ -z "${KILN_K3S:-}" ] || k3s=(--artifact "k3s=$KILN_K3S")
-    "$kiln" build recipes/k3s-agent.toml -o dist --key "$key" "${k3s[@]}"
-    "$kiln" verify --key "$pub" dist/k3s-agent-0.1.0.manifest.json --contents --provenance
+    "$kiln" build recipes/k3s-agent.toml -o dist --key "$key" "${k3s[@]}" "${arch[@]}"
+    if [[ "{{arches}}" == *,* ]]; then
+        for a in $(echo "{{arches}}" | tr , " "); do
+            "$kiln" verify --key "$pub" "dist/$a/k3s-agent-0.1.0.manifest.json" --contents --provenance
+        done
+    else
+        "$kiln" verify --key "$pub" dist/k3s-agent-0.1.0.manifest.json --contents --provenance
+    fi
 
 # Formatting and lints, warnings denied.
 lint:

@@ -23,6 +23,8 @@ use std::path::{Path, PathBuf};
 
 pub struct BuildOptions {
     pub recipe: PathBuf,
+    /// Build for this architecture instead of the recipe's (`--arch`).
+    pub arch: Option<String>,
     pub out_dir: PathBuf,
     pub compression: ArchiveCompression,
     /// Outputs (empty: the recipe's `[boot] formats`, else the rootfs).
@@ -72,7 +74,7 @@ impl BuildOutput {
 }
 
 pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
-    let mut plan = recipe::load(&options.recipe)?;
+    let mut plan = recipe::load_for_arch(&options.recipe, options.arch.as_deref())?;
     // The units a booting node needs are enabled by the boot layout, after
     // [minimize] prunes the others: they count as kept.
     if plan.boot.is_some()
@@ -558,7 +560,7 @@ fn provenance(
             sha256: s.sha256.hex(),
         })
         .collect();
-    let lock = kiln_debian::lock::lock_path(&options.recipe);
+    let lock = crate::packages::lock_file(&options.recipe, plan);
     if plan.debian.section.is_some() && lock.is_file() {
         let (_, sha256) = size_and_sha256(&lock)?;
         dependencies.push(Resource {

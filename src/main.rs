@@ -321,6 +321,10 @@ enum Command {
         /// its subjects are these files.
         #[arg(long)]
         provenance: bool,
+        /// Of a registry index (a multi-architecture push), the image of
+        /// this architecture (default: this host's).
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<String>,
         #[command(flatten)]
         registry: RegistryArgs,
         /// Print JSON instead of text.
@@ -368,6 +372,10 @@ enum Command {
         /// Refuse an image older than this version (rollback protection).
         #[arg(long, value_name = "VERSION")]
         min_version: Option<String>,
+        /// Of an index (a multi-architecture push), the image of this
+        /// architecture (default: this host's).
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<String>,
         #[command(flatten)]
         registry: RegistryArgs,
         /// Print what was pulled as JSON.
@@ -424,9 +432,30 @@ struct ArchiveArgs {
     /// The apt configuration that names the build host's mirror.
     #[arg(long, value_name = "DIR", default_value = "/etc/apt")]
     apt_dir: PathBuf,
+    /// Architectures to build for instead of the recipe's (repeat or
+    /// separate with commas: amd64,arm64). One the recipe does not name
+    /// is locked in RECIPE.ARCH.lock; with several, each builds into
+    /// OUTPUT/ARCH.
+    #[arg(long, value_name = "ARCH", value_delimiter = ',')]
+    arch: Vec<String>,
 }
 
 impl ArchiveArgs {
+    /// `--arch`, each once in the order given; `[None]` (the recipe's
+    /// own) without it.
+    fn arches(&self) -> Vec<Option<String>> {
+        let mut arches: Vec<Option<String>> = Vec::new();
+        for arch in &self.arch {
+            if !arches.iter().flatten().any(|a| a == arch) {
+                arches.push(Some(arch.clone()));
+            }
+        }
+        if arches.is_empty() {
+            arches.push(None);
+        }
+        arches
+    }
+
     fn options(self, artifacts: &[String]) -> Result<kiln::packages::ArchiveOptions> {
         let mut overrides = std::collections::BTreeMap::new();
         for spec in artifacts {
@@ -724,11 +753,13 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
         } => {
             // Unlock the key first: a wrong password should not cost a build.
             let key = signing.load()?;
+            let arches = archive.arches();
             let mut archive = archive.options(&artifact)?;
             archive.optional_artifacts = optional_artifact.into_iter().collect();
-            let options = BuildOptions {
+            let mut options = BuildOptions {
                 recipe,
-                out_dir: output,
+                arch: None,
+                out_dir: output.clone(),
                 compression,
                 formats,
                 key,
@@ -745,13 +776,19 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                         .transpose()?,
                 },
             };
-            let out = build(&options, ui)?;
-            if json {
-                print(&format!(
-                    "{}\n",
-                    serde_json::to_string_pretty(&out.report())?
-                ))?;
-            } else {
+            let mut reports = Vec::new();
+            for arch in &arches {
+                if arches.len() > 1 {
+                    let arch = arch.as_deref().unwrap_or_default();
+                    ui.step(format!("building for {arch}"));
+                    options.out_dir = output.join(arch);
+                }
+                options.arch = arch.clone();
+                let out = build(&options, ui)?;
+                if json {
+                    reports.push(out.report());
+                    continue;
+                }
                 for path in out
                     .artifact_paths
                     .iter()
@@ -762,6 +799,14 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                     print(&format!("{}\n", path.display()))?;
                 }
             }
+            if json {
+                // One build prints its report; several, a list of them.
+                let report = match <[_; 1]>::try_from(reports) {
+                    Ok([one]) => one,
+                    Err(many) => serde_json::Value::Array(many),
+                };
+                print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
+            }
         }
         Command::Lock {
             recipe,
@@ -769,40 +814,51 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             json,
             archive,
         } => {
-            let plan = kiln::recipe::load(&recipe)?;
+            let arches = archive.arches();
             let options = archive.options(&[])?;
-            let update = match update {
-                None => kiln::packages::LockUpdate::Keep,
-                Some(names) if names.is_empty() => kiln::packages::LockUpdate::All,
-                Some(names) => kiln::packages::LockUpdate::Only(names),
-            };
-            let (lock, diff) = kiln::packages::lock(&plan, &recipe, &options, update, ui)?;
-            let path = kiln_debian::lock::lock_path(&recipe);
+            let mut reports = Vec::new();
+            for arch in &arches {
+                let plan = kiln::recipe::load_for_arch(&recipe, arch.as_deref())?;
+                let update = match &update {
+                    None => kiln::packages::LockUpdate::Keep,
+                    Some(names) if names.is_empty() => kiln::packages::LockUpdate::All,
+                    Some(names) => kiln::packages::LockUpdate::Only(names.clone()),
+                };
+                let (lock, diff) = kiln::packages::lock(&plan, &recipe, &options, update, ui)?;
+                let path = kiln::packages::lock_file(&recipe, &plan);
+                if json {
+                    let pair = |(name, version): &(String, String)| serde_json::json!({"name": name, "version": version});
+                    reports.push(serde_json::json!({
+                        "lock": path,
+                        "arch": plan.image.arch,
+                        "packages": lock.packages.len(),
+                        "added": diff.added.iter().map(pair).collect::<Vec<_>>(),
+                        "removed": diff.removed.iter().map(pair).collect::<Vec<_>>(),
+                        "changed": diff.changed.iter().map(|(name, from, to)| {
+                            serde_json::json!({"name": name, "from": from, "to": to})
+                        }).collect::<Vec<_>>(),
+                    }));
+                } else if diff.is_empty() {
+                    ui.step(format!(
+                        "{} is up to date ({} packages)",
+                        path.display(),
+                        lock.packages.len()
+                    ));
+                } else {
+                    ui.step(format!(
+                        "wrote {} ({} packages):",
+                        path.display(),
+                        lock.packages.len()
+                    ));
+                    print(&diff.to_text())?;
+                }
+            }
             if json {
-                let pair = |(name, version): &(String, String)| serde_json::json!({"name": name, "version": version});
-                let report = serde_json::json!({
-                    "lock": path,
-                    "packages": lock.packages.len(),
-                    "added": diff.added.iter().map(pair).collect::<Vec<_>>(),
-                    "removed": diff.removed.iter().map(pair).collect::<Vec<_>>(),
-                    "changed": diff.changed.iter().map(|(name, from, to)| {
-                        serde_json::json!({"name": name, "from": from, "to": to})
-                    }).collect::<Vec<_>>(),
-                });
+                let report = match <[_; 1]>::try_from(reports) {
+                    Ok([one]) => one,
+                    Err(many) => serde_json::Value::Array(many),
+                };
                 print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
-            } else if diff.is_empty() {
-                ui.step(format!(
-                    "{} is up to date ({} packages)",
-                    path.display(),
-                    lock.packages.len()
-                ));
-            } else {
-                ui.step(format!(
-                    "wrote {} ({} packages):",
-                    path.display(),
-                    lock.packages.len()
-                ));
-                print(&diff.to_text())?;
             }
         }
         Command::Fetch {
@@ -813,28 +869,39 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             json,
             archive,
         } => {
-            let plan = kiln::recipe::load(&recipe)?;
+            let arches = archive.arches();
             let mut options = archive.options(&artifact)?;
             options.optional_artifacts = optional_artifact.into_iter().collect();
-            let artifacts = kiln::packages::fetch_artifacts(&plan, &options, ui)?;
-            let packages = match plan.debian.section {
-                Some(_) => {
-                    let lock =
-                        kiln::packages::lock_for_build(&plan, &recipe, &options, locked, ui)?;
-                    kiln::packages::fetch_packages(&plan, &lock, &options, ui)?
+            let mut reports = Vec::new();
+            for arch in &arches {
+                let plan = kiln::recipe::load_for_arch(&recipe, arch.as_deref())?;
+                let artifacts = kiln::packages::fetch_artifacts(&plan, &options, ui)?;
+                let packages = match plan.debian.section {
+                    Some(_) => {
+                        let lock =
+                            kiln::packages::lock_for_build(&plan, &recipe, &options, locked, ui)?;
+                        kiln::packages::fetch_packages(&plan, &lock, &options, ui)?
+                    }
+                    None => Vec::new(),
+                };
+                if json {
+                    reports.push(serde_json::json!({
+                        "arch": plan.image.arch,
+                        "packages": packages.iter().map(|(p, path)| serde_json::json!({
+                            "name": p.name, "version": p.version, "arch": p.arch,
+                            "size": p.size, "sha256": p.sha256, "path": path,
+                        })).collect::<Vec<_>>(),
+                        "artifacts": artifacts.iter().map(|(a, path)| serde_json::json!({
+                            "name": a.name, "sha256": a.sha256.hex(), "path": path,
+                        })).collect::<Vec<_>>(),
+                    }));
                 }
-                None => Vec::new(),
-            };
+            }
             if json {
-                let report = serde_json::json!({
-                    "packages": packages.iter().map(|(p, path)| serde_json::json!({
-                        "name": p.name, "version": p.version, "arch": p.arch,
-                        "size": p.size, "sha256": p.sha256, "path": path,
-                    })).collect::<Vec<_>>(),
-                    "artifacts": artifacts.iter().map(|(a, path)| serde_json::json!({
-                        "name": a.name, "sha256": a.sha256.hex(), "path": path,
-                    })).collect::<Vec<_>>(),
-                });
+                let report = match <[_; 1]>::try_from(reports) {
+                    Ok([one]) => one,
+                    Err(many) => serde_json::Value::Array(many),
+                };
                 print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             }
         }
@@ -980,6 +1047,9 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 print(&format!("{}\n", serde_json::to_string_pretty(&report)?))?;
             } else {
                 print(&format!("{}\n", report.reference))?;
+                for image in &report.images {
+                    print(&format!("  {}: {}\n", image.arch, image.reference))?;
+                }
             }
         }
         Command::Pull {
@@ -987,6 +1057,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             output,
             keys,
             min_version,
+            arch,
             registry,
             json,
         } => {
@@ -997,6 +1068,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                 keys: &keys,
                 min_version: min_version.as_deref(),
                 registry: &registry.options(),
+                arch: arch.as_deref(),
             };
             let report = kiln::publish::pull::pull(&reference, &output, &options, ui)?;
             if json {
@@ -1014,6 +1086,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
             contents,
             min_version,
             provenance,
+            arch,
             registry,
             json,
         } => {
@@ -1029,6 +1102,7 @@ fn run(command: Command, ui: &Ui) -> Result<u8> {
                     &reference,
                     &options,
                     &registry.options(),
+                    arch.as_deref(),
                     ui,
                 )?,
                 None => kiln::cmd::verify::verify(&path, &options)?,

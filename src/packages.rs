@@ -14,9 +14,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use kiln_debian::archive::{self, SuiteSource};
 use kiln_debian::fetch::{Cache, ContentMismatch, FetchItem, FetchPolicy, Fetcher, fetch_all};
 use kiln_debian::index::PackageIndex;
-use kiln_debian::lock::{
-    IndexRecord, LOCK_VERSION, Lock, LockDiff, LockedArtifact, LockedPackage, lock_path,
-};
+use kiln_debian::lock::{IndexRecord, LOCK_VERSION, Lock, LockDiff, LockedArtifact, LockedPackage};
 use kiln_debian::resolve::{Request, ResolveError, resolve};
 use kiln_debian::sources::{mirror_for, read_apt_sources};
 use kiln_tree::Digest;
@@ -229,6 +227,18 @@ fn resolve_error(section: &DebianSection, error: &ResolveError) -> RecipeError {
     loc.error(error.to_string())
 }
 
+/// The lockfile of `plan`: `recipes/x.lock` for the architecture the
+/// recipe names, `recipes/x.arm64.lock` for another one chosen by `--arch`
+/// (each architecture resolves to its own package set).
+pub fn lock_file(recipe: &Path, plan: &Plan) -> PathBuf {
+    let image = &plan.image;
+    if image.arch == image.recipe_arch {
+        kiln_debian::lock::lock_path(recipe)
+    } else {
+        recipe.with_extension(format!("{}.lock", image.arch))
+    }
+}
+
 /// What `kiln lock` should do with an existing lock.
 pub enum LockUpdate {
     /// Keep locked versions; resolve only what the recipe changed.
@@ -248,7 +258,7 @@ pub fn lock(
     ui: &Ui,
 ) -> Result<(Lock, LockDiff)> {
     let section = debian_section(plan)?;
-    let path = lock_path(recipe);
+    let path = lock_file(recipe, plan);
     let previous = Lock::read(&path)?;
     let inputs = request_inputs(section, &plan.image.arch);
     if let (Some(previous), LockUpdate::Keep) = (&previous, &update)
@@ -299,7 +309,7 @@ pub fn lock_for_build(
     ui: &Ui,
 ) -> Result<Lock> {
     let section = debian_section(plan)?;
-    let path = lock_path(recipe);
+    let path = lock_file(recipe, plan);
     let previous = Lock::read(&path)?;
     let inputs = request_inputs(section, &plan.image.arch);
     match previous {

@@ -297,6 +297,7 @@ fn layer(media_type: &str, digest: &str, size: u64, title: &str) -> Descriptor {
         size,
         artifact_type: None,
         annotations,
+        platform: None,
     }
 }
 

@@ -29,6 +29,22 @@ pub struct PullOptions<'a> {
     pub keys: &'a [PublicKey],
     pub min_version: Option<&'a str>,
     pub registry: &'a ClientOptions,
+    /// The architecture to take from an index (default: the host's).
+    pub arch: Option<&'a str>,
+}
+
+/// The Debian architecture of this host, which an index is read for
+/// unless `--arch` says otherwise.
+pub fn host_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "i386",
+        "powerpc64" => "ppc64el",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    }
 }
 
 #[derive(Serialize)]
@@ -106,11 +122,60 @@ pub fn fetch(
     };
     let client = Client::new(&reference.registry, options.registry.clone())?;
     let repository = reference.repository.as_str();
-    let fetched = client
+    let mut fetched = client
         .get_manifest(repository, target)
         .map_err(untrusted_content)
         .with_context(|| format!("cannot pull {reference}"))?
         .with_context(|| format!("{reference} does not exist in the registry"))?;
+    // An index (`kiln build --arch amd64,arm64`, pushed): its image for
+    // the architecture asked for. The index is not signed; the image's
+    // signed manifest must name that architecture (checked below).
+    let wanted_arch: &str = match options.arch {
+        Some(arch) => arch,
+        None => host_arch(),
+    };
+    let from_index = fetched.media_type == kiln_oci::spec::IMAGE_INDEX;
+    if from_index {
+        let index: kiln_oci::spec::Index = serde_json::from_slice(&fetched.bytes)
+            .with_context(|| format!("{reference}: the registry's index is not an OCI index"))?;
+        let arches: Vec<&str> = index
+            .manifests
+            .iter()
+            .filter_map(|m| m.platform.as_ref())
+            .map(|p| p.architecture.as_str())
+            .collect();
+        let Some(member) = index.manifests.iter().find(|m| {
+            m.platform
+                .as_ref()
+                .is_some_and(|p| p.architecture == wanted_arch && p.os == "linux")
+        }) else {
+            bail!(
+                "{reference} has no {wanted_arch} image (it has: {}); choose one with --arch",
+                if arches.is_empty() {
+                    "none".to_owned()
+                } else {
+                    arches.join(", ")
+                }
+            );
+        };
+        fetched = client
+            .get_manifest(repository, &member.digest)
+            .map_err(untrusted_content)
+            .with_context(|| format!("cannot pull the {wanted_arch} image of {reference}"))?
+            .with_context(|| {
+                format!(
+                    "{reference}: its {wanted_arch} image {} does not exist",
+                    member.digest
+                )
+            })?;
+        if kiln_oci::digest_of(&fetched.bytes) != member.digest {
+            return Err(Untrusted(format!(
+                "{reference}: the registry's {wanted_arch} image is not the one its index names ({})",
+                member.digest
+            ))
+            .into());
+        }
+    }
     if fetched.media_type != IMAGE_MANIFEST {
         bail!(
             "{reference} is not a kiln image: it is a {}",
@@ -195,6 +260,13 @@ pub fn fetch(
         .into());
     };
     let manifest = verified.manifest;
+    if from_index && manifest.image.arch != wanted_arch {
+        return Err(Untrusted(format!(
+            "{reference}: the index lists an {} image as its {wanted_arch} one",
+            manifest.image.arch
+        ))
+        .into());
+    }
 
     // What to download: every artifact the signed manifest lists, from the
     // layer or referrer of that name, with the signed digest and size.
@@ -404,12 +476,14 @@ pub fn verify_reference(
     reference: &Reference,
     options: &VerifyOptions<'_>,
     registry: &ClientOptions,
+    arch: Option<&str>,
     ui: &Ui,
 ) -> Result<VerifyReport> {
     let pull = PullOptions {
         keys: options.keys,
         min_version: options.min_version,
         registry,
+        arch,
     };
     let staged = fetch(reference, &std::env::temp_dir(), &pull, ui)?;
     let mut report = if options.contents || options.provenance {

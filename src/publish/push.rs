@@ -6,6 +6,11 @@
 //! name. The manifest's signature, the SBOMs and the provenance are
 //! referrers of it. Its annotations come from the manifest only, so the
 //! same image pushed twice has the same digest.
+//!
+//! The output of `kiln build --arch amd64,arm64` (one image per `ARCH/`
+//! folder) is pushed as one OCI image index under the tag: each image by
+//! its digest, listed with its platform (`linux`, the image's
+//! architecture).
 
 use super::*;
 use crate::sbom::iso8601;
@@ -25,8 +30,15 @@ pub struct PushReport {
     /// `REGISTRY/REPOSITORY:TAG@sha256:…`: what to pull or deploy.
     pub reference: String,
     pub digest: String,
+    /// Of the OCI manifest (or index) itself.
+    pub size: u64,
+    /// The image's architecture.
+    pub arch: String,
     pub files: Vec<PushedFile>,
     pub referrers: Vec<PushedFile>,
+    /// An index: the image of each architecture.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<PushReport>,
 }
 
 #[derive(Serialize)]
@@ -51,6 +63,125 @@ struct Blob {
 pub fn push(
     path: &Path,
     reference: &Reference,
+    options: &ClientOptions,
+    ui: &Ui,
+) -> Result<PushReport> {
+    match arch_folders(path)? {
+        Some(folders) => push_index(&folders, reference, options, ui),
+        None => push_image(path, reference, true, options, ui),
+    }
+}
+
+/// The folders of a multi-architecture build (`OUTPUT/ARCH`, each holding
+/// one manifest), when `path` is such an output directory.
+fn arch_folders(path: &Path) -> Result<Option<Vec<PathBuf>>> {
+    if !path.is_dir() || find_manifest(path).is_ok() {
+        return Ok(None);
+    }
+    let mut folders = Vec::new();
+    for entry in
+        std::fs::read_dir(path).with_context(|| format!("cannot list {}", path.display()))?
+    {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() && crate::recipe::ARCHES.contains(&name.as_str()) {
+            folders.push(entry.path());
+        }
+    }
+    folders.sort();
+    Ok((!folders.is_empty()).then_some(folders))
+}
+
+/// Pushes each architecture's image by digest, then the index that lists
+/// them under the tag.
+fn push_index(
+    folders: &[PathBuf],
+    reference: &Reference,
+    options: &ClientOptions,
+    ui: &Ui,
+) -> Result<PushReport> {
+    let mut images = Vec::new();
+    let mut versions = Vec::new();
+    for folder in folders {
+        let manifest_path = find_manifest(folder)?;
+        let manifest = parse_manifest(&manifest_path, &read_manifest(&manifest_path)?)?;
+        let arch = folder.file_name().unwrap_or_default().to_string_lossy();
+        if manifest.image.arch != arch {
+            bail!(
+                "{} is an {} image in the folder {arch}: the folder of a multi-architecture build names the image's architecture",
+                manifest_path.display(),
+                manifest.image.arch
+            );
+        }
+        versions.push((manifest.image.name.clone(), manifest.image.version.clone()));
+        images.push(push_image(folder, reference, false, options, ui)?);
+    }
+    versions.dedup();
+    let [(name, version)] = versions.as_slice() else {
+        bail!(
+            "the folders hold different images ({}): one index lists one image's architectures",
+            versions
+                .iter()
+                .map(|(n, v)| format!("{n} {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    };
+    let tag = match &reference.tag {
+        Some(tag) => tag.clone(),
+        None if reference.digest.is_some() => {
+            bail!("{reference}: push to a tag (a digest is what the registry computes)")
+        }
+        None => kiln_oci::reference::tag_from(version),
+    };
+    let target = reference.with_tag(&tag);
+    let mut index = kiln_oci::spec::Index::empty();
+    index.annotations.insert(TITLE.to_owned(), name.clone());
+    index
+        .annotations
+        .insert(VERSION.to_owned(), version.clone());
+    for image in &images {
+        let mut d = Descriptor::of(kiln_oci::spec::IMAGE_MANIFEST, &[]);
+        d.digest = image.digest.clone();
+        d.size = image.size;
+        d.artifact_type = Some(IMAGE_ARTIFACT.to_owned());
+        d.platform = Some(kiln_oci::spec::Platform {
+            architecture: image.arch.clone(),
+            os: "linux".to_owned(),
+        });
+        index.manifests.push(d);
+    }
+    let client = Client::new(&reference.registry, options.clone())?;
+    let (digest, _) = client
+        .put_manifest(
+            &reference.repository,
+            &tag,
+            kiln_oci::spec::IMAGE_INDEX,
+            &index.to_bytes(),
+        )
+        .with_context(|| format!("cannot push {target}"))?;
+    let size = index.to_bytes().len() as u64;
+    Ok(PushReport {
+        reference: format!("{target}@{digest}"),
+        digest,
+        size,
+        arch: images
+            .iter()
+            .map(|i| i.arch.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        files: Vec::new(),
+        referrers: Vec::new(),
+        images,
+    })
+}
+
+/// Pushes one image; `tagged`: under the reference's tag (else the
+/// image's version), or else by digest only, as an index's member.
+fn push_image(
+    path: &Path,
+    reference: &Reference,
+    tagged: bool,
     options: &ClientOptions,
     ui: &Ui,
 ) -> Result<PushReport> {
@@ -182,10 +313,15 @@ pub fn push(
     image.annotations = annotations;
     client.push_bytes(repository, kiln_oci::spec::EMPTY_CONFIG_BYTES)?;
     let image_bytes = image.to_bytes();
+    // An index's member goes by its digest; the tag is the index's.
+    let put_as = match tagged {
+        true => tag,
+        false => kiln_oci::digest_of(&image_bytes),
+    };
     let (digest, _) = client
         .put_manifest(
             repository,
-            &tag,
+            &put_as,
             kiln_oci::spec::IMAGE_MANIFEST,
             &image_bytes,
         )
@@ -208,10 +344,20 @@ pub fn push(
     }
     progress.finish();
     Ok(PushReport {
-        reference: format!("{}@{digest}", target),
+        reference: match tagged {
+            true => format!("{target}@{digest}"),
+            false => {
+                let mut member = reference.at_digest(&digest);
+                member.tag = None;
+                member.to_string()
+            }
+        },
         digest,
+        size: image_bytes.len() as u64,
+        arch: manifest.image.arch.clone(),
         files,
         referrers: pushed_referrers,
+        images: Vec::new(),
     })
 }
 
@@ -222,6 +368,7 @@ fn descriptor(blob: &Blob) -> Descriptor {
         size: blob.size,
         artifact_type: None,
         annotations: BTreeMap::new(),
+        platform: None,
     };
     d.annotations.insert(TITLE.to_owned(), blob.name.clone());
     d

@@ -13,7 +13,7 @@
 //! A file that `extends` another overrides `formats` and adds to `cmdline`
 //! and `pxe_keys`.
 
-use super::fields::public_key;
+use super::fields::{ForArch, arch_qualified, public_key};
 use super::{Loc, RecipeError, SourceFile, did_you_mean};
 use kiln_diag::quote;
 use serde::Deserialize;
@@ -97,7 +97,11 @@ const OWN_ARGS: &[&str] = &[
 #[derive(Debug, Clone)]
 pub struct BootPlan {
     pub formats: Vec<Format>,
+    /// The kernel arguments for the image's architecture, chosen from
+    /// `cmdline_written` by [`BootPlan::select_arch`].
     pub cmdline: Vec<String>,
+    /// As written, each with its `[arch ...]` qualifier.
+    pub cmdline_written: Vec<ForArch<String>>,
     /// Keys a PXE initramfs trusts besides the one signing the build.
     pub pxe_keys: Vec<kiln_minisign::PublicKey>,
     pub loc: Loc,
@@ -115,6 +119,7 @@ impl BootPlan {
         let mut plan = previous.unwrap_or(BootPlan {
             formats: vec![Format::Rootfs, Format::Raw],
             cmdline: Vec::new(),
+            cmdline_written: Vec::new(),
             pxe_keys: Vec::new(),
             loc: loc.clone(),
         });
@@ -151,7 +156,8 @@ impl BootPlan {
         }
         for arg in raw.cmdline {
             let here = Loc::new(file, arg.span());
-            let value = arg.into_inner();
+            let (value, only) = arch_qualified(&here, arg.get_ref())?;
+            let value = value.to_owned();
             if value.is_empty() || value.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(here.error(
                     "a kernel argument is one word without spaces; write each as its own string: cmdline = [\"console=ttyS0\", \"quiet\"]",
@@ -168,7 +174,7 @@ impl BootPlan {
                     "kiln sets {key}= itself (the verified root); remove it from cmdline"
                 )));
             }
-            plan.cmdline.push(value);
+            plan.cmdline_written.push(ForArch { value, only });
         }
         for key in &raw.pxe_keys {
             let key = public_key(file, dir, key)?;
@@ -177,5 +183,15 @@ impl BootPlan {
             }
         }
         Ok(plan)
+    }
+
+    /// Keeps the kernel arguments whose `[arch ...]` admits `arch`.
+    pub fn select_arch(&mut self, arch: &str) {
+        self.cmdline = self
+            .cmdline_written
+            .iter()
+            .filter(|a| a.admits(arch))
+            .map(|a| a.value.clone())
+            .collect();
     }
 }

@@ -2,6 +2,7 @@
 //! not Debian packages, such as the K3s binary), validated into a
 //! [`DebianPlan`].
 
+use super::fields::{ForArch, arch_qualified, check_arch};
 use super::value::RawValue;
 use super::{Loc, RecipeError, SourceFile, did_you_mean, image_path, mode};
 use kiln_diag::quote;
@@ -39,6 +40,7 @@ pub struct RawArtifact {
     pub sha256: Spanned<String>,
     pub dest: Spanned<String>,
     pub mode: Option<RawValue>,
+    pub arch: Option<Spanned<String>>,
 }
 
 pub use kiln_debian::resolve::Variant;
@@ -58,8 +60,13 @@ pub struct DebianSection {
     pub updates: bool,
     pub security: bool,
     pub components: Vec<String>,
+    /// The packages and exclusions for the image's architecture, chosen
+    /// from `requested` and `excluded` by [`DebianPlan::select_arch`].
     pub packages: Vec<String>,
     pub exclude: Vec<String>,
+    /// As written, each with its `[arch ...]` qualifier.
+    pub requested: Vec<ForArch<String>>,
+    pub excluded: Vec<ForArch<String>>,
     pub recommends: bool,
     pub variant: Variant,
     pub mirror: Option<String>,
@@ -79,6 +86,8 @@ pub struct ArtifactPlan {
     pub sha256: Digest,
     pub dest: ImagePath,
     pub mode: u32,
+    /// `arch = "arm64"`: the pin for that architecture only.
+    pub arch: Option<String>,
     pub loc: Loc,
 }
 
@@ -110,6 +119,8 @@ impl DebianPlan {
                 components: vec!["main".into()],
                 packages: Vec::new(),
                 exclude: Vec::new(),
+                requested: Vec::new(),
+                excluded: Vec::new(),
                 recommends: false,
                 variant: Variant::Minbase,
                 mirror: None,
@@ -149,15 +160,17 @@ impl DebianPlan {
             }
             for p in raw.packages {
                 let at = loc(p.span());
-                let name = package_like(&at, "package", p.get_ref())?;
+                let (name, only) = arch_qualified(&at, p.get_ref())?;
+                let name = package_like(&at, "package", name)?;
                 section.package_locs.entry(name.clone()).or_insert(at);
-                section.packages.push(name);
+                section.requested.push(ForArch { value: name, only });
             }
             for p in raw.exclude {
                 let at = loc(p.span());
-                let name = package_like(&at, "package", p.get_ref())?;
+                let (name, only) = arch_qualified(&at, p.get_ref())?;
+                let name = package_like(&at, "package", name)?;
                 section.exclude_locs.entry(name.clone()).or_insert(at);
-                section.exclude.push(name);
+                section.excluded.push(ForArch { value: name, only });
             }
             if let Some(variant) = raw.variant {
                 section.variant = match variant.get_ref().as_str() {
@@ -193,6 +206,15 @@ impl DebianPlan {
                 section.keyring = Some(path);
             }
         }
+        // A file's artifacts replace every pin of the same name before it
+        // (all architectures): a recipe that extends another and supplies
+        // its own K3s means its own, whatever the image's architecture.
+        let names: Vec<String> = artifacts
+            .iter()
+            .map(|a| a.get_ref().name.get_ref().clone())
+            .collect();
+        self.artifacts.retain(|a| !names.contains(&a.name));
+        let earlier = self.artifacts.len();
         for artifact in artifacts {
             let span = artifact.span();
             let raw = artifact.into_inner();
@@ -238,12 +260,53 @@ impl DebianPlan {
                     .map(|m| mode(file, m))
                     .transpose()?
                     .unwrap_or(0o644),
+                arch: raw
+                    .arch
+                    .as_ref()
+                    .map(|a| check_arch(&loc(a.span()), a.get_ref()))
+                    .transpose()?,
                 loc: loc(span),
             };
-            self.artifacts.retain(|a| a.name != plan.name);
+            if self.artifacts[earlier..]
+                .iter()
+                .any(|a| a.name == plan.name && a.arch == plan.arch)
+            {
+                return Err(plan.loc.error(format!(
+                    "artifact {} is pinned twice{}; give each [[artifact]] of one name its own arch = \"...\"",
+                    quote(&plan.name),
+                    plan.arch.as_ref().map(|a| format!(" for {a}")).unwrap_or_default()
+                )));
+            }
             self.artifacts.push(plan);
         }
         Ok(())
+    }
+
+    /// Keeps what applies to `arch`: the packages and exclusions whose
+    /// `[arch ...]` admits it, and of each artifact the pin for `arch`,
+    /// else the one without `arch` (none: the image goes without it).
+    pub fn select_arch(&mut self, arch: &str) {
+        if let Some(section) = &mut self.section {
+            let admitted = |list: &[ForArch<String>]| -> Vec<String> {
+                list.iter()
+                    .filter(|p| p.admits(arch))
+                    .map(|p| p.value.clone())
+                    .collect()
+            };
+            section.packages = admitted(&section.requested);
+            section.exclude = admitted(&section.excluded);
+        }
+        let all = std::mem::take(&mut self.artifacts);
+        for artifact in &all {
+            let own = artifact.arch.as_deref() == Some(arch);
+            let generic = artifact.arch.is_none()
+                && !all
+                    .iter()
+                    .any(|a| a.name == artifact.name && a.arch.as_deref() == Some(arch));
+            if own || generic {
+                self.artifacts.push(artifact.clone());
+            }
+        }
     }
 }
 

@@ -40,18 +40,84 @@ pub(super) fn check_arch(loc: &Loc, arch: &str) -> Result<String, RecipeError> {
     if ARCHES.contains(&arch) {
         return Ok(arch.to_owned());
     }
-    Err(loc.error(match did_you_mean(arch, ARCHES.iter().copied()) {
-        Some(best) => format!(
-            "unknown arch {arch}, did you mean {best}?",
-            arch = quote(arch),
-            best = quote(best)
-        ),
-        None => format!(
-            "unknown arch {arch}; known: {}",
-            ARCHES.join(", "),
-            arch = quote(arch)
-        ),
-    }))
+    // The kernel's and GNU's names for Debian's architectures.
+    let debian_name = match arch {
+        "aarch64" | "arm64v8" => Some("arm64"),
+        "x86_64" | "x86-64" | "x64" => Some("amd64"),
+        "armv7" | "armv7l" | "armhfp" => Some("armhf"),
+        "ppc64le" => Some("ppc64el"),
+        _ => None,
+    };
+    Err(loc.error(
+        match debian_name.or_else(|| did_you_mean(arch, ARCHES.iter().copied())) {
+            Some(best) => format!(
+                "unknown arch {arch}, did you mean {best}?",
+                arch = quote(arch),
+                best = quote(best)
+            ),
+            None => format!(
+                "unknown arch {arch}; known: {}",
+                ARCHES.join(", "),
+                arch = quote(arch)
+            ),
+        },
+    ))
+}
+
+/// The architectures a list entry applies to, written after it as Debian
+/// writes them in build dependencies: `"linux-image-cloud-arm64 [arm64]"`,
+/// `"console=ttyS0,115200 [amd64 i386]"`, `"foo [!arm64]"`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArchFilter {
+    negated: bool,
+    arches: Vec<String>,
+}
+
+impl ArchFilter {
+    pub fn admits(&self, arch: &str) -> bool {
+        self.arches.iter().any(|a| a == arch) != self.negated
+    }
+}
+
+/// An entry with its optional [`ArchFilter`], kept until the image's
+/// architecture is known (the recipe, or `--arch`).
+#[derive(Debug, Clone)]
+pub struct ForArch<T> {
+    pub value: T,
+    pub only: Option<ArchFilter>,
+}
+
+impl<T> ForArch<T> {
+    pub fn admits(&self, arch: &str) -> bool {
+        self.only.as_ref().is_none_or(|f| f.admits(arch))
+    }
+}
+
+/// Splits `"NAME [ARCH ...]"` into the entry and its filter; an entry
+/// without a trailing `[...]` applies to every architecture.
+pub(super) fn arch_qualified<'a>(
+    loc: &Loc,
+    raw: &'a str,
+) -> Result<(&'a str, Option<ArchFilter>), RecipeError> {
+    let Some(open) = raw.rfind(" [").filter(|_| raw.ends_with(']')) else {
+        return Ok((raw, None));
+    };
+    let example = "write the architectures after the entry, like \"linux-image-cloud-arm64 [arm64]\" or \"foo [!arm64]\"";
+    let list: Vec<&str> = raw[open + 2..raw.len() - 1].split_whitespace().collect();
+    if list.is_empty() {
+        return Err(loc.error(format!("the architecture list is empty; {example}")));
+    }
+    let negated = list[0].starts_with('!');
+    let mut arches = Vec::new();
+    for item in list {
+        if item.starts_with('!') != negated {
+            return Err(loc.error(format!(
+                "an architecture list either names architectures or excludes them (\"!arch\"), not both; {example}"
+            )));
+        }
+        arches.push(check_arch(loc, item.trim_start_matches('!'))?);
+    }
+    Ok((raw[..open].trim_end(), Some(ArchFilter { negated, arches })))
 }
 
 /// An absolute image path: `dest = "/etc/motd"`.

@@ -17,6 +17,7 @@ mod value;
 use kiln_diag::quote;
 pub use kiln_diag::{Loc, RecipeError, SourceFile, did_you_mean};
 
+pub use fields::{ArchFilter, ForArch};
 use fields::{check_arch, check_name, check_timer, check_version, image_dir, image_glob, owner};
 pub(crate) use fields::{image_path, mode};
 use globset::{Glob, GlobBuilder, GlobMatcher};
@@ -70,7 +71,11 @@ pub struct Plan {
 pub struct ImagePlan {
     pub name: String,
     pub version: String,
+    /// The Debian architecture built: `--arch`, else the recipe's.
     pub arch: String,
+    /// The architecture the recipe itself names (amd64 when it names
+    /// none): its lockfile is `NAME.lock`, another's `NAME.ARCH.lock`.
+    pub recipe_arch: String,
     pub description: Option<String>,
     /// Who supplies the image (`Name` or `Name <email>`), for the SBOMs.
     pub supplier: Option<String>,
@@ -172,6 +177,12 @@ pub struct RecipeSource {
 
 /// Reads and validates the recipe at `path`, following `extends`.
 pub fn load(path: &Path) -> Result<Plan, RecipeError> {
+    load_for_arch(path, None)
+}
+
+/// [`load`] for `arch` (checked against [`ARCHES`]) instead of the
+/// recipe's own architecture: `--arch`.
+pub fn load_for_arch(path: &Path, arch: Option<&str>) -> Result<Plan, RecipeError> {
     let mut layers = Vec::new();
     let mut seen: Vec<PathBuf> = Vec::new();
     let mut next = Some((
@@ -246,6 +257,18 @@ pub fn load(path: &Path) -> Result<Plan, RecipeError> {
     let mut builder = PlanBuilder::default();
     for layer in layers {
         builder.add(layer)?;
+    }
+    if let Some(arch) = arch {
+        builder.arch_override = Some(check_arch(&Loc::new(&top, 0..0), arch).map_err(|_| {
+            RecipeError::whole_file(
+                "--arch",
+                format!(
+                    "unknown architecture {}; known: {}",
+                    quote(arch),
+                    ARCHES.join(", ")
+                ),
+            )
+        })?);
     }
     builder.finish(&top, sources)
 }
@@ -338,6 +361,8 @@ struct PlanBuilder {
     name: Option<String>,
     version: Option<String>,
     arch: Option<String>,
+    /// `--arch`: build for this architecture instead.
+    arch_override: Option<String>,
     description: Option<String>,
     supplier: Option<String>,
     source_date_epoch: Option<u64>,
@@ -625,10 +650,19 @@ impl PlanBuilder {
     }
 
     fn finish(
-        self,
+        mut self,
         top: &Arc<SourceFile>,
         sources: Vec<RecipeSource>,
     ) -> Result<Plan, RecipeError> {
+        let recipe_arch = self.arch.clone().unwrap_or_else(|| "amd64".to_owned());
+        let arch = self
+            .arch_override
+            .clone()
+            .unwrap_or_else(|| recipe_arch.clone());
+        self.debian.select_arch(&arch);
+        if let Some(boot) = &mut self.boot {
+            boot.select_arch(&arch);
+        }
         let image_loc = self
             .image_loc
             .clone()
@@ -650,7 +684,8 @@ impl PlanBuilder {
             image: ImagePlan {
                 name: self.name.ok_or_else(|| missing("name", "k3s-agent"))?,
                 version: self.version.ok_or_else(|| missing("version", "1.0.0"))?,
-                arch: self.arch.unwrap_or_else(|| "amd64".to_owned()),
+                arch,
+                recipe_arch,
                 description: self.description,
                 supplier: self.supplier,
                 source_date_epoch: self.source_date_epoch,

@@ -24,17 +24,17 @@ use std::time::{Duration, Instant};
 
 /// Forwarded connections from the host come from QEMU's gateway,
 /// 10.0.2.2: in the administrators' network, so SSH reaches the node.
-const SSH_FROM: &str = "10.0.2.0/24";
+pub(super) const SSH_FROM: &str = "10.0.2.0/24";
 
 /// The control for the kubelet's port: the same listener on a port the
 /// firewall opens to the gateway ([[firewall.allow]]; a NodePort, one of
 /// the ports kiln's audit lets an agent open); the kubelet's
 /// (10250) is open only to `[k3s] servers` (10.99.0.1 in write_recipe's
 /// recipe) and the pod CIDR, never to 10.0.2.2.
-const OPEN_PORT: u16 = 30080;
-const KUBELET_PORT: u16 = 10250;
+pub(super) const OPEN_PORT: u16 = 30080;
+pub(super) const KUBELET_PORT: u16 = 10250;
 
-fn extra() -> String {
+pub(super) fn extra() -> String {
     format!(
         "\n[[firewall.allow]]\nname = \"boot-test\"\nproto = \"tcp\"\nport = {OPEN_PORT}\nfrom = [\"10.0.2.2/32\"]\n"
     )
@@ -107,28 +107,37 @@ impl Image {
 
     /// (offset, size) of the partition with `role` on the disk.
     fn partition(&self, role: &str) -> (u64, u64) {
-        let raw = self.manifest["artifacts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["format"] == "raw")
-            .expect("the manifest lists the raw disk");
-        let part = raw["disk"]["partitions"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["role"] == role)
-            .unwrap_or_else(|| panic!("no {role} partition in the manifest"));
-        (
-            part["offset"].as_u64().unwrap(),
-            part["data_size"].as_u64().unwrap(),
-        )
+        manifest_partition(&self.manifest, role)
     }
+}
+
+/// The raw disk's `disk` record in a build's manifest.
+pub(super) fn manifest_disk(manifest: &serde_json::Value) -> &serde_json::Value {
+    &manifest["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["format"] == "raw")
+        .expect("the manifest lists the raw disk")["disk"]
+}
+
+/// (offset, data size) of the partition with `role` in a build's manifest.
+pub(super) fn manifest_partition(manifest: &serde_json::Value, role: &str) -> (u64, u64) {
+    let part = manifest_disk(manifest)["partitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["role"] == role)
+        .unwrap_or_else(|| panic!("no {role} partition in the manifest"));
+    (
+        part["offset"].as_u64().unwrap(),
+        part["data_size"].as_u64().unwrap(),
+    )
 }
 
 /// The sysctl settings of a sysctl.d file: (key, value) with the value's
 /// whitespace as the kernel prints it normalised.
-fn sysctl_settings(text: &str) -> Vec<(String, String)> {
+pub(super) fn sysctl_settings(text: &str) -> Vec<(String, String)> {
     text.lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with(';'))
@@ -162,7 +171,7 @@ fn read_forwarded(port: u16) -> String {
 /// 1-3: the operator's key logs in; a password never gets asked for (the
 /// server offers public keys only); root is refused even with a key
 /// that logs the operator in.
-fn check_logins(vm: &Vm) {
+pub(super) fn check_logins(vm: &Vm) {
     assert_eq!(vm.ssh("ops", "id -un").trim(), "ops");
 
     let password = vm
@@ -186,7 +195,7 @@ fn check_logins(vm: &Vm) {
 }
 
 /// 4: the address came from QEMU's DHCP server.
-fn check_dhcp(vm: &Vm) {
+pub(super) fn check_dhcp(vm: &Vm) {
     let addr = vm.ssh("ops", "ip -4 addr show scope global");
     let line = addr
         .lines()
@@ -208,7 +217,7 @@ fn check_dhcp(vm: &Vm) {
 /// from 10.0.2.2, 30080 answers (so the path works) and 10250 does not
 /// (the firewall drops it). An `ssh -L` tunnel would have come in over
 /// loopback and proven nothing.
-fn check_kubelet_port_closed(vm: &Vm) {
+pub(super) fn check_kubelet_port_closed(vm: &Vm) {
     let script = format!(
         "systemd-socket-activate -l {KUBELET_PORT} --inetd -a /bin/echo kiln-listener-{KUBELET_PORT} &
          exec systemd-socket-activate -l {OPEN_PORT} --inetd -a /bin/echo kiln-listener-{OPEN_PORT}"
@@ -258,7 +267,7 @@ fn check_kubelet_port_closed(vm: &Vm) {
 /// want of its join token. The operator cannot read the system journal
 /// (not in adm or systemd-journal), so the failing step comes from
 /// `systemctl status`.
-fn check_units(vm: &Vm) {
+pub(super) fn check_units(vm: &Vm) {
     // up to 90 s of it waiting for a clock no time server sets here
     let deadline = Instant::now() + Duration::from_secs(300);
     let state = loop {
@@ -349,7 +358,7 @@ fn check_sysctls(vm: &Vm, image: &Image) {
 /// 8: the root is the verified, read-only squashfs; /var the state
 /// partition; /tmp a tmpfs without exec; the node named after its
 /// machine-id. Returns the machine-id.
-fn check_layout(vm: &Vm) -> String {
+pub(super) fn check_layout(vm: &Vm) -> String {
     let mounts = vm.ssh(
         "ops",
         "findmnt -no SOURCE,FSTYPE,OPTIONS /; findmnt -no SOURCE,FSTYPE,OPTIONS /var; findmnt -no SOURCE,FSTYPE,OPTIONS /tmp; readlink -f /dev/disk/by-label/kiln-var /dev/disk/by-partlabel/kiln-var",
@@ -487,7 +496,7 @@ fn a_node_boots_serves_its_operator_and_keeps_its_state() {
 
 /// systemd unmounted the file systems (/var in order, the journal having
 /// left it) and the kernel powered the machine off.
-fn assert_clean_power_off(vm: &Vm) {
+pub(super) fn assert_clean_power_off(vm: &Vm) {
     let log = vm.serial_log();
     assert!(
         !log.contains("Failed unmounting"),

@@ -14,6 +14,7 @@ mod audit_rules;
 mod audit_sources;
 mod audit_sshd;
 mod boot;
+mod boot_arm64;
 mod check;
 mod cli_docs;
 mod cloud_formats;

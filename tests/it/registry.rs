@@ -81,6 +81,12 @@ fn pull_out(work: &Path, reference: &str, key: &str) -> Output {
     )
 }
 
+/// `kiln push dist REFERENCE --plain-http --json` in `work`: its report.
+fn push_json(work: &Path, reference: &str, what: &str) -> serde_json::Value {
+    let out = kiln_in(work, &["push", "dist", reference, "--plain-http", "--json"]);
+    serde_json::from_str(&ok(out, what)).unwrap()
+}
+
 /// A command that failed with `code`, saying `says`.
 fn refused(out: &Output, code: i32, says: &str) {
     let text = output_text(out);
@@ -100,20 +106,7 @@ fn push_publishes_one_artifact_with_referrers_and_pull_gives_back_the_same_files
     let host = registry.host();
     let work = image.dir.path();
 
-    let pushed = ok(
-        kiln_in(
-            work,
-            &[
-                "push",
-                "dist",
-                &format!("{host}/nodes/k3s"),
-                "--plain-http",
-                "--json",
-            ],
-        ),
-        "push",
-    );
-    let report: serde_json::Value = serde_json::from_str(&pushed).unwrap();
+    let report = push_json(work, &format!("{host}/nodes/k3s"), "push");
     let digest = report["digest"].as_str().unwrap().to_owned();
     // No tag given: the image's version, made a valid tag.
     assert_eq!(
@@ -283,14 +276,7 @@ fn pull_refuses_an_untrusted_key_a_corrupted_blob_and_a_layer_not_signed_writing
     let host = registry.host();
     let work = image.dir.path();
     let reference = format!("{host}/nodes/k3s:1");
-    let pushed: serde_json::Value = serde_json::from_str(&ok(
-        kiln_in(
-            work,
-            &["push", "dist", &reference, "--plain-http", "--json"],
-        ),
-        "push",
-    ))
-    .unwrap();
+    let pushed = push_json(work, &reference, "push");
     let pushed_digest = pushed["digest"]
         .as_str()
         .unwrap()
@@ -827,4 +813,158 @@ fn bearer_tokens_from_the_registry_token_service() {
     );
     assert_eq!(file_digests(&work.join("out")), file_digests(&image.dist));
     drop(tokens);
+}
+
+/// `kiln build --arch amd64,arm64` of one recipe, pushed from its output
+/// directory: one OCI index under the tag, listing each architecture's
+/// image by digest with its platform. `kiln pull` takes the host's
+/// architecture by default and another with `--arch`; an architecture the
+/// index lacks is named with those it has; an index whose entries were
+/// swapped is refused, the signed manifest naming the other architecture.
+#[test]
+fn a_multi_architecture_build_is_one_index_and_pull_takes_one_architecture() {
+    let dir = tempfile::tempdir().unwrap();
+    let work = dir.path();
+    ok(
+        kiln_in(work, &["keygen", "-o", "keys/release", "--no-password"]),
+        "keygen",
+    );
+    std::fs::write(
+        work.join("r.toml"),
+        "[audit]\nfail_on = \"none\"\n[image]\nname = \"node\"\nversion = \"2\"\n\
+         source_date_epoch = 1700000000\n\
+         [[file]]\ndest = \"/etc/motd\"\ncontent = \"hello\\n\"\n",
+    )
+    .unwrap();
+    let built = ok(
+        kiln_in(
+            work,
+            &[
+                "build",
+                "r.toml",
+                "-o",
+                "dist",
+                "--key",
+                "keys/release.key",
+                "--arch",
+                "amd64,arm64",
+                "--json",
+            ],
+        ),
+        "build",
+    );
+    let builds: serde_json::Value = serde_json::from_str(&built).unwrap();
+    let arches: Vec<&str> = builds
+        .as_array()
+        .expect("several builds print a list")
+        .iter()
+        .map(|b| b["image"]["arch"].as_str().unwrap())
+        .collect();
+    assert_eq!(arches, ["amd64", "arm64"]);
+    for arch in ["amd64", "arm64"] {
+        assert!(
+            work.join(format!("dist/{arch}/node-2.manifest.json"))
+                .is_file()
+        );
+    }
+
+    let registry = Registry::start(RegistryOptions::default());
+    let host = registry.host();
+    let report = push_json(work, &format!("{host}/nodes/k3s"), "push");
+    let index_type = "application/vnd.oci.image.index.v1+json";
+    let index = curl_json(
+        &format!("http://{host}/v2/nodes/k3s/manifests/2"),
+        index_type,
+    );
+    assert_eq!(index["mediaType"], index_type);
+    let members: Vec<(String, String)> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["artifactType"], "application/vnd.kiln.image.v1");
+            assert_eq!(m["platform"]["os"], "linux");
+            (
+                m["platform"]["architecture"].as_str().unwrap().to_owned(),
+                m["digest"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let images = report["images"].as_array().unwrap();
+    assert_eq!(
+        members,
+        images
+            .iter()
+            .map(|i| (
+                i["arch"].as_str().unwrap().to_owned(),
+                i["digest"].as_str().unwrap().to_owned()
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(members.len(), 2);
+
+    // the host's architecture by default (this suite runs on amd64), then arm64
+    let reference = format!("{host}/nodes/k3s:2");
+    let pull_arch = |out: &str, arch: &str| {
+        let key = "keys/release.pub";
+        kiln_in(
+            work,
+            &[
+                "pull",
+                &reference,
+                "-o",
+                out,
+                "--key",
+                key,
+                "--plain-http",
+                "--arch",
+                arch,
+            ],
+        )
+    };
+    ok(pull_out(work, &reference, "keys/release.pub"), "pull");
+    let pulled = std::fs::read(work.join("out/node-2.manifest.json")).unwrap();
+    assert_eq!(
+        pulled,
+        std::fs::read(work.join("dist/amd64/node-2.manifest.json")).unwrap()
+    );
+    let out = pull_arch("out-arm64", "arm64");
+    ok(out, "pull --arch arm64");
+    assert_eq!(
+        std::fs::read(work.join("out-arm64/node-2.manifest.json")).unwrap(),
+        std::fs::read(work.join("dist/arm64/node-2.manifest.json")).unwrap()
+    );
+    let out = kiln_in(
+        work,
+        &[
+            "verify",
+            "--key",
+            "keys/release.pub",
+            &reference,
+            "--plain-http",
+            "--arch",
+            "arm64",
+        ],
+    );
+    ok(out, "verify REF --arch arm64");
+    let out = pull_arch("out-riscv", "riscv64");
+    assert!(!out.status.success());
+    refused(&out, 1, "has no riscv64 image (it has: amd64, arm64)");
+
+    // the index's entries swapped: each signed image names its own arch
+    let mut swapped = index.clone();
+    let list = swapped["manifests"].as_array_mut().unwrap();
+    let first = list[0]["platform"].clone();
+    list[0]["platform"] = list[1]["platform"].clone();
+    list[1]["platform"] = first;
+    put_manifest(
+        &host,
+        "2",
+        index_type,
+        &serde_json::to_vec(&swapped).unwrap(),
+        work,
+    );
+    let out = pull_arch("out-swapped", "arm64");
+    refused(&out, 4, "the index lists an amd64 image as its arm64 one");
+    assert!(!work.join("out-swapped").exists());
 }

@@ -33,6 +33,26 @@ pub const OBJCOPY: Tool = Tool {
     program: "objcopy",
     package: "binutils",
 };
+/// The cross binutils' objcopy: the build host's own knows only its own
+/// architecture's PE format (binutils 2.40 on amd64: pei-x86-64).
+pub const OBJCOPY_AARCH64: Tool = Tool {
+    program: "aarch64-linux-gnu-objcopy",
+    package: "binutils-aarch64-linux-gnu",
+};
+pub const OBJCOPY_X86_64: Tool = Tool {
+    program: "x86_64-linux-gnu-objcopy",
+    package: "binutils-x86-64-linux-gnu",
+};
+
+/// The objcopy that can write a PE image for `machine`.
+pub fn objcopy_for(machine: u16) -> Tool {
+    match (machine, std::env::consts::ARCH) {
+        (crate::pe::MACHINE_ARM64, "aarch64") | (crate::pe::MACHINE_X86_64, "x86_64") => OBJCOPY,
+        (crate::pe::MACHINE_ARM64, _) => OBJCOPY_AARCH64,
+        (crate::pe::MACHINE_X86_64, _) => OBJCOPY_X86_64,
+        _ => OBJCOPY,
+    }
+}
 
 impl Tool {
     /// A command with a fixed locale and time zone: FAT timestamps are

@@ -1,7 +1,9 @@
 //! The Unified Kernel Image: systemd's EFI stub with the kernel, the
 //! initrd, the kernel command line and os-release added as PE sections
 //! (systemd-stub(7), the UAPI UKI specification), made with
-//! `objcopy --add-section` as systemd's documentation describes.
+//! `objcopy --add-section` as systemd's documentation describes (the
+//! build host's objcopy for its own architecture's stub, the cross
+//! binutils' for another: `aarch64-linux-gnu-objcopy` on amd64).
 //!
 //! Placement: the stub's own section table is read (the same table
 //! `objdump -h` prints); the new sections follow its last one, in the
@@ -22,7 +24,7 @@
 //! build host; the tests take the host's stub only to check the format.
 
 use crate::pe::{self, Pe};
-use crate::tool::{OBJCOPY, Tool};
+use crate::tool::{Tool, objcopy_for};
 use anyhow::{Context, Result, bail, ensure};
 use std::ffi::OsString;
 use std::path::Path;
@@ -93,7 +95,8 @@ pub fn build_uki(
     let align = u64::from(stub.section_alignment).max(PAGE);
     let mut next = stub.end_of_sections().next_multiple_of(align);
     let mut placed = Vec::new();
-    let mut cmd = OBJCOPY.command();
+    let objcopy = objcopy_for(stub.machine);
+    let mut cmd = objcopy.command();
     for (name, path) in parts {
         let size = std::fs::metadata(path)
             .with_context(|| format!("cannot read {}", path.display()))?
@@ -120,7 +123,7 @@ pub fn build_uki(
         Err(e) => return Err(e).with_context(|| format!("cannot replace {}", out.display())),
     }
     cmd.arg(inputs.stub).arg(out);
-    OBJCOPY.run(&mut cmd)?;
+    objcopy.run(&mut cmd)?;
 
     let mut image = std::fs::read(out)?;
     pe::set_timestamp(&mut image, timestamp)?;

@@ -31,6 +31,17 @@ pub struct Descriptor {
     pub artifact_type: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub annotations: BTreeMap<String, String>,
+    /// In an index: the platform the manifest is for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+}
+
+/// image-spec's platform: `architecture` in Go's names (`amd64`,
+/// `arm64`, which are also Debian's for these two), `os` is `linux`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Platform {
+    pub architecture: String,
+    pub os: String,
 }
 
 impl Descriptor {
@@ -42,6 +53,7 @@ impl Descriptor {
             size: bytes.len() as u64,
             artifact_type: None,
             annotations: BTreeMap::new(),
+            platform: None,
         }
     }
 

@@ -28,6 +28,59 @@ pub const SNAKEOIL_CERT: &str = "/usr/share/ovmf/PkKek-1-snakeoil.pem";
 /// about a minute).
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// arm64 machines: QEMU's `virt` board with AAVMF, Debian's UEFI for it
+/// (qemu-efi-aarch64). Emulating another architecture costs more than
+/// TCG on the same one: allow a quarter of an hour.
+pub const AAVMF_CODE: &str = "/usr/share/AAVMF/AAVMF_CODE.fd";
+pub const AAVMF_VARS: &str = "/usr/share/AAVMF/AAVMF_VARS.fd";
+pub const ARM64_BOOT_TIMEOUT: Duration = Duration::from_secs(900);
+
+/// The machine QEMU emulates, by the image's Debian architecture.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Machine {
+    /// q35 with OVMF.
+    Amd64,
+    /// virt (Cortex-A72) with AAVMF.
+    Arm64,
+}
+
+impl Machine {
+    fn program(self) -> &'static str {
+        match self {
+            Machine::Amd64 => "qemu-system-x86_64",
+            Machine::Arm64 => "qemu-system-aarch64",
+        }
+    }
+
+    fn vars(self) -> &'static str {
+        match self {
+            Machine::Amd64 => OVMF_VARS,
+            Machine::Arm64 => AAVMF_VARS,
+        }
+    }
+}
+
+/// [`require_qemu`] for arm64 machines: qemu-system-aarch64 and AAVMF.
+pub fn require_qemu_arm64() {
+    require_qemu();
+    let found = Command::new("qemu-system-aarch64")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "qemu-system-aarch64 is missing: apt-get install qemu-system-arm"
+    );
+    for file in [AAVMF_CODE, AAVMF_VARS] {
+        assert!(
+            Path::new(file).is_file(),
+            "{file} is missing: apt-get install qemu-efi-aarch64"
+        );
+    }
+}
+
 /// Panics, naming the package to install, unless QEMU, qemu-img and the
 /// UEFI firmware are there: a boot test must fail, not pass, when it
 /// cannot boot.
@@ -80,9 +133,9 @@ pub fn tail(path: &Path, lines: usize) -> String {
 
 /// A machine's own UEFI variables and a copy of the login key in `dir`
 /// (ssh refuses a private key others may read).
-fn machine_files(dir: &Path, key: &Path) -> (PathBuf, PathBuf) {
+fn machine_files(dir: &Path, key: &Path, machine: Machine) -> (PathBuf, PathBuf) {
     let vars = dir.join("vars.fd");
-    std::fs::copy(OVMF_VARS, &vars).unwrap();
+    std::fs::copy(machine.vars(), &vars).unwrap();
     let own_key = dir.join("id");
     std::fs::copy(key, &own_key).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -104,6 +157,7 @@ pub struct Node {
     /// A diskless machine: the URL iPXE boots (QEMU's DHCP boot file).
     netboot: Option<String>,
     secure_boot: bool,
+    machine: Machine,
     boots: u32,
 }
 
@@ -112,7 +166,21 @@ impl Node {
     /// the copy grows to 2 GiB, the room first boot makes /var in.
     /// `edit` may change the copy before its first boot.
     pub fn new(dir: &Path, raw: &Path, key: &Path, edit: impl FnOnce(&Path)) -> Node {
-        require_qemu();
+        Node::new_for(Machine::Amd64, dir, raw, key, edit)
+    }
+
+    /// [`Node::new`] for an image of another architecture.
+    pub fn new_for(
+        machine: Machine,
+        dir: &Path,
+        raw: &Path,
+        key: &Path,
+        edit: impl FnOnce(&Path),
+    ) -> Node {
+        match machine {
+            Machine::Amd64 => require_qemu(),
+            Machine::Arm64 => require_qemu_arm64(),
+        }
         let disk = dir.join("disk.raw");
         std::fs::copy(raw, &disk).unwrap();
         edit(&disk);
@@ -122,7 +190,7 @@ impl Node {
                 .arg(&disk)
                 .arg("2G"),
         );
-        let (vars, own_key) = machine_files(dir, key);
+        let (vars, own_key) = machine_files(dir, key, machine);
         Node {
             dir: dir.to_owned(),
             disk,
@@ -132,6 +200,7 @@ impl Node {
             seed: None,
             netboot: None,
             secure_boot: false,
+            machine,
             boots: 0,
         }
     }
@@ -145,7 +214,7 @@ impl Node {
             Path::new("/usr/lib/ipxe/qemu/efi-virtio.rom").is_file(),
             "iPXE for QEMU is missing: apt-get install ipxe-qemu"
         );
-        let (vars, own_key) = machine_files(dir, key);
+        let (vars, own_key) = machine_files(dir, key, Machine::Amd64);
         Node {
             dir: dir.to_owned(),
             disk: PathBuf::new(),
@@ -155,6 +224,7 @@ impl Node {
             seed: None,
             netboot: Some(bootfile.to_owned()),
             secure_boot: false,
+            machine: Machine::Amd64,
             boots: 0,
         }
     }
@@ -208,16 +278,24 @@ impl Node {
             ));
             extra.extend(["-device".to_owned(), "virtio-blk-pci,drive=s0".to_owned()]);
         }
-        let (machine, code) = if self.secure_boot {
-            extra.extend([
-                "-global".to_owned(),
-                "driver=cfi.pflash01,property=secure,value=on".to_owned(),
-            ]);
-            ("q35,smm=on", OVMF_CODE_SECURE)
-        } else {
-            ("q35", OVMF_CODE)
+        let (machine, code) = match (self.machine, self.secure_boot) {
+            (Machine::Amd64, true) => {
+                extra.extend([
+                    "-global".to_owned(),
+                    "driver=cfi.pflash01,property=secure,value=on".to_owned(),
+                ]);
+                ("q35,smm=on", OVMF_CODE_SECURE)
+            }
+            (Machine::Amd64, false) => ("q35", OVMF_CODE),
+            (Machine::Arm64, false) => {
+                // a Cortex-A72: `max` emulates pointer authentication,
+                // which costs much under TCG
+                extra.extend(["-cpu".to_owned(), "cortex-a72".to_owned()]);
+                ("virt", AAVMF_CODE)
+            }
+            (Machine::Arm64, true) => panic!("the arm64 harness has no Secure Boot firmware"),
         };
-        let child = Command::new("qemu-system-x86_64")
+        let child = Command::new(self.machine.program())
             .args([
                 "-machine", machine, "-accel", "tcg", "-m", "2048", "-smp", "2",
             ])
@@ -243,7 +321,7 @@ impl Node {
             .stdout(qemu_log.try_clone().unwrap())
             .stderr(qemu_log)
             .spawn()
-            .expect("cannot start qemu-system-x86_64");
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.machine.program()));
         Vm {
             child,
             started: Instant::now(),
