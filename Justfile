@@ -50,7 +50,8 @@ node-program arch="arm64" profile="release":
 # Signs with $KILN_SIGNING_KEY (verified with $KILN_SIGNING_PUB, else with
 # that key's own public key), else with a throwaway development key under
 # target/. Where the pinned K3s release cannot be downloaded, the node is
-# built without it and kiln says so; KILN_K3S=FILE supplies it.
+# built without it and kiln says so; KILN_K3S=FILE supplies it
+# (KILN_K3S_ARM64=FILE the arm64 one).
 # ARCHES (amd64,arm64) builds those architectures instead of the recipe's
 # (amd64), several into dist/ARCH; arm64 cross-builds kiln-node first.
 # The main job: recipes/k3s-agent.toml into a signed, verified rootfs and bootable disk in dist/.
@@ -79,7 +80,8 @@ image arches="": deps-build build
         "$kiln" pubkey --key "$key" > "$pub"
     fi
     k3s=(--optional-artifact k3s)
-    [ -z "${KILN_K3S:-}" ] || k3s=(--artifact "k3s=$KILN_K3S")
+    [ -z "${KILN_K3S:-}" ] || k3s+=(--artifact "k3s:amd64=$KILN_K3S")
+    [ -z "${KILN_K3S_ARM64:-}" ] || k3s+=(--artifact "k3s:arm64=$KILN_K3S_ARM64")
     "$kiln" build recipes/k3s-agent.toml -o dist --key "$key" "${k3s[@]}" "${arch[@]}"
     if [[ "{{arches}}" == *,* ]]; then
         for a in $(echo "{{arches}}" | tr , " "); do

@@ -93,7 +93,8 @@ enum Command {
         #[arg(long)]
         locked: bool,
         /// Supply an [[artifact]] from a local file (air-gapped builds); its
-        /// sha256 must still match the recipe's pin.
+        /// sha256 must still match the recipe's pin. NAME:ARCH=PATH supplies
+        /// it to the build of that architecture only (--arch amd64,arm64).
         #[arg(long, value_name = "NAME=PATH")]
         artifact: Vec<String>,
         /// Sign the disk's unified kernel image for UEFI Secure Boot with

@@ -413,9 +413,20 @@ pub fn fetch_packages(
     Ok(lock.packages.iter().cloned().zip(paths).collect())
 }
 
+/// What `--artifact` calls `artifact`: `NAME`, or `NAME:ARCH` for a pin
+/// of one architecture (another architecture's build may take another
+/// file).
+fn supply_name(artifact: &ArtifactPlan) -> String {
+    match &artifact.arch {
+        Some(arch) => format!("{}:{arch}", artifact.name),
+        None => artifact.name.clone(),
+    }
+}
+
 /// Fetches every `[[artifact]]` into the cache, from `--artifact
-/// NAME=PATH` when given, else from its url or path; each must match its
-/// pinned sha256.
+/// NAME=PATH` (or `NAME:ARCH=PATH`, for the build of that architecture)
+/// when given, else from its url or path; each must match its pinned
+/// sha256.
 pub fn fetch_artifacts<'p>(
     plan: &'p Plan,
     options: &ArchiveOptions,
@@ -426,7 +437,8 @@ pub fn fetch_artifacts<'p>(
         .keys()
         .chain(&options.optional_artifacts)
     {
-        if !plan.debian.artifacts.iter().any(|a| &a.name == name) {
+        let name = name.split_once(':').map_or(name.as_str(), |(n, _)| n);
+        if !plan.debian.artifacts.iter().any(|a| a.name == name) {
             let known: Vec<&str> = plan
                 .debian
                 .artifacts
@@ -453,10 +465,11 @@ pub fn fetch_artifacts<'p>(
                 artifact.loc.position()
             )
         };
-        let path = match (
-            options.artifact_overrides.get(&artifact.name),
-            &artifact.source,
-        ) {
+        let supplied = options
+            .artifact_overrides
+            .get(&format!("{}:{}", artifact.name, plan.image.arch))
+            .or_else(|| options.artifact_overrides.get(&artifact.name));
+        let path = match (supplied, &artifact.source) {
             // A file handed over on the command line is always checked, even
             // when the pinned content is already cached: a mismatch means
             // the pipeline supplied the wrong file.
@@ -495,10 +508,11 @@ pub fn fetch_artifacts<'p>(
                             && !ContentMismatch::in_chain(&e) =>
                     {
                         ui.warn(format!(
-                            "left out artifact {name} ({dest}): it could not be downloaded ({cause}); add it with --artifact {name}=FILE",
+                            "left out artifact {name} ({dest}): it could not be downloaded ({cause}); add it with --artifact {supply}=FILE",
                             name = artifact.name,
                             dest = artifact.dest,
                             cause = e.root_cause(),
+                            supply = supply_name(artifact),
                         ));
                         continue;
                     }
@@ -508,8 +522,9 @@ pub fn fetch_artifacts<'p>(
                     Err(e) => {
                         return Err(e).with_context(context).with_context(|| {
                             format!(
-                                "artifact {name} could not be downloaded: supply the file with --artifact {name}=FILE, build without it with --optional-artifact {name}, or re-pin it (url or path, sha256) in a recipe that extends this one",
-                                name = artifact.name
+                                "artifact {name} could not be downloaded: supply the file with --artifact {supply}=FILE, build without it with --optional-artifact {name}, or re-pin it (url or path, sha256) in a recipe that extends this one",
+                                name = artifact.name,
+                                supply = supply_name(artifact),
                             )
                         });
                     }

@@ -93,3 +93,62 @@ fn optional_artifact_names_an_artifact_of_the_recipe() {
         "{stderr}"
     );
 }
+
+/// One build of both architectures with a binary per architecture
+/// supplied on the command line: `--artifact k3s:ARCH=FILE` goes to that
+/// architecture's build, against that architecture's pin; `--artifact
+/// k3s=FILE` goes to every build, and the other architecture's pin
+/// refuses it.
+#[test]
+fn each_architecture_takes_its_own_supplied_artifact() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("k3s-amd64"), "amd64 k3s\n").unwrap();
+    std::fs::write(d.join("k3s-arm64"), "arm64 k3s\n").unwrap();
+    let pin = |arch: &str| {
+        format!(
+            "[[artifact]]\nname = \"k3s\"\narch = \"{arch}\"\nurl = \"http://127.0.0.1:9/k3s-{arch}\"\n\
+             sha256 = \"{}\"\ndest = \"/usr/local/bin/k3s\"\nmode = \"0755\"\n\n",
+            sha256_file(&d.join(format!("k3s-{arch}")))
+        )
+    };
+    std::fs::write(
+        d.join("node.toml"),
+        format!(
+            "[image]\nname = \"node\"\nversion = \"1\"\nsource_date_epoch = 1700000000\n\n{}{}[audit]\nfail_on = \"none\"\n",
+            pin("amd64"),
+            pin("arm64")
+        ),
+    )
+    .unwrap();
+    let both = [
+        "--arch",
+        "amd64,arm64",
+        "--artifact",
+        "k3s:amd64=k3s-amd64",
+        "--artifact",
+        "k3s:arm64=k3s-arm64",
+    ];
+    let built = build(d, &both);
+    assert!(built.status.success(), "{}", output_text(&built));
+    for arch in ["amd64", "arm64"] {
+        let out = run_ok(
+            std::process::Command::new("tar")
+                .args(["--zstd", "-xOf"])
+                .arg(d.join(format!("dist/{arch}/node-1.rootfs.tar.zst")))
+                .arg("./usr/local/bin/k3s"),
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("{arch} k3s\n")
+        );
+    }
+
+    let one_file = build(d, &["--arch", "amd64,arm64", "--artifact", "k3s=k3s-amd64"]);
+    let text = output_text(&one_file);
+    assert!(!one_file.status.success(), "{text}");
+    assert!(
+        text.contains("--artifact k3s=k3s-amd64") && text.contains("sha256"),
+        "{text}"
+    );
+}
