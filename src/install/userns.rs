@@ -16,8 +16,12 @@
 use super::ids::{HOST_ID_BASE, IMAGE_IDS, Ids, SUBORDINATE_IDS};
 use super::isolate::{Job, Outcome, Phases, run_shell_timed};
 use anyhow::{Context, Result, anyhow, bail};
-use kiln_tree::pack::write_tar;
-use kiln_tree::{Kind, Store, Tree, load_dir_taking, load_tar, write_dir_taking};
+use kiln_tree::pack::{write_tar, write_tar_referring};
+use kiln_tree::{
+    Digest, HostEntry, HostKind, Kind, Store, Tree, load_dir_taking_changed, load_tar,
+    load_tar_referring, write_dir_taking,
+};
+use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -178,10 +182,29 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
     };
     // The tree goes to the helper through its standard input and comes
     // back through its standard output, as tars: no copy on disk.
+    for pipe in [
+        child.stdin.as_ref().map(|p| p.as_raw_fd()),
+        Some(from_helper.get_ref().as_raw_fd()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        // SAFETY: fcntl on a descriptor this process owns.
+        unsafe { libc::fcntl(pipe, libc::F_SETPIPE_SZ, 1 << 20) };
+    }
     let handed_over = hand_over(child.stdin.take().expect("piped"), &handed, store);
     phases.end("handing the tree over");
+    // What the scripts left unchanged comes back as a reference to what
+    // was handed over, whose contents the store keeps.
+    let sizes: HashMap<Digest, u64> = handed
+        .iter()
+        .filter_map(|(_, e)| match e.kind {
+            Kind::File { digest, size } => Some((digest, size)),
+            _ => None,
+        })
+        .collect();
     let taken_back = match handed_over {
-        Ok(()) => take_back(&mut from_helper, store),
+        Ok(()) => take_back(&mut from_helper, store, &|d| sizes.get(d).copied()),
         Err(e) => Err(e),
     };
     drop(from_helper);
@@ -241,11 +264,12 @@ fn hand_over(to_helper: std::process::ChildStdin, tree: &Tree, store: &Store) ->
 fn take_back(
     from_helper: &mut BufReader<std::process::ChildStdout>,
     store: &Store,
+    handed: kiln_tree::KnownContents,
 ) -> Result<Option<Tree>> {
     if from_helper.fill_buf()?.is_empty() {
         return Ok(None);
     }
-    load_tar(from_helper, "the configured image", store).map(Some)
+    load_tar_referring(from_helper, "the configured image", store, handed).map(Some)
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -477,6 +501,7 @@ fn helper(work: &Path) -> Result<i32> {
     {
         date_tree(&tree, root, epoch)?;
     }
+    let written = Written::note(&tree, root)?;
     drop(tree);
     phases.end("writing the root");
     let (status, marks) = run_shell_timed(root, &script, &env, Path::new(LOG))?;
@@ -491,18 +516,94 @@ fn helper(work: &Path) -> Result<i32> {
         return Ok(SCRIPT_FAILED);
     }
     let store = Store::open(store_dir)?;
-    let configured = load_dir_taking(root, &store, &|_| false)?;
+    let configured = load_dir_taking_changed(root, &store, &|_| false, &|e| written.unchanged(e))?;
     phases.end("reading it back");
     std::fs::write(PHASES, phases.to_lines())?;
-    let writer = write_tar(
+    let writer = write_tar_referring(
         &configured,
         &store,
         0,
         BufWriter::with_capacity(1 << 20, std::io::stdout().lock()),
         &|_| {},
+        &|d| written.contents.contains(d),
     )?;
     writer.into_inner().map_err(|e| e.into_error())?.flush()?;
     Ok(0)
+}
+
+/// The files the helper wrote, as they were before the scripts ran: what
+/// they leave untouched need not be read again, nor sent back.
+struct Written {
+    /// Inode → (change time, content, size) of each file.
+    files: HashMap<u64, ((i64, i64), Digest, u64)>,
+    /// Every content handed over: the build has them all.
+    contents: HashSet<Digest>,
+}
+
+impl Written {
+    /// Notes the inode and change time of every file of `tree` below
+    /// `root`, then waits until the clock has moved past the last of those
+    /// times: a script's change to a file then always moves its change
+    /// time on, even one in the same clock tick as the writing.
+    fn note(tree: &Tree, root: &Path) -> Result<Written> {
+        use std::os::unix::fs::MetadataExt;
+        let mut files = HashMap::new();
+        let mut contents = HashSet::new();
+        let mut latest = (0, 0);
+        for (path, entry) in tree.iter() {
+            let Kind::File { digest, size } = entry.kind else {
+                continue;
+            };
+            let host = kiln_tree::host_path(root, path);
+            let meta = std::fs::symlink_metadata(&host)
+                .with_context(|| format!("cannot read {}", host.display()))?;
+            let ctime = (meta.ctime(), meta.ctime_nsec());
+            latest = latest.max(ctime);
+            files.insert(meta.ino(), (ctime, digest, size));
+            contents.insert(digest);
+        }
+        if !clock_passes(latest) {
+            // A clock that stands still cannot tell changes: read it all.
+            files.clear();
+        }
+        Ok(Written { files, contents })
+    }
+
+    /// The content of the file `found`, when it is one written here and
+    /// nothing has changed it since.
+    fn unchanged(&self, found: &HostEntry) -> Option<(Digest, u64)> {
+        if found.kind != HostKind::File {
+            return None;
+        }
+        // One file system (the helper's tmpfs): the inode number is enough.
+        match self.files.get(&found.inode.1) {
+            Some(&(ctime, digest, size)) if ctime == found.ctime && size == found.size => {
+                Some((digest, size))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Waits (a clock tick at most) until the clock file systems stamp change
+/// times with is past `time`; false if it did not get there in a second.
+fn clock_passes(time: (i64, i64)) -> bool {
+    let now = || {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec to a valid pointer.
+        unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+        (ts.tv_sec, ts.tv_nsec)
+    };
+    for _ in 0..1000 {
+        if now() > time {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    false
 }
 
 /// The directory argument of the helper, checked.
@@ -540,4 +641,68 @@ fn date_tree(tree: &Tree, root: &Path, epoch: i64) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kiln_tree::{Entry, ImagePath, Meta};
+
+    /// A script that rewrites a file in place, to the same size, and dates
+    /// it back as it was still gets its change read: the change time moved.
+    #[test]
+    fn only_files_the_scripts_left_alone_are_taken_as_handed() {
+        // SAFETY: getuid and getgid have no preconditions.
+        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+        let meta = Meta {
+            mode: 0o644,
+            uid,
+            gid,
+            xattrs: Default::default(),
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut tree = Tree::new();
+        let mut root_meta = meta.clone();
+        root_meta.mode = 0o755;
+        tree.set_meta(&ImagePath::root(), root_meta);
+        for (path, content) in [("/kept", "kept"), ("/edited", "old!"), ("/replaced", "was")] {
+            let entry = Entry::file(&store, content.as_bytes(), meta.clone()).unwrap();
+            tree.insert(ImagePath::new(path).unwrap(), entry).unwrap();
+        }
+        let root = dir.path().join("root");
+        std::fs::create_dir(&root).unwrap();
+        kiln_tree::write_dir(&tree, &store, &root).unwrap();
+        date_tree(&tree, &root, 1_700_000_000).unwrap();
+        let written = Written::note(&tree, &root).unwrap();
+        assert_eq!(written.files.len(), 3);
+
+        // the scripts: one file edited in place and dated back, one replaced
+        std::fs::write(root.join("edited"), "new!").unwrap();
+        let mut back_dated = Tree::new();
+        back_dated
+            .insert(
+                ImagePath::new("/edited").unwrap(),
+                Entry::file(&store, b"new!", meta.clone()).unwrap(),
+            )
+            .unwrap();
+        date_tree(&back_dated, &root, 1_700_000_000).unwrap();
+        std::fs::write(root.join("replaced.new"), "now").unwrap();
+        std::fs::rename(root.join("replaced.new"), root.join("replaced")).unwrap();
+
+        let back_store = Store::open(&dir.path().join("back")).unwrap();
+        let back =
+            load_dir_taking_changed(&root, &back_store, &|_| false, &|e| written.unchanged(e))
+                .unwrap();
+        let digest = |path: &str| match back.get(&ImagePath::new(path).unwrap()).unwrap().kind {
+            Kind::File { digest, .. } => digest,
+            _ => panic!("{path} is a file"),
+        };
+        assert_eq!(digest("/kept"), Digest::of(b"kept"));
+        assert!(root.join("kept").exists(), "not read back");
+        assert_eq!(digest("/edited"), Digest::of(b"new!"));
+        assert_eq!(digest("/replaced"), Digest::of(b"now"));
+        assert!(back_store.read_to_vec(&Digest::of(b"new!")).is_ok());
+        assert!(written.contents.contains(&Digest::of(b"kept")));
+    }
 }

@@ -37,6 +37,9 @@ pub struct HostEntry {
     pub size: u64,
     /// Modification time, seconds since 1970.
     pub mtime: i64,
+    /// Status change time (seconds, nanoseconds): no process can set it,
+    /// every change of the file's content or metadata moves it on.
+    pub ctime: (i64, i64),
 }
 
 /// Lists `root` and everything below it, sorted by image path, never
@@ -96,6 +99,7 @@ fn walk(
         inode: (meta.dev(), meta.ino(), meta.nlink()),
         size: meta.len(),
         mtime: meta.mtime(),
+        ctime: (meta.ctime(), meta.ctime_nsec()),
     });
     if kind != HostKind::Dir {
         return Ok(());
@@ -146,7 +150,7 @@ pub fn store_host_files(
 /// are left out. Entries are placed by the [`Placement`] policy of an
 /// archive (devices and fifos only below /dev, say), naming the directory.
 pub fn load_dir(root: &Path, store: &Store, skip: &dyn Fn(&ImagePath) -> bool) -> Result<Tree> {
-    load(root, store, skip, Contents::Copy)
+    load(root, store, skip, Contents::Copy, None)
 }
 
 /// [`load_dir`] for a directory about to be discarded: its files are
@@ -157,7 +161,23 @@ pub fn load_dir_taking(
     store: &Store,
     skip: &dyn Fn(&ImagePath) -> bool,
 ) -> Result<Tree> {
-    load(root, store, skip, Contents::Take)
+    load(root, store, skip, Contents::Take, None)
+}
+
+/// Tells the digest and size of a file known unchanged since its content
+/// was written (by its inode and change time).
+pub type Unchanged<'a> = &'a (dyn Fn(&HostEntry) -> Option<(super::Digest, u64)> + Sync);
+
+/// [`load_dir_taking`] of a directory written from contents the caller
+/// knows: a file `unchanged` recognises is neither read nor taken, and
+/// `store` does not get its content.
+pub fn load_dir_taking_changed(
+    root: &Path,
+    store: &Store,
+    skip: &dyn Fn(&ImagePath) -> bool,
+    unchanged: Unchanged,
+) -> Result<Tree> {
+    load(root, store, skip, Contents::Take, Some(unchanged))
 }
 
 #[derive(Clone, Copy, PartialEq)]
@@ -171,6 +191,7 @@ fn load(
     store: &Store,
     skip: &dyn Fn(&ImagePath) -> bool,
     contents: Contents,
+    unchanged: Option<Unchanged>,
 ) -> Result<Tree> {
     let found = walk_host_dir(root, skip)?;
     // The first name of each file with several: the others become hard
@@ -203,6 +224,9 @@ fn load(
         .map(|(e, link)| -> Result<_> {
             if e.kind != HostKind::File || link.is_some() {
                 return Ok(None);
+            }
+            if let Some(known) = unchanged.and_then(|f| f(e)) {
+                return Ok(Some(known));
             }
             Ok(Some(match contents {
                 Contents::Copy => {

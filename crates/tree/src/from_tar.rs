@@ -63,6 +63,29 @@ pub fn load_tar(reader: impl Read, origin: &str, store: &Store) -> Result<Tree> 
     Ok(tree)
 }
 
+/// What a reader of [`write_tar_referring`](crate::pack::write_tar_referring)'s
+/// archives already holds: the size of each content it may be referred to.
+pub type KnownContents<'a> = &'a dyn Fn(&crate::Digest) -> Option<u64>;
+
+/// [`load_tar`] of an archive that may name contents `known` holds by
+/// their digest instead of carrying them (kiln's exchange with its
+/// sandbox: what the scripts left unchanged does not travel back). A
+/// reference to anything else is refused.
+pub fn load_tar_referring(
+    reader: impl Read,
+    origin: &str,
+    store: &Store,
+    known: KnownContents,
+) -> Result<Tree> {
+    let mut tree = Tree::new();
+    let mut placement = Placement::archive(origin);
+    for_each_member(reader, origin, store, Some(known), |member| {
+        place_member(&mut tree, &mut placement, member)?;
+        Ok(())
+    })?;
+    Ok(tree)
+}
+
 /// Adds every member of a tar stream to `tree` under `placement`, which
 /// names the archive in errors. Returns the members' paths as named in the
 /// archive, in archive order.
@@ -74,7 +97,7 @@ pub fn load_tar_into(
 ) -> Result<Vec<ImagePath>> {
     let mut names = Vec::new();
     let origin = placement.input().to_owned();
-    for_each_member(reader, &origin, store, |member| {
+    for_each_member(reader, &origin, store, None, |member| {
         let name = member.name.clone();
         place_member(tree, placement, member)?;
         names.push(name);
@@ -88,7 +111,7 @@ pub fn load_tar_into(
 /// members are then placed in order with [`place_member`].
 pub fn read_members(reader: impl Read, origin: &str, store: &Store) -> Result<Vec<Member>> {
     let mut members = Vec::new();
-    for_each_member(reader, origin, store, |member| {
+    for_each_member(reader, origin, store, None, |member| {
         members.push(member);
         Ok(())
     })?;
@@ -99,6 +122,7 @@ fn for_each_member(
     reader: impl Read,
     origin: &str,
     store: &Store,
+    known: Option<KnownContents>,
     mut each: impl FnMut(Member) -> Result<()>,
 ) -> Result<()> {
     let mut archive = tar::Archive::new(reader);
@@ -113,7 +137,7 @@ fn for_each_member(
             )
         })?;
         let raw_name = abbreviate(&String::from_utf8_lossy(&entry.path_bytes()));
-        let member = read_member(entry, store)
+        let member = read_member(entry, store, known)
             .with_context(|| format!("{origin}: member \"{raw_name}\""))?;
         // placement errors name the input and the path themselves
         each(member)?;
@@ -138,7 +162,11 @@ pub fn member_path(raw: &[u8]) -> Result<ImagePath> {
     ImagePath::new(name).map_err(|e| anyhow!("{e}"))
 }
 
-fn read_member<R: Read>(mut entry: tar::Entry<'_, R>, store: &Store) -> Result<Member> {
+fn read_member<R: Read>(
+    mut entry: tar::Entry<'_, R>,
+    store: &Store,
+    known: Option<KnownContents>,
+) -> Result<Member> {
     let name = member_path(&entry.path_bytes())?;
     let header = entry.header();
     let mut meta = Meta {
@@ -148,6 +176,7 @@ fn read_member<R: Read>(mut entry: tar::Entry<'_, R>, store: &Store) -> Result<M
         xattrs: Default::default(),
     };
     let entry_type = header.entry_type();
+    let carried = header.size()?;
     let link_name = entry.link_name_bytes().map(|l| l.into_owned());
     // Only device members have meaningful device fields; GNU tar leaves
     // them blank elsewhere.
@@ -158,13 +187,20 @@ fn read_member<R: Read>(mut entry: tar::Entry<'_, R>, store: &Store) -> Result<M
         ),
         _ => (0, 0),
     };
+    let mut reference = None;
     if let Some(extensions) = entry.pax_extensions()? {
         for ext in extensions {
             let ext = ext?;
             let key = ext
                 .key()
                 .map_err(|_| anyhow!("a pax record key is not UTF-8"))?;
-            if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
+            if key == crate::pack::CONTENT_REFERENCE {
+                let digest: crate::Digest = std::str::from_utf8(ext.value_bytes())
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| anyhow!("pax {key} record is not a sha256 digest"))?;
+                reference = Some(digest);
+            } else if let Some(name) = key.strip_prefix("SCHILY.xattr.") {
                 meta.xattrs
                     .insert(name.to_owned(), ext.value_bytes().to_vec());
             } else if key == "uid" || key == "gid" {
@@ -181,10 +217,28 @@ fn read_member<R: Read>(mut entry: tar::Entry<'_, R>, store: &Store) -> Result<M
         }
     }
     let kind = match entry_type {
-        EntryType::Regular | EntryType::Continuous => {
-            let (digest, size) = store.put(&mut entry)?;
-            Kind::File { digest, size }
-        }
+        EntryType::Regular | EntryType::Continuous => match reference {
+            None => {
+                let (digest, size) = store.put(&mut entry)?;
+                Kind::File { digest, size }
+            }
+            Some(digest) => {
+                let Some(known) = known else {
+                    bail!(
+                        "the member names its content by digest ({}), which only kiln's \
+                         exchange with its sandbox does",
+                        crate::pack::CONTENT_REFERENCE
+                    );
+                };
+                let size = known(&digest).ok_or_else(|| {
+                    anyhow!("the member refers to content {digest} it was never given")
+                })?;
+                if carried != 0 {
+                    bail!("the member refers to its content by digest but also carries bytes");
+                }
+                Kind::File { digest, size }
+            }
+        },
         EntryType::Directory => Kind::Dir,
         EntryType::Symlink => {
             let target = link_name.ok_or_else(|| anyhow!("symlink without a target"))?;

@@ -17,12 +17,12 @@ pub mod pack;
 
 pub use atomic::{PUBLIC_FILE, write_atomic};
 pub use from_dir::{
-    HostEntry, HostKind, HostSourceError, host_source, load_dir, load_dir_taking, read_xattrs,
-    store_host_files, walk_host_dir,
+    HostEntry, HostKind, HostSourceError, Unchanged, host_source, load_dir, load_dir_taking,
+    load_dir_taking_changed, read_xattrs, store_host_files, walk_host_dir,
 };
 pub use from_tar::{
-    Compression, Member, decompress, detect_compression, load_tar, load_tar_into, member_path,
-    open_decompressed, place_member, read_members,
+    Compression, KnownContents, Member, decompress, detect_compression, load_tar, load_tar_into,
+    load_tar_referring, member_path, open_decompressed, place_member, read_members,
 };
 pub use path::{ImagePath, MAX_LINK_TARGET, MAX_NAME, MAX_PATH, PathError, abbreviate};
 pub use placement::{PlaceError, Placed, Placement};

@@ -411,3 +411,63 @@ fn a_tree_goes_out_and_back_in_by_moving_files() {
     };
     assert!(back_store.read_to_vec(digest).unwrap() == big);
 }
+
+/// The sandbox's way back: contents the reader holds travel as digests,
+/// and only that exchange may refer to contents at all.
+#[test]
+fn known_contents_travel_as_digests_and_nothing_else_may_refer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let kept = vec![7u8; 100 << 10];
+    let changed = b"written by a script".to_vec();
+    let mut tree = Tree::new();
+    tree.insert(p("/etc/kept"), file(&kept)).unwrap();
+    let mut entry = Entry::file(&store, &kept, Meta::root(0o644)).unwrap();
+    tree.insert(p("/etc/kept2"), entry.clone()).unwrap();
+    entry = Entry::file(&store, &changed, Meta::root(0o600)).unwrap();
+    tree.insert(p("/etc/changed"), entry).unwrap();
+    let kept_digest = Digest::of(&kept);
+    let bytes = crate::pack::write_tar_referring(&tree, &store, 0, Vec::new(), &|_| {}, &|d| {
+        *d == kept_digest
+    })
+    .unwrap();
+    // the kept content is not in the archive, the changed one is
+    assert!(!bytes.windows(64).any(|w| w == &kept[..64]));
+    assert!(bytes.windows(changed.len()).any(|w| w == changed));
+    let size = kept.len() as u64;
+    let known = |d: &Digest| (*d == kept_digest).then_some(size);
+    let back = load_tar_referring(&bytes[..], "exchange", &store, &known).unwrap();
+    assert_eq!(back, tree);
+
+    let plain = load_tar(&bytes[..], "an archive", &store).unwrap_err();
+    assert!(format!("{plain:#}").contains("KILN.sha256"), "{plain:#}");
+    let unknown = load_tar_referring(&bytes[..], "exchange", &store, &|_| None).unwrap_err();
+    assert!(
+        format!("{unknown:#}").contains("never given"),
+        "{unknown:#}"
+    );
+}
+
+/// A file the caller knows unchanged is neither read nor taken.
+#[test]
+fn unchanged_files_are_not_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/kept"), b"old").unwrap();
+    std::fs::write(root.join("etc/new"), b"new").unwrap();
+    let store = Store::open(&dir.path().join("store")).unwrap();
+    let marker = Digest([1; 32]);
+    let tree = load_dir_taking_changed(&root, &store, &|_| false, &|e| {
+        (e.path == p("/etc/kept")).then_some((marker, 3))
+    })
+    .unwrap();
+    let digest = |path| match tree.get(&p(path)).unwrap().kind {
+        Kind::File { digest, .. } => digest,
+        _ => panic!("{path} is a file"),
+    };
+    assert_eq!(digest("/etc/kept"), marker);
+    assert!(root.join("etc/kept").exists(), "left in place");
+    assert_eq!(digest("/etc/new"), Digest::of(b"new"));
+    assert!(!root.join("etc/new").exists(), "taken");
+}

@@ -2,7 +2,7 @@
 
 mod tar;
 
-pub use tar::write_tar;
+pub use tar::{CONTENT_REFERENCE, write_tar, write_tar_referring};
 
 use crate::{Digest, HashingWriter, Store, Tree};
 use anyhow::Result;

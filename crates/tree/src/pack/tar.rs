@@ -36,6 +36,25 @@ pub fn write_tar<W: Write>(
     out: W,
     on_bytes: &dyn Fn(u64),
 ) -> Result<W> {
+    write_tar_referring(tree, store, mtime, out, on_bytes, &|_| false)
+}
+
+/// The pax record of a file member sent without its content: the sha256
+/// of content the reader already has (`load_tar_referring`).
+pub const CONTENT_REFERENCE: &str = "KILN.sha256";
+
+/// [`write_tar`] for a reader that already holds some contents: a file
+/// whose digest `known` accepts goes as a member of size 0 that names its
+/// content by digest ([`CONTENT_REFERENCE`]). Only kiln's own exchange with
+/// its sandbox writes these; a plain `load_tar` refuses them.
+pub fn write_tar_referring<W: Write>(
+    tree: &Tree,
+    store: &Store,
+    mtime: u64,
+    out: W,
+    on_bytes: &dyn Fn(u64),
+    known: &dyn Fn(&crate::Digest) -> bool,
+) -> Result<W> {
     let mut writer = TarWriter {
         out,
         written: 0,
@@ -44,7 +63,7 @@ pub fn write_tar<W: Write>(
     };
     for (path, entry) in tree.iter() {
         writer
-            .member(path, entry, store, on_bytes)
+            .member(path, entry, store, on_bytes, known)
             .with_context(|| format!("cannot archive {path}"))?;
     }
     writer.finish()
@@ -92,10 +111,16 @@ impl<W: Write> TarWriter<W> {
         entry: &Entry,
         store: &Store,
         on_bytes: &dyn Fn(u64),
+        known: &dyn Fn(&crate::Digest) -> bool,
     ) -> Result<()> {
         let mut name = path.archive_name();
+        let referred = match &entry.kind {
+            Kind::File { digest, .. } if known(digest) => Some(*digest),
+            _ => None,
+        };
         let hard_link_name;
         let (type_flag, size, link_name, device) = match &entry.kind {
+            Kind::File { .. } if referred.is_some() => (b'0', 0, "", (0, 0)),
             Kind::File { size, .. } => (b'0', *size, "", (0, 0)),
             Kind::Dir => {
                 if !path.is_root() {
@@ -122,12 +147,15 @@ impl<W: Write> TarWriter<W> {
             link_name,
             device,
         };
-        let pax = pax_records(&member, entry);
+        let pax = pax_records(&member, entry, referred);
         if !pax.is_empty() {
             self.pax_header(&member.name, &pax)?;
         }
         let header = self.ustar_header(&member);
         self.write(&header)?;
+        if referred.is_some() {
+            return Ok(());
+        }
         if let Kind::File { digest, size } = &entry.kind {
             let blob = store.open_blob(digest)?;
             let mut limited = blob.take(*size);
@@ -245,8 +273,11 @@ fn truncate_on_char_boundary(s: &mut String, max: usize) {
 
 /// The pax records a member needs, sorted by key: whatever does not fit
 /// ustar's fields, plus xattrs.
-fn pax_records(m: &Member<'_>, entry: &Entry) -> Vec<u8> {
+fn pax_records(m: &Member<'_>, entry: &Entry, referred: Option<crate::Digest>) -> Vec<u8> {
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
+    if let Some(digest) = referred {
+        records.push((CONTENT_REFERENCE.into(), digest.hex().into_bytes()));
+    }
     if m.name.len() > 100 {
         records.push(("path".into(), m.name.as_bytes().to_vec()));
     }
