@@ -180,8 +180,9 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
             }
         })
     };
-    // The tree goes to the helper through its standard input and comes
-    // back through its standard output, as tars: no copy on disk.
+    // Pipes of 1 MiB rather than 64 KiB: fewer switches between the two
+    // processes while hundreds of MiB go through (a refusal, past the
+    // user's pipe limits, leaves the default).
     for pipe in [
         child.stdin.as_ref().map(|p| p.as_raw_fd()),
         Some(from_helper.get_ref().as_raw_fd()),
@@ -192,6 +193,8 @@ pub fn run(ids: &Ids, tree: &Tree, store: &Store, job: &Job) -> Result<Outcome> 
         // SAFETY: fcntl on a descriptor this process owns.
         unsafe { libc::fcntl(pipe, libc::F_SETPIPE_SZ, 1 << 20) };
     }
+    // The tree goes to the helper through its standard input and comes
+    // back through its standard output, as tars: no copy on disk.
     let handed_over = hand_over(child.stdin.take().expect("piped"), &handed, store);
     phases.end("handing the tree over");
     // What the scripts left unchanged comes back as a reference to what
