@@ -10,8 +10,9 @@
 # NODE set for arm64 (maintainer scripts under qemu-user) beside amd64's.
 # Prints seconds, peak memory (GNU time's maximum resident set size), the
 # ratios kiln / mmdebstrap (below 1 is faster; target ≤ 0.33 afresh against
-# local packages), where kiln's time goes and the slowest maintainer scripts
-# and triggers (`kiln build -v`).
+# local packages), what the scripts and decompression alone take (the floor
+# of unpacking everything, then configuring), where kiln's time goes and the
+# slowest maintainer scripts and triggers (`kiln build -v`).
 # Needs root: both tools run maintainer scripts in a chroot.
 #
 # Usage: benches/install.sh          the benchmark (best of two kiln runs)
@@ -150,6 +151,22 @@ grep -E ' in [0-9.]+m?s|verified in' log.fresh | sed 's/^/  /' || true
 # the rest: start-up, lockfile, normalising, the tree walk, the audit, the manifest
 steps=$(grep -oE ' in [0-9.]+s' log.fresh | awk '{sub(/s$/, "", $2); t += $2} END{print t + 0}')
 printf '  (the rest, %.1fs: lockfile, normalise, audit, manifest)\n' "$(echo "$fresh - $steps" | bc -l)"
+# What the packages' own scripts and decompression cost, against what kiln
+# adds: the first two alone bound the ratio of a build that unpacks every
+# package before the first script runs.
+scripts=$(grep -oE 'scripts ran [0-9.]+s' log.fresh | grep -oE '[0-9.]+' | head -1 || true)
+unpacking=$(grep -oE 'unpacked [0-9]+ packages .* in [0-9.]+s' log.fresh | grep -oE '[0-9.]+s$' | tr -d s || true)
+if [ -n "$scripts" ] && [ -n "$unpacking" ]; then
+    printf '%-50s %7.2f s  (ratio %.2f: the floor of unpacking, then configuring)\n' \
+        "the scripts and unpacking alone" "$(echo "$scripts + $unpacking" | bc -l)" \
+        "$(ratio "$(echo "$scripts + $unpacking" | bc -l)" "$mm_local")"
+    printf '%-50s %7.2f s  (ratio %.2f)\n' "kiln's own time besides" \
+        "$(echo "$fresh - $scripts - $unpacking" | bc -l)" \
+        "$(ratio "$(echo "$fresh - $scripts - $unpacking" | bc -l)" "$mm_local")"
+else
+    echo "benches/install.sh: kiln -v printed no scripts' or unpacking time" >&2
+    exit 1
+fi
 echo "the slowest maintainer scripts and triggers:"
 sed -n '/slowest steps:/,/other steps/p' log.fresh | sed 's/^kiln: /  /'
 echo "with the install cache warm:"
