@@ -117,7 +117,8 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
             )
         })?;
     let _registration = cleanup::Registration::new(work.path());
-    let store = Store::open(&work.path().join("store"))?;
+    // Shared with the thread that writes the install cache.
+    let store = std::sync::Arc::new(Store::open(&work.path().join("store"))?);
 
     let artifacts: Vec<(crate::recipe::debian::ArtifactPlan, std::path::PathBuf)> =
         crate::packages::fetch_artifacts(&plan, &options.archive, ui)?
@@ -182,9 +183,12 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         Some(base) => load_base(base, &store, ui)?,
         None => Tree::new(),
     };
+    let mut cache_write = None;
     if let Some(install) = &install {
-        crate::install::install(&mut tree, &store, &packages, install, ui)?;
+        let write = crate::install::install(&mut tree, &store, &packages, install, ui)?;
         if let Some(to) = &options.registry_cache.to {
+            // The registry gets the cache's entry: it must be complete.
+            write.finish(ui);
             let locked: Vec<_> = packages.iter().map(|(p, _)| p.clone()).collect();
             let entry = crate::install::cache_entry(&locked, install)?;
             to.push(
@@ -192,6 +196,8 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
                 entry.as_ref().map(|(cache, key)| (cache, key.as_str())),
                 ui,
             )?;
+        } else {
+            cache_write = Some(write);
         }
     }
     // Before [minimize] may drop /usr/share/doc: the SBOMs' licenses.
@@ -446,6 +452,9 @@ pub fn build(options: &BuildOptions, ui: &Ui) -> Result<BuildOutput> {
         }
         None => None,
     };
+    if let Some(write) = cache_write {
+        write.finish(ui);
+    }
     // Artifacts first, the manifest last: a manifest never names an
     // artifact that is not there yet.
     let artifact_paths = artifact_tmps

@@ -110,7 +110,8 @@ enum Command {
         #[arg(long, value_name = "NAME")]
         optional_artifact: Vec<String>,
         /// Install and configure the Debian packages afresh, even when the
-        /// same installed tree is in the cache.
+        /// same installed tree is in the cache, and decompress every package
+        /// (no contents kept by a build before).
         #[arg(long)]
         no_install_cache: bool,
         /// Print what was written as JSON (paths, formats, sizes, sha256)

@@ -15,7 +15,7 @@
 //! (as ccache trusts its directory); `--no-install-cache` trusts nothing.
 
 use anyhow::{Context, Result, bail};
-use kiln_debian::fetch::Cache;
+use kiln_debian::fetch::{Cache, Durability, index_dir, is_private};
 use kiln_debian::lock::LockedPackage;
 use kiln_tree::write_atomic;
 use kiln_tree::{Digest, Store, Tree, hash_reader, load_tar};
@@ -43,17 +43,9 @@ pub struct Inputs<'a> {
 
 impl InstallCache {
     pub fn open(cache_dir: &Path) -> Result<InstallCache> {
-        let index = cache_dir.join("installed");
-        std::fs::create_dir_all(&index)
-            .with_context(|| format!("cannot create {}", index.display()))?;
-        if owned_by_me(&index) {
-            // Whatever the umask made of it, only its owner writes here.
-            use std::os::unix::fs::PermissionsExt;
-            let _ = std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o755));
-        }
         Ok(InstallCache {
             blobs: Cache::open(cache_dir)?,
-            index,
+            index: index_dir(cache_dir, "installed")?,
         })
     }
 
@@ -87,7 +79,7 @@ impl InstallCache {
         if !entry.exists() {
             return Ok(None);
         }
-        if !private(&self.index) || !private(&entry) {
+        if !is_private(&self.index) || !is_private(&entry) {
             bail!(
                 "the install cache {} is writable by another user, so an installed tree in it cannot be trusted; \
                  make it yours alone (chmod go-w, chown) or build with --no-install-cache",
@@ -114,10 +106,12 @@ impl InstallCache {
 
     /// Stores `tree` under `key`, packed straight into the cache.
     pub fn save(&self, key: &str, tree: &Tree, store: &Store) -> Result<()> {
-        let digest = self.blobs.insert_new(|out| {
-            kiln_tree::pack::write_tar(tree, store, 0, out, &|_| {})?;
-            Ok(())
-        })?;
+        // Not synced: a torn copy fails its hash on the next use and is
+        // installed again, and a sync of a few hundred MiB is the build's
+        // slowest write.
+        let mut blob = self.blobs.new_blob(Durability::Cached)?;
+        kiln_tree::pack::write_tar(tree, store, 0, &mut blob, &|_| {})?;
+        let digest = blob.persist()?;
         write_atomic(&self.index.join(key), digest.hex().as_bytes(), 0o644)
     }
 }
@@ -144,19 +138,6 @@ impl InstallCache {
     pub fn blobs(&self) -> &Cache {
         &self.blobs
     }
-}
-
-/// Owned by this user and writable by nobody else.
-fn private(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    owned_by_me(path) && std::fs::symlink_metadata(path).is_ok_and(|m| m.mode() & 0o022 == 0)
-}
-
-fn owned_by_me(path: &Path) -> bool {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: geteuid has no preconditions.
-    let me = unsafe { libc::geteuid() };
-    std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me)
 }
 
 /// The digest of the kiln-node program that images of `arch` get, or "none".

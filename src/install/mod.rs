@@ -27,12 +27,13 @@ pub use isolate::run_shell;
 pub use userns::{HELPER_COMMAND, helper_main, helper_work_dir};
 
 use crate::ui::{Ui, human_bytes};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use dpkg_db::Package;
 use kiln_debian::lock::LockedPackage;
 use kiln_tree::{Entry, ImagePath, Kind, Meta, Store, Tree};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub struct InstallOptions<'a> {
     pub suite: &'a str,
@@ -68,14 +69,16 @@ pub fn cache_entry(
     Ok(Some((cache::InstallCache::open(dir)?, key)))
 }
 
-/// Installs `packages` (locked, fetched and verified) into `tree`.
+/// Installs `packages` (locked, fetched and verified) into `tree`. A tree
+/// installed afresh goes into the install cache while the build goes on:
+/// the returned [`CacheWrite`] finishes it.
 pub fn install(
     tree: &mut Tree,
-    store: &Store,
+    store: &Arc<Store>,
     packages: &[(LockedPackage, PathBuf)],
     options: &InstallOptions,
     ui: &Ui,
-) -> Result<()> {
+) -> Result<CacheWrite> {
     let merged_usr = !SPLIT_USR_SUITES.contains(&options.suite);
     let locked: Vec<LockedPackage> = packages.iter().map(|(p, _)| p.clone()).collect();
     let cached = match cache_entry(&locked, options)? {
@@ -87,22 +90,54 @@ pub fn install(
                     packages.len(),
                     &key[..16]
                 ));
-                return Ok(());
+                return Ok(CacheWrite(None));
             }
             Some((cache, key))
         }
         None => None,
     };
     install_afresh(tree, store, packages, merged_usr, options, ui)?;
-    if let Some((cache, key)) = cached {
-        // A cache that cannot be written costs the next build time, not this one.
-        if let Err(e) = cache.save(&key, tree, store) {
+    let Some((cache, key)) = cached else {
+        return Ok(CacheWrite(None));
+    };
+    // Packing a few hundred MiB into the cache takes as long as packing the
+    // rootfs: a second core does it meanwhile.
+    let (tree, store) = (tree.clone(), Arc::clone(store));
+    Ok(CacheWrite(Some(std::thread::spawn(move || {
+        cache.save(&key, &tree, &store)
+    }))))
+}
+
+/// An installed tree being written into the install cache.
+#[must_use = "the write is finished (and a failure reported) by `finish`"]
+pub struct CacheWrite(Option<std::thread::JoinHandle<Result<()>>>);
+
+impl CacheWrite {
+    /// Waits for the write; a cache that cannot be written costs the next
+    /// build time, not this one, so a failure is a warning.
+    pub fn finish(mut self, ui: &Ui) {
+        let Some(handle) = self.0.take() else {
+            return;
+        };
+        let outcome = handle
+            .join()
+            .unwrap_or_else(|_| Err(anyhow!("the writing thread panicked")));
+        if let Err(e) = outcome {
             ui.warn(format!(
                 "cannot save the installed tree in the cache: {e:#}"
             ));
         }
     }
-    Ok(())
+}
+
+impl Drop for CacheWrite {
+    /// A build that fails meanwhile still waits: the tree's contents are in
+    /// its work directory, which goes away with it.
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            let _ = handle.join();
+        }
+    }
 }
 
 /// Unpacks, configures and normalises: what the cache saves a rebuild.
@@ -119,15 +154,32 @@ fn install_afresh(
     }
     let total: u64 = packages.iter().map(|(p, _)| p.size).sum();
     let progress = ui.bytes(total, "unpacking");
+    // With the caches on, a package decompressed before is read plain.
+    let unpack_cache = options
+        .cache_dir
+        .map(kiln_debian::unpack_cache::UnpackCache::open)
+        .transpose()?;
     let debs = packages
         .par_iter()
         .map(|(locked, path)| {
-            let deb =
-                kiln_debian::deb::read(path, &format!("{} {}", locked.name, locked.version), store);
+            let label = format!("{} {}", locked.name, locked.version);
+            let deb = match &unpack_cache {
+                Some(cache) => {
+                    let digest = locked.sha256.parse().map_err(|e: String| anyhow!(e))?;
+                    kiln_debian::deb::read_cached(path, &digest, &label, store, cache)
+                }
+                None => kiln_debian::deb::read(path, &label, store),
+            };
             progress.inc(locked.size);
             deb
         })
         .collect::<Result<Vec<_>>>()?;
+    if let Some(why) = unpack_cache.as_ref().and_then(|c| c.unsaved()) {
+        // A cache that cannot be written costs the next build time, not this one.
+        ui.warn(format!(
+            "cannot keep the packages' contents in the cache: {why}"
+        ));
+    }
     let mut unpacked = Vec::with_capacity(debs.len());
     for deb in debs {
         let label = deb.label.clone();
@@ -135,8 +187,12 @@ fn install_afresh(
         unpacked.push(package);
     }
     let seconds = progress.finish();
+    let cached = match unpack_cache.as_ref().map(|c| c.hits()) {
+        Some(hits) if hits > 0 => format!(", {hits} of them decompressed before"),
+        _ => String::new(),
+    };
     ui.step(format!(
-        "unpacked {} packages ({}) in {seconds:.1}s",
+        "unpacked {} packages ({}{cached}) in {seconds:.1}s",
         unpacked.len(),
         human_bytes(total)
     ));

@@ -16,10 +16,10 @@
 use super::ids::{HOST_ID_BASE, IMAGE_IDS, Ids, SUBORDINATE_IDS};
 use super::isolate::{Job, Outcome, Phases, run_shell_timed};
 use anyhow::{Context, Result, anyhow, bail};
-use kiln_tree::pack::{write_tar, write_tar_referring};
+use kiln_tree::pack::{write_tar_referring, write_tar_with_digests};
 use kiln_tree::{
-    Digest, HostEntry, HostKind, Kind, Store, Tree, load_dir_taking_changed, load_tar,
-    load_tar_referring, write_dir_taking,
+    Digest, HostEntry, HostKind, Kind, Store, Tree, load_dir_taking_changed,
+    load_tar_given_digests, load_tar_referring, write_dir_taking,
 };
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Write};
@@ -252,8 +252,9 @@ fn hand_over(to_helper: std::process::ChildStdin, tree: &Tree, store: &Store) ->
         .write_all(b"go\n")
         .map_err(anyhow::Error::from)
         .and_then(|()| {
-            // A pipe needs no digest of what goes through it.
-            write_tar(tree, store, 0, writer, &|_| {})
+            // The helper takes the digests as given instead of hashing it
+            // all again.
+            write_tar_with_digests(tree, store, writer)
         })
         .and_then(|writer| writer.into_inner().map_err(|e| e.into_error().into()));
     match sent {
@@ -481,7 +482,7 @@ fn helper(work: &Path) -> Result<i32> {
     std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755))?;
     let store_dir = Path::new("jail/store");
     let store = Store::open(store_dir)?;
-    let tree = load_tar(std::io::stdin().lock(), "the image", &store)?;
+    let tree = load_tar_given_digests(std::io::stdin().lock(), "the image", &store)?;
     // Receiving overlaps the build's handing over, and sending its taking
     // back: the build times those.
     let mut phases = Phases::start();

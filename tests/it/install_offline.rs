@@ -744,6 +744,109 @@ fn an_install_cache_others_can_write_is_refused() {
     assert!(out.status.success(), "{}", output_text(&out));
 }
 
+/// The blobs the unpack cache's index names, by index entry.
+fn unpack_cache_blobs(dir: &Path) -> Vec<(PathBuf, PathBuf)> {
+    let index = dir.join("cache/kiln/unpacked");
+    let mut entries: Vec<_> = std::fs::read_dir(&index)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    entries.sort();
+    entries
+        .into_iter()
+        .map(|entry| {
+            let digest = std::fs::read_to_string(&entry).unwrap();
+            let digest = digest.trim();
+            let blob = dir
+                .join("cache/kiln/sha256")
+                .join(&digest[..2])
+                .join(digest);
+            (entry, blob)
+        })
+        .collect()
+}
+
+#[test]
+fn a_patch_rebuild_decompresses_only_what_it_has_not_before() {
+    let s = setup(&scriptless_debs(), &["app", "tool"]);
+    let first = build(&s.dir, &[]);
+    assert!(first.status.success(), "{}", output_text(&first));
+    let image = s.dir.join("out/deb-1.rootfs.tar");
+    let expected = sha256_file(&image);
+    let kept = unpack_cache_blobs(&s.dir);
+    assert_eq!(kept.len(), 3, "app, libfoo1 and tool are kept decompressed");
+    for (_, blob) in &kept {
+        // A plain tar: what `tar` lists, not what xz or zstd would.
+        run_ok(Command::new("tar").arg("-tf").arg(blob));
+    }
+
+    // A new lock misses the install cache; the packages it shares with
+    // the one before are read plain, and the image is the same.
+    let rebuild = |expect: &str| {
+        std::fs::remove_dir_all(s.dir.join("out")).unwrap();
+        std::fs::remove_dir_all(s.dir.join("cache/kiln/installed")).unwrap();
+        let out = build(&s.dir, &[]);
+        let text = output_text(&out);
+        assert!(out.status.success(), "{text}");
+        assert!(text.contains(expect), "expected {expect:?} in:\n{text}");
+        assert_eq!(sha256_file(&image), expected, "the image changed");
+    };
+    assert!(!output_text(&first).contains("decompressed before"));
+    rebuild("3 of them decompressed before");
+    assert!(
+        output_text(&build_again(&s.dir)).contains("from the install cache"),
+        "a rebuild of the same lock still comes from the install cache"
+    );
+    rebuild("3 of them decompressed before");
+
+    // A copy whose bytes changed is not used: that package is decompressed
+    // again (and kept again), and the image is the same.
+    let (_, blob) = &unpack_cache_blobs(&s.dir)[0];
+    let mut bytes = std::fs::read(blob).unwrap();
+    bytes[700] ^= 1;
+    std::fs::write(blob, bytes).unwrap();
+    rebuild("2 of them decompressed before");
+    rebuild("3 of them decompressed before");
+
+    // --no-install-cache trusts nothing in the cache: every package is
+    // decompressed.
+    std::fs::remove_dir_all(s.dir.join("out")).unwrap();
+    let afresh = build(&s.dir, &["--no-install-cache"]);
+    assert!(afresh.status.success(), "{}", output_text(&afresh));
+    assert!(!output_text(&afresh).contains("decompressed before"));
+    assert_eq!(sha256_file(&image), expected);
+}
+
+/// Builds once more into a fresh `out`.
+fn build_again(dir: &Path) -> Output {
+    std::fs::remove_dir_all(dir.join("out")).unwrap();
+    build(dir, &[])
+}
+
+#[test]
+fn an_unpack_cache_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let s = setup(&scriptless_debs(), &["app", "tool"]);
+    assert!(build(&s.dir, &[]).status.success());
+    std::fs::remove_dir_all(s.dir.join("out")).unwrap();
+    std::fs::remove_dir_all(s.dir.join("cache/kiln/installed")).unwrap();
+    let (entry, _) = &unpack_cache_blobs(&s.dir)[0];
+    std::fs::set_permissions(entry, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let out = build(&s.dir, &[]);
+    assert!(!out.status.success());
+    let text = output_text(&out);
+    assert!(
+        text.contains(
+            "is writable by another user, so the packages' contents in it cannot be trusted"
+        ),
+        "{text}"
+    );
+    assert_no_output(&s.dir);
+    let out = build(&s.dir, &["--no-install-cache"]);
+    assert!(out.status.success(), "{}", output_text(&out));
+}
+
 #[test]
 #[ignore = "needs root"]
 fn without_root_a_user_namespace_with_subordinate_ids_configures() {

@@ -8,10 +8,14 @@
 //! but never a symlink the package itself ships, so nothing can land
 //! outside the image or anywhere but where the package names it.
 
+use crate::fetch::NewBlob;
+use crate::unpack_cache::UnpackCache;
 use anyhow::{Context, Result, anyhow, bail};
-use kiln_tree::{ImagePath, Member, Placement, Store, Tree, place_member, read_members};
+use kiln_tree::{
+    Digest, HashingReader, ImagePath, Member, Placement, Store, Tree, place_member, read_members,
+};
 use std::collections::BTreeMap;
-use std::io::{BufReader, Read};
+use std::io::{BufReader, Read, Write};
 use std::path::Path;
 
 /// What a package brings besides its files: the members of control.tar
@@ -99,7 +103,80 @@ pub fn read(path: &Path, label: &str, store: &Store) -> Result<Deb> {
 }
 
 /// [`read`] from any reader of `.deb` bytes.
-pub fn read_from(mut reader: impl Read, label: &str, store: &Store) -> Result<Deb> {
+pub fn read_from(reader: impl Read, label: &str, store: &Store) -> Result<Deb> {
+    Ok(read_parts(reader, label, store, Data::Decompress)?.0)
+}
+
+/// [`read`], with the data archive taken decompressed from `cache` when a
+/// build before left it there for the .deb with sha256 `deb` (the file at
+/// `path`, already checked against it), and left there otherwise.
+pub fn read_cached(
+    path: &Path,
+    deb: &Digest,
+    label: &str,
+    store: &Store,
+    cache: &UnpackCache,
+) -> Result<Deb> {
+    let open = || {
+        std::fs::File::open(path)
+            .map(|f| BufReader::with_capacity(1 << 20, f))
+            .with_context(|| format!("{label}: cannot open {}", path.display()))
+    };
+    if let Some((data, blob)) = cache.lookup(deb)? {
+        match read_parts(open()?, label, store, Data::Cached(&blob, &data)) {
+            Ok((read, _)) => {
+                cache.hit();
+                return Ok(read);
+            }
+            // Whatever went wrong with the copy, the package itself tells.
+            Err(_) => cache.forget(deb, &data),
+        }
+    }
+    let blob = match cache.new_blob() {
+        Ok(blob) => Some(blob),
+        Err(e) => {
+            cache.note_unsaved(&e);
+            None
+        }
+    };
+    let (read, kept) = read_parts(open()?, label, store, Data::Keep(blob))?;
+    match kept {
+        Kept::Whole(blob) => {
+            if let Err(e) = cache.keep(deb, blob) {
+                cache.note_unsaved(&e);
+            }
+        }
+        Kept::Failed(e) => cache.note_unsaved(&e.into()),
+        Kept::Nothing => {}
+    }
+    Ok(read)
+}
+
+/// What became of the plain copy of a data archive.
+enum Kept<'a> {
+    Whole(NewBlob<'a>),
+    Failed(std::io::Error),
+    Nothing,
+}
+
+/// Where the data archive's members come from.
+enum Data<'a> {
+    /// Decompressed from the package.
+    Decompress,
+    /// Decompressed from the package, and a plain copy written to the blob
+    /// (when there is one).
+    Keep(Option<NewBlob<'a>>),
+    /// From this plain copy, whose digest this is; the package's own member
+    /// is skipped.
+    Cached(&'a Path, &'a Digest),
+}
+
+fn read_parts<'a>(
+    mut reader: impl Read,
+    label: &str,
+    store: &Store,
+    mut data: Data<'a>,
+) -> Result<(Deb, Kept<'a>)> {
     let mut magic = [0u8; 8];
     reader
         .read_exact(&mut magic)
@@ -110,6 +187,8 @@ pub fn read_from(mut reader: impl Read, label: &str, store: &Store) -> Result<De
     let mut control = None;
     let mut members = None;
     let mut saw_version = false;
+    let mut kept = Kept::Nothing;
+    let origin = format!("package {label}");
     while let Some((name, size)) =
         next_member(&mut reader).with_context(|| format!("{label}: corrupt ar container"))?
     {
@@ -131,7 +210,26 @@ pub fn read_from(mut reader: impl Read, label: &str, store: &Store) -> Result<De
             }
             n if n.starts_with("data.tar") => {
                 let reader = decompressor(n, &mut member)?;
-                members = Some(read_members(reader, &format!("package {label}"), store)?);
+                members = Some(match &mut data {
+                    Data::Decompress => read_members(reader, &origin, store)?,
+                    Data::Keep(blob) => {
+                        let mut tee = Tee {
+                            inner: reader,
+                            copy: blob.take(),
+                            failed: None,
+                        };
+                        let members = read_members(&mut tee, &origin, store)?;
+                        // The copy is the whole archive, padding included.
+                        std::io::copy(&mut tee, &mut std::io::sink())?;
+                        kept = match (tee.copy, tee.failed) {
+                            (_, Some(e)) => Kept::Failed(e),
+                            (Some(copy), None) => Kept::Whole(copy),
+                            (None, None) => Kept::Nothing,
+                        };
+                        members
+                    }
+                    Data::Cached(path, digest) => read_plain_copy(path, digest, &origin, store)?,
+                });
             }
             // Signatures and other extra members are allowed and ignored, as dpkg does.
             _ => {}
@@ -148,12 +246,53 @@ pub fn read_from(mut reader: impl Read, label: &str, store: &Store) -> Result<De
     if !saw_version {
         bail!("{label}: not a Debian package (no debian-binary member)");
     }
-    Ok(Deb {
+    let read = Deb {
         label: label.to_owned(),
         control: control
             .ok_or_else(|| anyhow!("{label}: the package has no control.tar member"))?,
         members: members.ok_or_else(|| anyhow!("{label}: the package has no data.tar member"))?,
-    })
+    };
+    Ok((read, kept))
+}
+
+/// The members of a kept plain data archive, which must hash to `digest`.
+fn read_plain_copy(
+    path: &Path,
+    digest: &Digest,
+    origin: &str,
+    store: &Store,
+) -> Result<Vec<Member>> {
+    let file = std::fs::File::open(path)?;
+    let mut hashing = HashingReader::new(BufReader::with_capacity(1 << 20, file));
+    let members = read_members(&mut hashing, origin, store)?;
+    std::io::copy(&mut hashing, &mut std::io::sink())?;
+    let (actual, _) = hashing.finish();
+    if actual != *digest {
+        bail!("{}: sha256 is {actual}, expected {digest}", path.display());
+    }
+    Ok(members)
+}
+
+/// Passes what it reads on, and writes a copy to a blob; a copy that
+/// cannot be written is dropped, and the reading goes on.
+struct Tee<'a, R> {
+    inner: R,
+    copy: Option<NewBlob<'a>>,
+    /// Why the copy was dropped.
+    failed: Option<std::io::Error>,
+}
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(copy) = &mut self.copy
+            && let Err(e) = copy.write_all(&buf[..n])
+        {
+            self.copy = None;
+            self.failed = Some(e);
+        }
+        Ok(n)
+    }
 }
 
 /// Reads one ar header: the member's name and size, or `None` at the end.

@@ -274,23 +274,39 @@ impl Cache {
         Ok(Some(path))
     }
 
+    /// Where the blob with `digest` would be, if it is there: for a reader
+    /// that hashes what it reads anyway and checks the digest at the end
+    /// (one pass instead of [`Cache::get`]'s two).
+    pub fn locate(&self, digest: &Digest) -> Option<PathBuf> {
+        let path = self.blob_path(digest);
+        path.is_file().then_some(path)
+    }
+
+    /// Removes the blob with `digest` (one found corrupt).
+    pub fn remove(&self, digest: &Digest) {
+        let _ = std::fs::remove_file(self.blob_path(digest));
+    }
+
     /// Adds what `write` writes as a new blob, hashed as it is written, and
     /// returns its digest: for content kiln makes itself, whose digest is
     /// not known beforehand.
     pub fn insert_new(&self, write: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<Digest> {
+        let mut blob = self.new_blob(Durability::Synced)?;
+        write(&mut blob)?;
+        blob.persist()
+    }
+
+    /// A blob being written: [`NewBlob::persist`] names it by its digest,
+    /// and until then nobody sees it.
+    pub fn new_blob(&self, durability: Durability) -> Result<NewBlob<'_>> {
         let dir = self.dir.join("sha256");
         let tmp = tempfile::NamedTempFile::new_in(&dir)
             .with_context(|| format!("cannot write to the cache {}", dir.display()))?;
-        let mut writer = HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp));
-        write(&mut writer)?;
-        let (buffered, digest, _) = writer.finish();
-        let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
-        tmp.as_file().sync_all()?;
-        let dest = self.blob_path(&digest);
-        std::fs::create_dir_all(self.shard(&digest))?;
-        tmp.persist(&dest)
-            .with_context(|| format!("cannot store {}", dest.display()))?;
-        Ok(digest)
+        Ok(NewBlob {
+            cache: self,
+            writer: HashingWriter::new(std::io::BufWriter::with_capacity(1 << 20, tmp)),
+            durability,
+        })
     }
 
     /// Streams `reader` into the cache, hashing as it goes; succeeds only
@@ -338,6 +354,78 @@ impl Cache {
             .with_context(|| format!("cannot store {}", dest.display()))?;
         Ok(dest)
     }
+}
+
+/// Whether a new blob reaches the disk before it gets its name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Synced first: what a crash must not lose or tear.
+    Synced,
+    /// Left to the page cache: for what can be made again, whose digest
+    /// catches a torn copy on its next use.
+    Cached,
+}
+
+/// A blob on its way into the [`Cache`] (see [`Cache::new_blob`]).
+pub struct NewBlob<'a> {
+    cache: &'a Cache,
+    writer: HashingWriter<std::io::BufWriter<tempfile::NamedTempFile>>,
+    durability: Durability,
+}
+
+impl NewBlob<'_> {
+    /// Puts the blob in place under its digest, which it returns.
+    pub fn persist(self) -> Result<Digest> {
+        let (buffered, digest, _) = self.writer.finish();
+        let tmp = buffered.into_inner().map_err(|e| e.into_error())?;
+        if self.durability == Durability::Synced {
+            tmp.as_file().sync_all()?;
+        }
+        let dest = self.cache.blob_path(&digest);
+        std::fs::create_dir_all(self.cache.shard(&digest))?;
+        tmp.persist(&dest)
+            .with_context(|| format!("cannot store {}", dest.display()))?;
+        Ok(digest)
+    }
+}
+
+impl Write for NewBlob<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.flush()
+    }
+}
+
+/// The index directory `name` of the cache in `cache_dir`, created; whatever
+/// the umask made of it, only its owner writes there, so that
+/// [`is_private`] holds for what this user puts in it.
+pub fn index_dir(cache_dir: &Path, name: &str) -> Result<PathBuf> {
+    let index = cache_dir.join(name);
+    std::fs::create_dir_all(&index)
+        .with_context(|| format!("cannot create {}", index.display()))?;
+    if is_mine(&index) {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&index, std::fs::Permissions::from_mode(0o755));
+    }
+    Ok(index)
+}
+
+/// Owned by this user and writable by nobody else: what a cache's index
+/// must be for kiln to trust what it says (as ccache trusts its directory).
+pub fn is_private(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    is_mine(path) && std::fs::symlink_metadata(path).is_ok_and(|m| m.mode() & 0o022 == 0)
+}
+
+/// Owned by this user.
+pub fn is_mine(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.uid() == me)
 }
 
 struct CountingReader<'a> {

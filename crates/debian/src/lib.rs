@@ -13,4 +13,5 @@ pub mod lock;
 pub mod relation;
 pub mod resolve;
 pub mod sources;
+pub mod unpack_cache;
 pub mod version;

@@ -77,13 +77,42 @@ pub fn load_tar_referring(
     store: &Store,
     known: KnownContents,
 ) -> Result<Tree> {
+    load_tar_digests(reader, origin, store, Digests::Known(known))
+}
+
+/// [`load_tar`] of an archive whose file members carry their content and
+/// its digest ([`write_tar_with_digests`](crate::pack::write_tar_with_digests)),
+/// from a writer the reader trusts: the digests are taken as given, not
+/// computed again (the sandbox receiving the build's tree).
+pub fn load_tar_given_digests(reader: impl Read, origin: &str, store: &Store) -> Result<Tree> {
+    load_tar_digests(reader, origin, store, Digests::Given)
+}
+
+fn load_tar_digests(
+    reader: impl Read,
+    origin: &str,
+    store: &Store,
+    digests: Digests,
+) -> Result<Tree> {
     let mut tree = Tree::new();
     let mut placement = Placement::archive(origin);
-    for_each_member(reader, origin, store, Some(known), |member| {
+    for_each_member(reader, origin, store, digests, |member| {
         place_member(&mut tree, &mut placement, member)?;
         Ok(())
     })?;
     Ok(tree)
+}
+
+/// What a member's [`CONTENT_REFERENCE`](crate::pack::CONTENT_REFERENCE)
+/// record may mean to the reader.
+#[derive(Clone, Copy)]
+enum Digests<'a> {
+    /// Nothing: archives from outside name no digests.
+    Refused,
+    /// A content the reader holds, sent without its bytes.
+    Known(KnownContents<'a>),
+    /// The digest of the bytes that follow, from a trusted writer.
+    Given,
 }
 
 /// Adds every member of a tar stream to `tree` under `placement`, which
@@ -97,7 +126,7 @@ pub fn load_tar_into(
 ) -> Result<Vec<ImagePath>> {
     let mut names = Vec::new();
     let origin = placement.input().to_owned();
-    for_each_member(reader, &origin, store, None, |member| {
+    for_each_member(reader, &origin, store, Digests::Refused, |member| {
         let name = member.name.clone();
         place_member(tree, placement, member)?;
         names.push(name);
@@ -111,7 +140,7 @@ pub fn load_tar_into(
 /// members are then placed in order with [`place_member`].
 pub fn read_members(reader: impl Read, origin: &str, store: &Store) -> Result<Vec<Member>> {
     let mut members = Vec::new();
-    for_each_member(reader, origin, store, None, |member| {
+    for_each_member(reader, origin, store, Digests::Refused, |member| {
         members.push(member);
         Ok(())
     })?;
@@ -122,7 +151,7 @@ fn for_each_member(
     reader: impl Read,
     origin: &str,
     store: &Store,
-    known: Option<KnownContents>,
+    digests: Digests,
     mut each: impl FnMut(Member) -> Result<()>,
 ) -> Result<()> {
     let mut archive = tar::Archive::new(reader);
@@ -137,7 +166,7 @@ fn for_each_member(
             )
         })?;
         let raw_name = abbreviate(&String::from_utf8_lossy(&entry.path_bytes()));
-        let member = read_member(entry, store, known)
+        let member = read_member(entry, store, digests)
             .with_context(|| format!("{origin}: member \"{raw_name}\""))?;
         // placement errors name the input and the path themselves
         each(member)?;
@@ -165,7 +194,7 @@ pub fn member_path(raw: &[u8]) -> Result<ImagePath> {
 fn read_member<R: Read>(
     mut entry: tar::Entry<'_, R>,
     store: &Store,
-    known: Option<KnownContents>,
+    digests: Digests,
 ) -> Result<Member> {
     let name = member_path(&entry.path_bytes())?;
     let header = entry.header();
@@ -222,22 +251,28 @@ fn read_member<R: Read>(
                 let (digest, size) = store.put(&mut entry)?;
                 Kind::File { digest, size }
             }
-            Some(digest) => {
-                let Some(known) = known else {
-                    bail!(
-                        "the member names its content by digest ({}), which only kiln's \
-                         exchange with its sandbox does",
-                        crate::pack::CONTENT_REFERENCE
-                    );
-                };
-                let size = known(&digest).ok_or_else(|| {
-                    anyhow!("the member refers to content {digest} it was never given")
-                })?;
-                if carried != 0 {
-                    bail!("the member refers to its content by digest but also carries bytes");
+            Some(digest) => match digests {
+                Digests::Refused => bail!(
+                    "the member names its content by digest ({}), which only kiln's \
+                     exchange with its sandbox does",
+                    crate::pack::CONTENT_REFERENCE
+                ),
+                Digests::Known(known) => {
+                    let size = known(&digest).ok_or_else(|| {
+                        anyhow!("the member refers to content {digest} it was never given")
+                    })?;
+                    if carried != 0 {
+                        bail!("the member refers to its content by digest but also carries bytes");
+                    }
+                    Kind::File { digest, size }
                 }
-                Kind::File { digest, size }
-            }
+                Digests::Given => {
+                    // (the entry's size, pax records included)
+                    let size = entry.size();
+                    store.put_given(&mut entry, digest, size)?;
+                    Kind::File { digest, size }
+                }
+            },
         },
         EntryType::Directory => Kind::Dir,
         EntryType::Symlink => {

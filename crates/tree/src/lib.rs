@@ -21,12 +21,13 @@ pub use from_dir::{
     load_dir_taking_changed, read_xattrs, store_host_files, walk_host_dir,
 };
 pub use from_tar::{
-    Compression, KnownContents, Member, decompress, detect_compression, load_tar, load_tar_into,
-    load_tar_referring, member_path, open_decompressed, place_member, read_members,
+    Compression, KnownContents, Member, decompress, detect_compression, load_tar,
+    load_tar_given_digests, load_tar_into, load_tar_referring, member_path, open_decompressed,
+    place_member, read_members,
 };
 pub use path::{ImagePath, MAX_LINK_TARGET, MAX_NAME, MAX_PATH, PathError, abbreviate};
 pub use placement::{PlaceError, Placed, Placement};
-pub use store::{Blob, Digest, HashingWriter, Store, copy, hash_reader};
+pub use store::{Blob, Digest, HashingReader, HashingWriter, Store, copy, hash_reader};
 pub use to_dir::{host_path, write_dir, write_dir_taking};
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -448,6 +448,43 @@ fn known_contents_travel_as_digests_and_nothing_else_may_refer() {
     );
 }
 
+/// The sandbox's way in: every content travels with its digest, which the
+/// sandbox takes as given; no other reader accepts such an archive.
+#[test]
+fn given_digests_are_taken_only_by_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("build")).unwrap();
+    let big = vec![9u8; 5 << 20];
+    let mut tree = Tree::new();
+    for (path, content) in [
+        ("/etc/small", &b"small"[..]),
+        ("/usr/big", &big),
+        ("/usr/big2", &big),
+        ("/usr/empty", b""),
+    ] {
+        let entry = Entry::file(&store, content, Meta::root(0o755)).unwrap();
+        tree.insert(p(path), entry).unwrap();
+    }
+    let bytes = crate::pack::write_tar_with_digests(&tree, &store, Vec::new()).unwrap();
+    let sandbox = Store::open(&dir.path().join("sandbox")).unwrap();
+    let back = load_tar_given_digests(&bytes[..], "the image", &sandbox).unwrap();
+    assert_eq!(back, tree);
+    assert_eq!(sandbox.read_to_vec(&Digest::of(&big)).unwrap(), big);
+    assert_eq!(
+        sandbox.read_to_vec(&Digest::of(b"small")).unwrap(),
+        b"small"
+    );
+
+    let plain = load_tar(&bytes[..], "an archive", &store).unwrap_err();
+    assert!(format!("{plain:#}").contains("KILN.sha256"), "{plain:#}");
+    let all = |_: &Digest| Some(5u64);
+    let referring = load_tar_referring(&bytes[..], "exchange", &store, &all).unwrap_err();
+    assert!(
+        format!("{referring:#}").contains("also carries bytes"),
+        "{referring:#}"
+    );
+}
+
 /// A file the caller knows unchanged is neither read nor taken.
 #[test]
 fn unchanged_files_are_not_read_back() {

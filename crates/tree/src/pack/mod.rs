@@ -2,7 +2,7 @@
 
 mod tar;
 
-pub use tar::{CONTENT_REFERENCE, write_tar, write_tar_referring};
+pub use tar::{CONTENT_REFERENCE, write_tar, write_tar_referring, write_tar_with_digests};
 
 use crate::{Digest, HashingWriter, Store, Tree};
 use anyhow::Result;

@@ -43,6 +43,14 @@ pub fn write_tar<W: Write>(
 /// of content the reader already has (`load_tar_referring`).
 pub const CONTENT_REFERENCE: &str = "KILN.sha256";
 
+/// [`write_tar`] with the digest of every file's content beside it (a
+/// [`CONTENT_REFERENCE`] record on a member that carries its bytes), for a
+/// reader that trusts this writer and need not hash them again
+/// (`load_tar_given_digests`: kiln's sandbox receiving the build's tree).
+pub fn write_tar_with_digests<W: Write>(tree: &Tree, store: &Store, out: W) -> Result<W> {
+    write_members(tree, store, 0, out, &|_| {}, &|_| false, true)
+}
+
 /// [`write_tar`] for a reader that already holds some contents: a file
 /// whose digest `known` accepts goes as a member of size 0 that names its
 /// content by digest ([`CONTENT_REFERENCE`]). Only kiln's own exchange with
@@ -55,11 +63,24 @@ pub fn write_tar_referring<W: Write>(
     on_bytes: &dyn Fn(u64),
     known: &dyn Fn(&crate::Digest) -> bool,
 ) -> Result<W> {
+    write_members(tree, store, mtime, out, on_bytes, known, false)
+}
+
+fn write_members<W: Write>(
+    tree: &Tree,
+    store: &Store,
+    mtime: u64,
+    out: W,
+    on_bytes: &dyn Fn(u64),
+    known: &dyn Fn(&crate::Digest) -> bool,
+    with_digests: bool,
+) -> Result<W> {
     let mut writer = TarWriter {
         out,
         written: 0,
         mtime,
         buf: vec![0u8; 256 * 1024],
+        with_digests,
     };
     for (path, entry) in tree.iter() {
         writer
@@ -75,6 +96,8 @@ struct TarWriter<W> {
     mtime: u64,
     /// For copying contents: one buffer for the whole archive.
     buf: Vec<u8>,
+    /// Whether carried contents have their digest beside them.
+    with_digests: bool,
 }
 
 /// The header fields of one member before encoding.
@@ -147,7 +170,11 @@ impl<W: Write> TarWriter<W> {
             link_name,
             device,
         };
-        let pax = pax_records(&member, entry, referred);
+        let digest = match &entry.kind {
+            Kind::File { digest, .. } if referred.is_some() || self.with_digests => Some(*digest),
+            _ => None,
+        };
+        let pax = pax_records(&member, entry, digest);
         if !pax.is_empty() {
             self.pax_header(&member.name, &pax)?;
         }
@@ -273,9 +300,9 @@ fn truncate_on_char_boundary(s: &mut String, max: usize) {
 
 /// The pax records a member needs, sorted by key: whatever does not fit
 /// ustar's fields, plus xattrs.
-fn pax_records(m: &Member<'_>, entry: &Entry, referred: Option<crate::Digest>) -> Vec<u8> {
+fn pax_records(m: &Member<'_>, entry: &Entry, digest: Option<crate::Digest>) -> Vec<u8> {
     let mut records: Vec<(String, Vec<u8>)> = Vec::new();
-    if let Some(digest) = referred {
+    if let Some(digest) = digest {
         records.push((CONTENT_REFERENCE.into(), digest.hex().into_bytes()));
     }
     if m.name.len() > 100 {
